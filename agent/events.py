@@ -1,0 +1,93 @@
+"""Events: small frozen, keyword-only dataclasses that every front end understands.
+
+A turn yields step events (TextDelta ... ReplyDone); doors (chat, voice, schedule) put
+request events on the daemon's queue. `to_dict`/`from_dict` give their JSON form.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+_frozen = dataclass(frozen=True, kw_only=True)
+
+
+@_frozen
+class TextDelta:
+    """A piece of the reply as it streams."""
+
+    text: str
+
+
+@_frozen
+class ThinkingDelta:
+    """A piece of the model's thinking (shown dimmed, if at all)."""
+
+    text: str
+
+
+@_frozen
+class ToolStarted:
+    call_id: str
+    name: str
+    arguments: dict
+    risk: str
+
+
+@_frozen
+class ToolFinished:
+    call_id: str
+    name: str
+    result: str
+    ok: bool
+    duration_s: float
+
+
+@_frozen
+class Note:
+    """Something the user should know that is not part of the reply (a bad tool call, a guard)."""
+
+    text: str
+    level: str = "warning"
+
+
+@_frozen
+class TurnStats:
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    model_calls: int = 0
+    tokens_per_s: float = 0.0
+    time_to_first_token_s: float = 0.0
+    prefix_hit: bool = False
+    prefix_tokens_reused: int = 0
+    duration_s: float = 0.0
+
+
+@_frozen
+class ReplyDone:
+    """The turn is over: the final reply text and how it went."""
+
+    text: str
+    stopped_by: str = "done"  # done | guard | cancelled | error
+    stats: TurnStats = field(default_factory=TurnStats)
+
+
+StepEvent = TextDelta | ThinkingDelta | ToolStarted | ToolFinished | Note | ReplyDone
+STEP_EVENTS: dict[str, type] = {
+    cls.__name__: cls for cls in (TextDelta, ThinkingDelta, ToolStarted, ToolFinished, Note, ReplyDone)
+}
+
+
+def to_dict(event: Any) -> dict:
+    """JSON-ready form of an event, with its type name."""
+    return {"type": type(event).__name__, **dataclasses.asdict(event)}
+
+
+def from_dict(data: dict) -> Any:
+    """Rebuild a step event from `to_dict` output; KeyError/TypeError on a bad payload."""
+    data = dict(data)
+    cls = STEP_EVENTS[data.pop("type")]
+    if cls is ReplyDone and isinstance(data.get("stats"), dict):
+        data["stats"] = TurnStats(**data["stats"])
+    return cls(**data)
