@@ -1,0 +1,238 @@
+"""The wire format: JSON lines, one frame per line, each with `"v": 1` and a `"type"`.
+
+Requests (client -> daemon) are pydantic models in one discriminated union; events
+(daemon -> client) are the step events of `agent.events` tagged with the request id, plus
+the few protocol events below. `FrameDecoder` turns a byte stream into frames without
+ever raising on bad input, so one garbled line costs one error event, not the connection.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from agent import events
+
+VERSION = 1
+MAX_FRAME = 1 << 20  # bytes in one line, newline excluded
+
+RequestId = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class ProtocolError(ValueError):
+    """A frame that cannot be understood; the message names the problem."""
+
+    def __init__(self, message: str, request_id: str | None = None):
+        super().__init__(message)
+        self.request_id = request_id
+
+
+class _Frame(BaseModel):
+    # strict: "yes" is not a bool and "5" is not an int; extra: a typo'd field is an error
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    v: int
+
+    @field_validator("v")
+    @classmethod
+    def _known_version(cls, v: int) -> int:
+        if v != VERSION:
+            raise ValueError(f"unsupported protocol version {v!r} (this daemon speaks {VERSION})")
+        return v
+
+
+class Send(_Frame):
+    type: Literal["send"]
+    id: RequestId
+    text: Annotated[str, Field(max_length=MAX_FRAME)]
+    conversation_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    thinking: bool | None = None
+
+
+class Cancel(_Frame):
+    type: Literal["cancel"]
+    id: RequestId
+
+
+class History(_Frame):
+    type: Literal["history"]
+    id: RequestId | None = None
+    conversation_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None  # None: latest
+    limit: Annotated[int, Field(ge=1, le=1000)] = 20
+
+
+class Confirm(_Frame):
+    type: Literal["confirm"]
+    id: RequestId
+    approve: bool
+
+
+class Status(_Frame):
+    type: Literal["status"]
+    id: RequestId | None = None
+
+
+class Reload(_Frame):
+    type: Literal["reload"]
+    id: RequestId | None = None
+
+
+Request = Annotated[Union[Send, Cancel, History, Confirm, Status, Reload], Field(discriminator="type")]
+_requests: TypeAdapter = TypeAdapter(Request)
+
+
+class ConfirmRequest(_Frame):
+    type: Literal["confirm_request"] = "confirm_request"
+    id: RequestId
+    tool: str
+    arguments: dict
+    risk: str
+    timeout_s: float
+
+
+class Error(_Frame):
+    type: Literal["error"] = "error"
+    id: str | None = None
+    message: str
+
+
+class StatusReport(_Frame):
+    type: Literal["status"] = "status"
+    id: str | None = None
+    status: dict
+
+
+class HistoryReport(_Frame):
+    type: Literal["history"] = "history"
+    id: str | None = None
+    conversation_id: str | None = None
+    messages: list[dict]
+
+
+ServerEvent = Annotated[Union[ConfirmRequest, Error, StatusReport, HistoryReport], Field(discriminator="type")]
+_server_events: TypeAdapter = TypeAdapter(ServerEvent)
+
+
+def encode(frame: BaseModel | dict) -> bytes:
+    """One frame as a JSON line."""
+    data = frame.model_dump() if isinstance(frame, BaseModel) else frame
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+def event_frame(request_id: str, event: Any) -> dict:
+    """A step event as a frame tagged with the request it belongs to."""
+    return {"v": VERSION, "id": request_id, **events.to_dict(event)}
+
+
+def parse_request(line: bytes) -> Any:
+    """Validate one line as a request model; ProtocolError names what is wrong."""
+    data = _load_object(line)
+    try:
+        return _requests.validate_python(data)
+    except ValidationError as exc:
+        raise ProtocolError(describe(exc), _id_of(data)) from None
+
+
+def parse_event(line: bytes) -> tuple[str | None, Any]:
+    """Decode one daemon frame into (request id, step event or protocol event model)."""
+    data = _load_object(line)
+    request_id = _id_of(data)
+    if data.get("type") in events.STEP_EVENTS:
+        payload = {k: v for k, v in data.items() if k not in ("v", "id")}
+        try:
+            return request_id, events.from_dict(payload)
+        except (KeyError, TypeError) as exc:
+            raise ProtocolError(f"bad {data['type']} event: {exc}", request_id) from None
+    try:
+        return request_id, _server_events.validate_python(data)
+    except ValidationError as exc:
+        raise ProtocolError(describe(exc), request_id) from None
+
+
+def _load_object(line: bytes) -> dict:
+    try:
+        data = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"invalid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(f"a frame must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _id_of(data: dict) -> str | None:
+    value = data.get("id")
+    return value if isinstance(value, str) and 0 < len(value) <= 128 else None
+
+
+def describe(exc: ValidationError) -> str:
+    """A short, human account of a validation error, naming each bad field."""
+    parts = []
+    for err in exc.errors():
+        kind, ctx = err["type"], err.get("ctx") or {}
+        field = ".".join(str(p) for p in err["loc"][1:]) or "frame"
+        if kind == "union_tag_not_found":
+            parts.append("missing field 'type'")
+        elif kind == "union_tag_invalid":
+            parts.append(f"unknown type {ctx.get('tag')!r} (known: {ctx.get('expected_tags')})")
+        elif kind == "missing":
+            parts.append(f"missing field {field!r}")
+        elif kind == "extra_forbidden":
+            parts.append(f"unknown field {field!r}")
+        else:
+            message = err["msg"].removeprefix("Value error, ")
+            parts.append(f"field {field!r}: {message} (got {_short(err.get('input'))})")
+    return f"{exc.title.split('[')[0].lower() if False else ''}{'; '.join(parts)}"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class FrameTooLong:
+    """Marker the decoder yields in place of a line longer than the limit."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __repr__(self) -> str:
+        return f"FrameTooLong({self.size})"
+
+
+class FrameDecoder:
+    """Split a byte stream into lines; an over-long line is skipped up to its newline."""
+
+    def __init__(self, limit: int = MAX_FRAME):
+        self.limit = limit
+        self._buffer = bytearray()
+        self._skipped = 0  # bytes of an over-long line dropped so far; 0 when not skipping
+
+    def feed(self, data: bytes) -> list[bytes | FrameTooLong]:
+        """Take more bytes; return the complete lines (blank ones left out)."""
+        out: list[bytes | FrameTooLong] = []
+        self._buffer += data
+        while True:
+            newline = self._buffer.find(b"\n")
+            if self._skipped:
+                if newline < 0:
+                    self._skipped += len(self._buffer)
+                    self._buffer.clear()
+                    return out
+                out.append(FrameTooLong(self._skipped + newline))
+                self._skipped = 0
+                del self._buffer[: newline + 1]
+                continue
+            if newline < 0:
+                if len(self._buffer) > self.limit:
+                    # keep memory bounded: drop the head now, report when the line ends
+                    self._skipped = len(self._buffer)
+                    self._buffer.clear()
+                return out
+            line = bytes(self._buffer[:newline])
+            del self._buffer[: newline + 1]
+            if len(line) > self.limit:
+                out.append(FrameTooLong(len(line)))
+            elif line.strip():
+                out.append(line)

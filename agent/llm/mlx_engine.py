@@ -1,0 +1,222 @@
+"""The MLX backend: loads a local model folder and streams generations from one thread.
+
+One dedicated thread owns MLX (as in mlx-lm's server): loading, prefill and decoding all
+happen there, so generation is serialised and the asyncio loop never blocks. Each model call
+starts from a copy of the prefilled system-prompt + tool-schema cache (see prefix_cache.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
+
+from agent.llm.prefix_cache import PrefixCache
+from agent.llm.stream import Tags
+
+
+class ModelLoadError(RuntimeError):
+    """A model folder exists but cannot be loaded."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling parameters (Qwen3.5's recommended non-thinking defaults unless configured)."""
+
+    temperature: float = 0.7
+    top_p: float = 0.8
+    top_k: int = 20
+    min_p: float = 0.0
+    presence_penalty: float = 1.5
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A decoded piece of text from the model."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The end of one model call, with its figures."""
+
+    finish_reason: str  # stop | length | cancelled
+    prompt_tokens: int
+    generated_tokens: int
+    tokens_per_s: float
+    time_to_first_token_s: float
+    prefix_hit: bool
+    prefix_tokens_reused: int
+
+
+@dataclass(frozen=True)
+class ToolFormat:
+    """How this model writes tool calls: tags and mlx-lm's parser for the body."""
+
+    tags: Tags
+    parse: Callable[[str, list[dict] | None], dict]
+
+
+@dataclass
+class Request:
+    messages: list[dict]
+    tools: list[dict]
+    thinking: bool
+    max_tokens: int
+    sampling: Sampling
+    logits_processors: list = field(default_factory=list)
+
+
+class MLXEngine:
+    """A loaded MLX model; `stream()` is safe to call from the asyncio loop."""
+
+    def __init__(self, path: Path, *, prefill_step_size: int = 2048, seed: int | None = None):
+        self.path = Path(path)
+        self.name = self.path.name
+        self.prefill_step_size = prefill_step_size
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlx")
+        self._seed = seed
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.prefix_cache: PrefixCache | None = None
+        self._executor.submit(self._load).result()
+        self.tool_format = self._tool_format()
+
+    def _load(self) -> None:
+        import mlx.core as mx
+        from mlx_lm import load
+
+        if self._seed is not None:
+            mx.random.seed(self._seed)
+        try:
+            self.model, self.tokenizer = load(str(self.path))
+        except Exception as exc:  # mlx-lm raises many kinds; the user needs one message
+            raise ModelLoadError(
+                f"cannot load the MLX model in {self.path}: {exc}. "
+                "Check that the folder is a complete MLX model (config.json, *.safetensors, "
+                "tokenizer files), or pull one with `agentd model pull qwen3.5-4b`."
+            ) from exc
+        self.prefix_cache = PrefixCache(self.model, step_size=self.prefill_step_size)
+
+    def _tool_format(self) -> ToolFormat:
+        tok = self.tokenizer
+        if tok.tool_parser is None or not tok.has_tool_calling:
+            raise ModelLoadError(
+                f"the model in {self.path} has no tool-calling chat template that mlx-lm "
+                "recognises; agentd needs one (Qwen3.5 or a Hermes-style template)"
+            )
+        tags = Tags(
+            tool_start=tok.tool_call_start,
+            tool_end=tok.tool_call_end,
+            think_start=tok.think_start or "<think>",
+            think_end=tok.think_end or "</think>",
+        )
+        return ToolFormat(tags=tags, parse=tok.tool_parser)
+
+    def render(self, messages: list[dict], tools: list[dict] | None, *, thinking: bool, generation_prompt: bool = True) -> str:
+        """The prompt text the chat template makes of these messages."""
+        return self.tokenizer.apply_chat_template(
+            messages,
+            tools=tools or None,
+            tokenize=False,
+            add_generation_prompt=generation_prompt,
+            enable_thinking=thinking,
+        )
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    async def stream(self, request: Request, cancel: threading.Event | None = None) -> AsyncIterator[Chunk | Finished]:
+        """Generate on the MLX thread; yield text chunks, then one Finished."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        cancel = cancel or threading.Event()
+
+        def put(item: Any) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        future = loop.run_in_executor(self._executor, self._generate, request, cancel, put)
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    break
+                yield item
+            await future  # re-raises an exception from the MLX thread
+        finally:
+            cancel.set()  # the consumer stopped early: let the MLX thread finish its token
+
+    def _generate(self, request: Request, cancel: threading.Event, put: Callable[[Any], None]) -> None:
+        try:
+            for item in self.generate_sync(request, cancel):
+                put(item)
+        finally:
+            put(None)
+
+    def generate_sync(self, request: Request, cancel: threading.Event | None = None):
+        """The generation itself; runs on the MLX thread (benchmarks call it directly there)."""
+        from mlx_lm import stream_generate
+        from mlx_lm.sample_utils import make_logits_processors, make_sampler
+
+        system, rest = _split_system(request.messages)
+        prefix_text = self.render(system, request.tools, thinking=request.thinking, generation_prompt=False) if system or request.tools else ""
+        full_text = self.render(request.messages, request.tools, thinking=request.thinking)
+        tokens = self.encode(full_text)
+        cache, reused, hit = self.prefix_cache.fetch(self, prefix_text, full_text, tokens)
+
+        s = request.sampling
+        sampler = make_sampler(temp=s.temperature, top_p=s.top_p, min_p=s.min_p, top_k=s.top_k)
+        processors = list(request.logits_processors)
+        if s.presence_penalty:
+            processors += make_logits_processors(presence_penalty=s.presence_penalty)
+
+        start = time.perf_counter()
+        first = None
+        count, reason, tps = 0, "stop", 0.0
+        for response in stream_generate(
+            self.model,
+            self.tokenizer,
+            tokens[reused:],
+            max_tokens=request.max_tokens,
+            sampler=sampler,
+            logits_processors=processors or None,
+            prompt_cache=cache,
+            prefill_step_size=self.prefill_step_size,
+        ):
+            if first is None:
+                first = time.perf_counter() - start
+            count, tps = response.generation_tokens, response.generation_tps
+            if response.text:
+                yield Chunk(response.text)
+            if response.finish_reason:
+                reason = response.finish_reason
+            if cancel is not None and cancel.is_set():
+                reason = "cancelled"
+                break
+        yield Finished(
+            finish_reason=reason,
+            prompt_tokens=len(tokens),
+            generated_tokens=count,
+            tokens_per_s=tps,
+            time_to_first_token_s=first or 0.0,
+            prefix_hit=hit,
+            prefix_tokens_reused=reused if hit else 0,
+        )
+
+    def run_on_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run fn(*args) on the MLX thread and wait (for benchmarks and tests)."""
+        return self._executor.submit(fn, *args).result()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+def _split_system(messages: list[dict]) -> tuple[list[dict], list[dict]]:
+    if messages and messages[0].get("role") == "system":
+        return messages[:1], messages[1:]
+    return [], messages

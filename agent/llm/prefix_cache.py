@@ -1,0 +1,82 @@
+"""Prefill the fixed system prompt + tool schemas once; start every model call from a copy.
+
+Qwen3.5's Gated-DeltaNet layers keep an ArraysCache that cannot be trimmed back to a
+shorter prompt, so the cache of the prefix is kept pristine and each call works on a deep
+copy of it. The prefix holds no clock or other per-turn text, so it stays byte-identical
+between turns and is rebuilt only when the instructions or the tool set change.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PrefixStats:
+    hits: int = 0
+    misses: int = 0
+    builds: int = 0
+    tokens_reused: int = 0
+
+
+class PrefixCache:
+    """One prefilled prefix (the current system prompt + tools) and its counters."""
+
+    def __init__(self, model: Any, *, step_size: int = 2048, enabled: bool = True):
+        self.model = model
+        self.step_size = step_size
+        self.enabled = enabled
+        self.stats = PrefixStats()
+        self._tokens: list[int] | None = None
+        self._cache: list | None = None
+
+    def fetch(self, engine: Any, prefix_text: str, full_text: str, tokens: list[int]) -> tuple[list, int, bool]:
+        """Return (cache to generate with, prompt tokens it already holds, was it a hit)."""
+        from mlx_lm.models.cache import make_prompt_cache
+
+        prefix = self._usable_prefix(engine, prefix_text, full_text, tokens)
+        if prefix is None:
+            self.stats.misses += 1
+            return make_prompt_cache(self.model), 0, False
+        hit = prefix == self._tokens
+        if hit:
+            self.stats.hits += 1
+            self.stats.tokens_reused += len(prefix)
+        else:
+            self.stats.misses += 1
+            self._build(prefix)
+        return copy.deepcopy(self._cache), len(prefix), hit
+
+    def _usable_prefix(self, engine: Any, prefix_text: str, full_text: str, tokens: list[int]) -> list[int] | None:
+        # The prefix must be a token-exact head of the prompt and leave something to feed.
+        if not self.enabled or not prefix_text or not full_text.startswith(prefix_text):
+            return None
+        if self._tokens is not None and tokens[: len(self._tokens)] == self._tokens and len(tokens) > len(self._tokens):
+            return self._tokens
+        prefix = engine.encode(prefix_text)
+        if tokens[: len(prefix)] != prefix or len(tokens) <= len(prefix):
+            log.debug("prefix tokens are not a head of the prompt tokens; no prefix cache")
+            return None
+        return prefix
+
+    def _build(self, prefix: list[int]) -> None:
+        import mlx.core as mx
+        from mlx_lm.models.cache import make_prompt_cache
+
+        cache = make_prompt_cache(self.model)
+        for start in range(0, len(prefix), self.step_size):
+            chunk = mx.array(prefix[start : start + self.step_size])[None]
+            self.model(chunk, cache=cache)
+            mx.eval([c.state for c in cache])
+        self._tokens, self._cache = list(prefix), cache
+        self.stats.builds += 1
+        log.info("prefix cache built: %d tokens", len(prefix))
+
+    def clear(self) -> None:
+        """Forget the prefix (tools or instructions changed)."""
+        self._tokens, self._cache = None, None
