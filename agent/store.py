@@ -10,11 +10,12 @@ API (every write is one transaction; times are aware UTC datetimes):
     add_message(conversation_id, message: dict) -> None
     add_messages(conversation_id, messages: Iterable[dict]) -> None     # all or nothing
     messages(conversation_id, limit=None) -> list[dict]                # oldest first; limit = last N
+    has_conversation(conversation_id) -> bool
     conversations(limit=20) -> list[ConversationSummary]               # most recently updated first
     latest_conversation(source=None) -> str | None                     # None = any source
 
     # memory: long-term facts, searched with FTS5 (bm25)
-    remember(text, source="user") -> int                               # the fact's id (same id for a repeat)
+    remember(text, source="user") -> int                               # id; a repeat keeps its id
     recall(query, limit=5) -> list[Fact]                               # facts with ANY of the words, best first
     all_facts() -> list[Fact]                                          # oldest first
     forget(fact_id) -> bool
@@ -202,32 +203,29 @@ class Store:
     # -- plumbing ---------------------------------------------------------------------------
 
     def _configure(self) -> None:
+        # First: another process (`agentd jobs`, a second client) may hold the lock briefly.
+        self._db.execute("PRAGMA busy_timeout = 5000")
         self._db.execute("PRAGMA journal_mode = WAL")
         # NORMAL is crash-safe in WAL mode (a commit is atomic); a power cut may only lose
         # the last few commits, which is a fair price for not fsyncing every audit row.
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.execute("PRAGMA foreign_keys = ON")
-        # Another process (`agentd jobs`, a second client) may hold the write lock briefly.
-        self._db.execute("PRAGMA busy_timeout = 5000")
 
     def _migrate(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path} has schema version {version}, newer than this agentd "
-                f"understands ({SCHEMA_VERSION}); upgrade agentd"
-            )
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            # executescript runs the whole step inside our BEGIN, so a failed step leaves
-            # the previous version intact; user_version is part of the same transaction.
-            try:
-                self._db.executescript(
-                    f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;"
+        # The version is read inside the write transaction: a second process opening the
+        # same new file waits here and then finds the schema already made.
+        with self._write() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} has schema version {version}, newer than this agentd "
+                    f"understands ({SCHEMA_VERSION}); upgrade agentd"
                 )
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                # Statement by statement: executescript would commit our transaction first.
+                for statement in _statements(script):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number}")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -290,15 +288,20 @@ class Store:
                     )
 
     def messages(self, conversation_id: str, limit: int | None = None) -> list[dict]:
-        """A conversation's messages, oldest first; with `limit`, only the last `limit` of them."""
-        if not self._read("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)):
-            raise KeyError(f"no conversation {conversation_id!r}")
+        """A conversation's messages, oldest first; with `limit`, only the last `limit` of them.
+
+        An unknown conversation has no messages; `has_conversation` tells the two apart.
+        """
         rows = self._read(
             "SELECT body FROM (SELECT id, body FROM messages WHERE conversation_id = ?"
             " ORDER BY id DESC LIMIT ?) ORDER BY id",
             (conversation_id, -1 if limit is None else max(limit, 0)),
         )
         return [json.loads(body) for (body,) in rows]
+
+    def has_conversation(self, conversation_id: str) -> bool:
+        """Whether a conversation with this id exists."""
+        return bool(self._read("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)))
 
     def conversations(self, limit: int = 20) -> list[ConversationSummary]:
         """The most recently updated conversations, newest first."""
@@ -433,6 +436,18 @@ def fts_query(text: str, *, join: str) -> str | None:
         return None
     # \w+ never contains a double quote, so quoting cannot be broken out of.
     return f" {join} ".join(f'"{w}"' for w in unique)
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a migration script into statements (triggers' inner semicolons included)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending.strip()
+            pending = ""
+    if pending.strip():
+        yield pending.strip()  # a trailing comment runs as nothing; a broken statement raises
 
 
 def _check_message(message: dict) -> str:

@@ -117,7 +117,8 @@ class Agent:
         cancel: asyncio.Event | None = None,
     ) -> AsyncIterator[StepEvent]:
         """Run one turn for the user's text; yield step events, ending with ReplyDone."""
-        conversation_id = conversation_id or self._new_conversation(who)
+        if conversation_id is None or not self._known(conversation_id):
+            conversation_id = self._new_conversation(who)
         history = self._history(conversation_id)
         self._save(conversation_id, {"role": "user", "content": text})
         messages = [{"role": "system", "content": self.system_prompt()}, *history, {"role": "user", "content": text}]
@@ -130,6 +131,14 @@ class Agent:
         if self.store is not None:
             return self.store.new_conversation(source=who.split(":")[0])
         return uuid.uuid4().hex
+
+    def _known(self, conversation_id: str) -> bool:
+        if self.store is None:
+            return True  # in-memory conversations are created on first use
+        if self.store.has_conversation(conversation_id):
+            return True
+        log.warning("unknown conversation %r; starting a new one", conversation_id)
+        return False
 
     def _history(self, conversation_id: str) -> list[dict]:
         """The last messages of the conversation, starting at a user message."""
@@ -263,7 +272,7 @@ class TurnRun:
             call.error = f"Your tool call was not complete ({why}). Write it again, complete and shorter."
             return call
         try:
-            parsed = self.agent.llm.tool_format.parse(body, self.agent.registry.schemas())
+            parsed = self._parse_body(body)
             call.name, call.arguments = str(parsed["name"]), parsed.get("arguments", {})
         except Exception as exc:  # parsers raise ValueError, JSONDecodeError, KeyError, TypeError...
             call.error = f"Your tool call could not be parsed ({type(exc).__name__}: {exc}). Use the exact tool-call format."
@@ -274,6 +283,15 @@ class TurnRun:
             except json.JSONDecodeError:
                 pass
         return call
+
+    def _parse_body(self, body: str) -> dict:
+        parse = self.agent.llm.tool_format.parse
+        try:
+            return parse(body, self.agent.registry.schemas())
+        except ValueError:
+            # mlx-lm's parser converts values by schema type and raises on e.g. "two" for an
+            # integer; parse untyped so validation can name the argument that is wrong.
+            return parse(body, None)
 
     async def _run_calls(self, messages: list[dict], text: str, calls: list[_Call]) -> AsyncIterator[Any]:
         """Execute the calls of one model message (or explain what was wrong with them)."""

@@ -234,3 +234,21 @@ def test_history_is_kept_between_turns_of_a_conversation():
     assert roles == ["system", "user", "assistant", "user"]
     assert llm.requests[1].messages[2]["content"] == "First answer."
     assert done(first).text == "First answer."
+
+
+def test_store_keeps_the_conversation_and_audits_every_call(tmp_path):
+    from agent.store import Store
+
+    store = Store(tmp_path / "agentd.db")
+    agent, _ = make_agent([xml_call("nope"), xml_call("add", a=1, b=2), xml_call("unlock", door="back"), "Done."], store=store)
+    events = run(agent, "add and unlock", conversation_id="not-a-real-id")
+    assert done(events).text == "Done."
+    store.close()
+
+    reopened = Store(tmp_path / "agentd.db")  # a restart keeps everything
+    conversation = reopened.latest_conversation()
+    roles = [m["role"] for m in reopened.messages(conversation)]
+    assert roles == ["user", "assistant", "tool", "assistant", "tool", "assistant", "tool", "assistant"]
+    outcomes = {(e.tool, e.outcome) for e in reopened.audit_entries()}
+    assert outcomes == {("nope", "invalid"), ("add", "ok"), ("unlock", "denied")}
+    reopened.close()

@@ -12,7 +12,7 @@ from agent.tools import ToolContext, ToolError, tool
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
            "September", "October", "November", "December")
-# Config values that mean "the machine's own zone".
+# Words (in the config, or from the model) that mean "no particular zone: the usual one".
 _LOCAL = {"", "local", "system", "auto"}
 
 
@@ -24,9 +24,10 @@ def get_current_time(ctx: ToolContext, timezone: str | None = None) -> str:
         timezone: Only to ask about another place: a city or IANA zone such as "Tokyo" or
             "America/New_York". Leave empty for the user's own time.
     """
-    zone = _find_zone(timezone) if timezone and timezone.strip() else user_zone(ctx)
+    asked = (timezone or "").strip()
+    zone = user_zone(ctx) if asked.lower() in _LOCAL else _find_zone(asked)
     now = ctx.clock.now()
-    return describe(now.astimezone(zone) if zone else now.astimezone())
+    return describe(now.astimezone(zone) if zone else now)
 
 
 def user_zone(ctx: ToolContext) -> tzinfo | None:
@@ -34,7 +35,7 @@ def user_zone(ctx: ToolContext) -> tzinfo | None:
     agent_settings = getattr(ctx.settings, "agent", None)
     name = getattr(agent_settings, "timezone", None)
     if name is None or str(name).strip().lower() in _LOCAL:
-        return ctx.clock.now().tzinfo
+        return None
     try:
         return zoneinfo.ZoneInfo(str(name).strip())
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -53,13 +54,14 @@ def describe(moment: datetime) -> str:
 
 
 def _zone_label(moment: datetime) -> str:
+    """'Europe/London (BST, UTC+01:00)', 'CET (UTC+01:00)', 'UTC+02:00' or 'UTC'."""
     offset = moment.strftime("%z")  # "+0100"
     utc = f"UTC{offset[:3]}:{offset[3:]}" if offset else "UTC"
     key = getattr(moment.tzinfo, "key", None)  # ZoneInfo has a name; fixed offsets do not
-    abbreviation = moment.tzname()
-    if key:
-        return f"{key} ({abbreviation}, {utc})" if abbreviation and abbreviation != key else f"{key} ({utc})"
-    return f"{abbreviation} ({utc})" if abbreviation and abbreviation != utc else utc
+    names = [n for n in dict.fromkeys((key, moment.tzname())) if n and n not in (utc, "UTC")]
+    if not names:
+        return "UTC" if offset in ("", "+0000") else utc
+    return f"{names[0]} ({', '.join([*names[1:], utc])})"
 
 
 def _find_zone(name: str) -> tzinfo:

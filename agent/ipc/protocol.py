@@ -21,12 +21,17 @@ MAX_FRAME = 1 << 20  # bytes in one line, newline excluded
 RequestId = Annotated[str, Field(min_length=1, max_length=128)]
 
 
-class ProtocolError(ValueError):
-    """A frame that cannot be understood; the message names the problem."""
+class RequestError(ValueError):
+    """A request the daemon cannot carry out; the message goes back in an error event."""
 
-    def __init__(self, message: str, request_id: str | None = None):
+    def __init__(self, message: str, request_id: str | None = None, about: str | None = None):
         super().__init__(message)
         self.request_id = request_id
+        self.about = about
+
+
+class ProtocolError(RequestError):
+    """A frame that cannot be understood; the message names the problem."""
 
 
 class _Frame(BaseModel):
@@ -92,9 +97,18 @@ class ConfirmRequest(_Frame):
     timeout_s: float
 
 
+class Started(_Frame):
+    """A queued request has begun to run, in this conversation."""
+
+    type: Literal["started"] = "started"
+    id: RequestId
+    conversation_id: str | None = None
+
+
 class Error(_Frame):
     type: Literal["error"] = "error"
     id: str | None = None
+    about: str | None = None  # the type of the request it answers, when known
     message: str
 
 
@@ -111,7 +125,9 @@ class HistoryReport(_Frame):
     messages: list[dict]
 
 
-ServerEvent = Annotated[Union[ConfirmRequest, Error, StatusReport, HistoryReport], Field(discriminator="type")]
+ServerEvent = Annotated[
+    Union[ConfirmRequest, Started, Error, StatusReport, HistoryReport], Field(discriminator="type")
+]
 _server_events: TypeAdapter = TypeAdapter(ServerEvent)
 
 
@@ -132,7 +148,8 @@ def parse_request(line: bytes) -> Any:
     try:
         return _requests.validate_python(data)
     except ValidationError as exc:
-        raise ProtocolError(describe(exc), _id_of(data)) from None
+        about = data.get("type") if isinstance(data.get("type"), str) else None
+        raise ProtocolError(describe(exc), _id_of(data), about) from None
 
 
 def parse_event(line: bytes) -> tuple[str | None, Any]:
@@ -161,6 +178,11 @@ def _load_object(line: bytes) -> dict:
     return data
 
 
+def error_for(exc: RequestError) -> Error:
+    """The error event that answers a failed request."""
+    return Error(v=VERSION, id=exc.request_id, about=exc.about, message=str(exc))
+
+
 def _id_of(data: dict) -> str | None:
     value = data.get("id")
     return value if isinstance(value, str) and 0 < len(value) <= 128 else None
@@ -170,20 +192,21 @@ def describe(exc: ValidationError) -> str:
     """A short, human account of a validation error, naming each bad field."""
     parts = []
     for err in exc.errors():
-        kind, ctx = err["type"], err.get("ctx") or {}
-        field = ".".join(str(p) for p in err["loc"][1:]) or "frame"
+        kind, ctx, loc = err["type"], err.get("ctx") or {}, err["loc"]
+        field = ".".join(str(p) for p in loc[1:]) or "frame"
+        prefix = f"{loc[0]}: " if loc else ""
         if kind == "union_tag_not_found":
             parts.append("missing field 'type'")
         elif kind == "union_tag_invalid":
             parts.append(f"unknown type {ctx.get('tag')!r} (known: {ctx.get('expected_tags')})")
         elif kind == "missing":
-            parts.append(f"missing field {field!r}")
+            parts.append(f"{prefix}missing field {field!r}")
         elif kind == "extra_forbidden":
-            parts.append(f"unknown field {field!r}")
+            parts.append(f"{prefix}unknown field {field!r}")
         else:
             message = err["msg"].removeprefix("Value error, ")
-            parts.append(f"field {field!r}: {message} (got {_short(err.get('input'))})")
-    return f"{exc.title.split('[')[0].lower() if False else ''}{'; '.join(parts)}"
+            parts.append(f"{prefix}field {field!r}: {message} (got {_short(err.get('input'))})")
+    return "; ".join(parts)
 
 
 def _short(value: Any) -> str:

@@ -1,0 +1,101 @@
+"""Assemble a working agent from settings: model, tools, store, clock.
+
+Every front end (the CLI's `ask`, the daemon, `eval`, benchmarks) builds its agent here, so
+they all run the same code path as a user does.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.tools import SystemClock, ToolRegistry
+from agent.turn import Agent, TurnLimits
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class App:
+    """A built agent and the parts front ends report on."""
+
+    agent: Agent
+    engine: Any
+    store: Any
+    model_note: str
+    is_demo: bool
+
+    def close(self) -> None:
+        self.engine.close()
+        if self.store is not None:
+            self.store.close()
+
+
+def core_registry() -> ToolRegistry:
+    """The core tools every install has."""
+    from tools import CORE_TOOL_MODULES
+
+    registry = ToolRegistry()
+    for name in CORE_TOOL_MODULES:
+        registry.add_module(importlib.import_module(name))
+    return registry
+
+
+def sampling_from(config: Any):
+    """Sampling parameters from a settings block."""
+    from agent.llm.mlx_engine import Sampling
+
+    return Sampling(
+        temperature=config.temperature,
+        top_p=config.top_p,
+        top_k=config.top_k,
+        min_p=config.min_p,
+        presence_penalty=config.presence_penalty,
+    )
+
+
+def limits_from(settings: Any) -> TurnLimits:
+    a = settings.agent
+    return TurnLimits(
+        max_model_calls=a.max_model_calls,
+        max_repeated_calls=a.max_repeated_calls,
+        timeout_s=a.turn_timeout_s,
+        tool_output_max_chars=a.tool_output_max_chars,
+        history_messages=a.history_messages,
+        max_tokens=settings.model.max_tokens,
+    )
+
+
+def clock_from(settings: Any) -> SystemClock:
+    return SystemClock(settings.agent.tzinfo())
+
+
+def build_app(settings: Any, home: Path, *, with_store: bool = True) -> App:
+    """Load the configured model (or the demo model) and wire the agent to it."""
+    from agent.home import models_dir
+    from agent.llm.catalog import find_model
+    from agent.llm.mlx_engine import MLXEngine
+
+    choice = find_model(settings.model.path, models_dir(home), settings.model.preset)
+    engine = MLXEngine(choice.path, prefill_step_size=settings.model.prefill_step_size, seed=settings.model.seed)
+    store = None
+    if with_store:
+        from agent.store import Store
+
+        store = Store.open_in(home)
+    agent = Agent(
+        llm=engine,
+        registry=core_registry(),
+        system_prompt=settings.agent.system_prompt,
+        store=store,
+        settings=settings,
+        clock=clock_from(settings),
+        limits=limits_from(settings),
+        sampling=sampling_from(settings.model),
+        thinking_sampling=sampling_from(settings.model.thinking_sampling),
+        thinking=settings.model.thinking,
+    )
+    return App(agent=agent, engine=engine, store=store, model_note=choice.reason, is_demo=choice.is_demo)

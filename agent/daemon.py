@@ -1,0 +1,361 @@
+"""The daemon: one event loop that owns the socket, the turn queue and the services.
+
+A confirm-tier tool pauses its turn until the person who asked says yes; anything else (no
+answer in time, the client gone, a scheduled job with nobody to ask) is a no, and every
+decision goes to the audit hook. SIGTERM/SIGINT stop it cleanly; SIGHUP reloads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import json
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+from agent.events import ReplyDone
+from agent.home import socket_path as default_socket_path
+from agent.ipc import protocol as p
+from agent.ipc.server import AlreadyRunning, Connection, Server
+from agent.runtime import HomeLock, setup_logging, supervise
+from agent.turnqueue import Confirm, TurnQueue, TurnRequest, priority_of
+
+log = logging.getLogger(__name__)
+
+@dataclass(frozen=True, kw_only=True)
+class ConfirmDecision:
+    """One answer to "may this tool run?", for the audit log."""
+
+    request_id: str
+    who: str
+    conversation_id: str | None
+    tool: str
+    arguments: dict
+    risk: str
+    approved: bool
+    reason: str  # approved | denied | timeout | client gone | non-interactive | cancelled | no one to ask
+    waited_s: float
+
+
+def interactive(who: str) -> bool:
+    """Whether someone can be asked to confirm (nobody watches a scheduled job)."""
+    return not who.startswith("schedule")
+
+
+class Daemon:
+    """agentd's core, built from parts so tests can give it a fake agent."""
+
+    def __init__(
+        self,
+        *,
+        agent: Any,
+        home: Path,
+        settings: Any = None,
+        socket_path: Path | None = None,
+        audit: Callable[[ConfirmDecision], None] | None = None,
+        history: Callable[[str | None, int], tuple[str | None, list[dict]]] | None = None,
+        new_conversation: Callable[[str], str] | None = None,
+        status: Callable[[], dict] | None = None,
+        reload: Callable[[], Any] | None = None,
+        on_close: Callable[[], Any] | None = None,
+        confirm_timeout_s: float | None = None,
+        cancel_grace_s: float | None = None,
+    ):
+        self.agent = agent  # a reload hook may swap it; the next turn uses the new one
+        self.home = Path(home)
+        self.settings = settings
+        self.socket_path = Path(socket_path) if socket_path else default_socket_path(self.home)
+        self.confirm_timeout_s = _first(confirm_timeout_s, setting(settings, "daemon.confirm_timeout_s", 30.0))
+        self.cancel_grace_s = _first(cancel_grace_s, setting(settings, "daemon.cancel_grace_s", 5.0))
+        self.audit = audit or (lambda decision: None)
+        self.history_hook, self.new_conversation = history, new_conversation
+        self.status_hook, self.reload_hook, self.on_close = status, reload, on_close
+        self.turns = TurnQueue(self)
+        self.server = Server(self.socket_path, self)
+        self.closing = False
+        self._services: dict[str, Callable[[], Awaitable[object]]] = {"turns": self.turns.work}
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._local_ids = itertools.count(1)
+        self._stop = asyncio.Event()
+        self._started = time.monotonic()
+        self._background: set[asyncio.Task] = set()
+
+    def add_service(self, name: str, run: Callable[[], Awaitable[object]]) -> None:
+        """Run `run()` as a named, supervised task while the daemon serves."""
+        self._services[name] = run
+
+    # -- the socket's requests ------------------------------------------------------------
+
+    async def handle(self, conn: Connection, request: Any) -> None:
+        """Carry out one request from a client (the ipc.Server calls this)."""
+        if isinstance(request, p.Send):
+            if self.closing:
+                raise p.RequestError("agentd is shutting down", request.id, "send")
+            conversation_id = request.conversation_id
+            if conversation_id is None and self.new_conversation is not None:
+                conversation_id = await asyncio.to_thread(self.new_conversation, "chat")
+            self.turns.put(TurnRequest(
+                priority=priority_of("chat"), seq=0, id=request.id, text=request.text, who="chat",
+                conversation_id=conversation_id, thinking=request.thinking, conn=conn,
+            ))
+        elif isinstance(request, p.Cancel):
+            if not self.turns.cancel((conn.number, request.id)):
+                raise p.RequestError(f"no request {request.id!r} to cancel (it is done, or was never sent here)",
+                                     request.id, "cancel")
+        elif isinstance(request, p.Confirm):
+            self._answer(conn, request)
+        elif isinstance(request, p.Status):
+            conn.send(p.StatusReport(v=p.VERSION, id=request.id, status=self.status()))
+        elif isinstance(request, p.History):
+            conn.send(await self._history(request))
+        elif isinstance(request, p.Reload):
+            try:
+                await self.reload()
+            except Exception as exc:
+                raise p.RequestError(f"reload failed: {exc}", request.id, "reload") from exc
+            conn.send(p.StatusReport(v=p.VERSION, id=request.id, status=self.status()))
+
+    def connection_lost(self, conn: Connection) -> None:
+        """A client left: its queued turns are dropped, its running turn stopped."""
+        for key, request in list(self.turns.requests.items()):
+            if request.conn is conn:
+                self.turns.cancel(key, "client gone")
+
+    def _answer(self, conn: Connection, frame: p.Confirm) -> None:
+        request = self.turns.requests.get((conn.number, frame.id))
+        if request is None or request.answer is None or request.answer.done():
+            raise p.RequestError(f"no confirmation is waiting for request {frame.id!r} (too late?)", frame.id, "confirm")
+        request.answer.set_result((frame.approve, "approved" if frame.approve else "denied"))
+
+    async def _history(self, request: p.History) -> p.HistoryReport:
+        if self.history_hook is None:
+            raise p.RequestError("history is not available (no store)", request.id, "history")
+        try:
+            cid, messages = await asyncio.to_thread(self.history_hook, request.conversation_id, request.limit)
+        except KeyError:
+            raise p.RequestError(f"no conversation {request.conversation_id!r}", request.id, "history") from None
+        return p.HistoryReport(v=p.VERSION, id=request.id, conversation_id=cid, messages=json_safe(messages))
+
+    # -- in-process doors (voice, schedule) -------------------------------------------------
+
+    async def submit(
+        self, text: str, *, who: str, conversation_id: str | None = None, thinking: bool | None = None,
+        confirm: Confirm | None = None,
+    ) -> AsyncIterator[Any]:
+        """Queue a turn from a door inside the daemon; yield its step events up to ReplyDone."""
+        outbox: asyncio.Queue = asyncio.Queue()
+        request = TurnRequest(
+            priority=priority_of(who), seq=0, id=f"{who}-{next(self._local_ids)}", text=text, who=who,
+            conversation_id=conversation_id, thinking=thinking, outbox=outbox, confirm=confirm,
+        )
+        self.turns.put(request)
+        try:
+            while True:
+                event = await outbox.get()
+                yield event
+                if isinstance(event, ReplyDone):
+                    return
+        finally:
+            if request.state != "done":  # the door stopped listening
+                self.turns.cancel(request.key, "caller gone")
+
+    # -- confirmation -----------------------------------------------------------------------
+
+    async def confirm(self, request: TurnRequest, tool: Any, arguments: dict) -> bool:
+        """Ask whoever started the turn whether `tool` may run; log and audit the answer."""
+        started = time.monotonic()
+        arguments = json_safe(arguments)
+        if not interactive(request.who):
+            approved, reason = False, "non-interactive"
+        elif request.cancel.is_set():
+            approved, reason = False, "cancelled"
+        elif request.conn is None:
+            approved = bool(request.confirm and await request.confirm(tool, arguments))
+            reason = "no one to ask" if request.confirm is None else ("approved" if approved else "denied")
+        elif request.conn.closed:
+            approved, reason = False, "client gone"
+        else:
+            approved, reason = await self._ask_client(request, tool, arguments)
+        decision = ConfirmDecision(
+            request_id=request.id, who=request.who, conversation_id=request.conversation_id, tool=tool.name,
+            arguments=arguments, risk=tool.risk, approved=approved, reason=reason,
+            waited_s=round(time.monotonic() - started, 3),
+        )
+        log.info("confirm %s%s for %s: %s (%s)", tool.name, json.dumps(arguments), request.id,
+                 "yes" if approved else "no", reason)
+        try:
+            self.audit(decision)
+        except Exception:
+            log.exception("could not audit %s", decision)
+        return approved
+
+    async def _ask_client(self, request: TurnRequest, tool: Any, arguments: dict) -> tuple[bool, str]:
+        request.answer = asyncio.get_running_loop().create_future()
+        request.conn.send(p.ConfirmRequest(
+            v=p.VERSION, id=request.id, tool=tool.name, arguments=arguments, risk=tool.risk,
+            timeout_s=self.confirm_timeout_s,
+        ))
+        try:
+            return await asyncio.wait_for(request.answer, self.confirm_timeout_s)
+        except TimeoutError:
+            return False, "timeout"
+        finally:
+            request.answer = None
+
+    # -- status and reload ------------------------------------------------------------------
+
+    def status(self) -> dict:
+        """What `agentd status` and the chat's status line show."""
+        current = self.turns.current
+        report = {
+            "pid": os.getpid(),
+            "home": str(self.home),
+            "socket": str(self.socket_path),
+            "uptime_s": round(time.monotonic() - self._started, 1),
+            "busy": {"id": current.id, "who": current.who} if current else None,
+            "queued": self.turns.waiting(),
+            "clients": len(self.server.connections),
+            "last_turn": self.turns.last_stats,
+            "services": {name: ("running" if not task.done() else "stopped") for name, task in self._tasks.items()},
+        }
+        if self.status_hook is not None:
+            try:
+                report.update(self.status_hook())
+            except Exception as exc:
+                log.exception("the status hook failed")
+                report["status_error"] = str(exc)
+        return json_safe(report)
+
+    async def reload(self) -> None:
+        """Run the reload hook (SIGHUP or a `reload` request)."""
+        if self.reload_hook is None:
+            log.info("reload asked for; nothing to reload")
+            return
+        log.info("reloading")
+        result = self.reload_hook()
+        if inspect.isawaitable(result):
+            await result
+        log.info("reloaded")
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the daemon to shut down (safe from a signal handler)."""
+        self._stop.set()
+
+    async def serve(self) -> None:
+        """Lock the home, listen, run the services until stopped, then shut down cleanly."""
+        lock = HomeLock(self.home)
+        lock.acquire()
+        try:
+            await self.server.start()
+            self._install_signals()
+            for name, run in self._services.items():
+                self._tasks[name] = asyncio.create_task(supervise(name, run), name=name)
+            log.info("agentd ready (pid %d) on %s", os.getpid(), self.socket_path)
+            await self._stop.wait()
+            log.info("shutting down")
+        finally:
+            await self._shutdown()
+            lock.release()
+
+    def run_forever(self, *, setup_logs: bool = True) -> int:
+        """The blocking entry point for `agentd run`: serve until a signal; the exit code."""
+        if setup_logs:
+            setup_logging(
+                self.home, level=setting(self.settings, "logging.level", "info"),
+                max_bytes=setting(self.settings, "logging.file_max_bytes", 5_000_000),
+                backups=setting(self.settings, "logging.file_backups", 3),
+            )
+        try:
+            asyncio.run(self.serve())
+        except AlreadyRunning as exc:
+            log.error("%s", exc)
+            return 1
+        return 0
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop)
+        loop.add_signal_handler(signal.SIGINT, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_in_background)
+
+    def _reload_in_background(self) -> None:
+        task = asyncio.create_task(self._reload_logged(), name="reload")
+        self._background.add(task)  # keep a reference, or the task may be collected mid-way
+        task.add_done_callback(self._background.discard)
+
+    async def _reload_logged(self) -> None:
+        try:
+            await self.reload()
+        except Exception:
+            log.exception("reload failed; keeping the old configuration")
+
+    async def _shutdown(self) -> None:
+        self.closing = True
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        running = self.turns.current
+        for key in list(self.turns.requests):
+            self.turns.cancel(key, "shutting down")
+        if running is not None and running.task is not None:
+            await asyncio.wait([running.task], timeout=self.cancel_grace_s)
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await self.server.close()
+        if self.on_close is not None:
+            try:
+                result = self.on_close()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("closing failed")
+        log.info("agentd stopped")
+
+
+async def serve(daemon: Daemon) -> None:
+    """Serve until stopped (for callers that own their event loop)."""
+    await daemon.serve()
+
+
+def json_safe(value: Any) -> Any:
+    """A value as plain JSON (a date or a Path becomes text)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def setting(settings: Any, dotted: str, default: Any) -> Any:
+    """A setting by dotted path, or the default where the settings have no such key."""
+    node = settings
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else getattr(node, part, None)
+        if node is None:
+            return default
+    return node
+
+
+def _first(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def store_hooks(store: Any) -> dict:
+    """The audit, history and new_conversation hooks, wired to an `agent.store.Store`."""
+
+    def history(conversation_id: str | None, limit: int) -> tuple[str | None, list[dict]]:
+        cid = conversation_id or store.latest_conversation()
+        return cid, (store.messages(cid, limit=limit) if cid else [])
+
+    def audit(d: ConfirmDecision) -> None:
+        store.audit(tool=d.tool, arguments=d.arguments, risk=d.risk,
+                    outcome="confirmed" if d.approved else "not confirmed", duration_s=d.waited_s,
+                    who=d.who, conversation_id=d.conversation_id, detail=f"confirmation: {d.reason}")
+
+    return {"history": history, "audit": audit,
+            "new_conversation": lambda who: store.new_conversation(source=who.split(":")[0])}

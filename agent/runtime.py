@@ -1,0 +1,154 @@
+"""What a long-running process needs around its work: a home lock, logs, supervised tasks.
+
+The lock is an `fcntl.flock` on `agentd.pid` in the home folder: the kernel drops it when the
+process dies, even by kill -9, so a crash never leaves a false "already running".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import logging.handlers
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Awaitable, Callable
+
+from agent.home import log_dir
+from agent.ipc.server import AlreadyRunning
+
+log = logging.getLogger(__name__)
+
+PID_FILE = "agentd.pid"
+LOG_FILE = "agentd.log"
+_OUR_HANDLER = "_agentd_handler"  # marks handlers setup_logging added, so a second call replaces them
+
+
+class HomeLock:
+    """An exclusive lock on a home folder, holding the owner's pid."""
+
+    def __init__(self, home: Path):
+        self.path = Path(home) / PID_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock or raise AlreadyRunning with the holder's pid."""
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = _read_pid(fd)
+            os.close(fd)
+            raise AlreadyRunning(self.path, pid) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        """Drop the lock; the file stays (unlinking it would let two daemons race for it)."""
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "HomeLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def running_pid(home: Path) -> int | None:
+    """The pid of the daemon holding this home's lock, or None if none does."""
+    try:
+        fd = os.open(Path(home) / PID_FILE, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _read_pid(fd) or -1  # held, but the pid is not written yet
+    else:
+        return None  # we got it, so nobody holds it (a kill -9 leaves only the file)
+    finally:
+        os.close(fd)
+
+
+def stop_daemon(home: Path, timeout: float = 15.0) -> int | None:
+    """SIGTERM the daemon of this home and wait for it to go; its pid, or None if none ran."""
+    pid = running_pid(home)
+    if pid is None or pid < 0:
+        return None
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while running_pid(home) is not None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"agentd (pid {pid}) did not stop within {timeout:g} s")
+        time.sleep(0.05)
+    return pid
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode().strip()
+        return int(text) if text else None
+    except (OSError, ValueError):
+        return None
+
+
+def setup_logging(
+    home: Path, *, level: str = "info", max_bytes: int = 5_000_000, backups: int = 3, console: bool = True
+) -> Path:
+    """Log to stderr and a rotating file in the home's logs folder; return the file's path."""
+    folder = log_dir(Path(home))
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = folder / LOG_FILE
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, _OUR_HANDLER, False)]:
+        root.removeHandler(handler)
+        handler.close()
+    file_handler = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handlers: list[logging.Handler] = [file_handler]
+    if console:
+        stream = logging.StreamHandler(sys.stderr)
+        stream.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        handlers.append(stream)
+    for handler in handlers:
+        setattr(handler, _OUR_HANDLER, True)
+        root.addHandler(handler)
+    root.setLevel(level.upper())
+    return path
+
+
+async def supervise(
+    name: str,
+    run: Callable[[], Awaitable[object]],
+    *,
+    first_delay: float = 1.0,
+    max_delay: float = 60.0,
+    healthy_after: float = 60.0,
+) -> None:
+    """Run a service until it returns; on an error log it, wait (doubling, capped) and restart."""
+    loop = asyncio.get_running_loop()
+    delay = first_delay
+    while True:
+        started = loop.time()
+        try:
+            await run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            if loop.time() - started >= healthy_after:
+                delay = first_delay  # it ran well for a while: this is a new failure, not a loop
+            log.exception("service %s failed; restarting in %.1f s", name, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
+            continue
+        log.info("service %s finished", name)
+        return

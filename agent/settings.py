@@ -1,0 +1,404 @@
+"""Settings: config/default.yaml, merged with the user's YAML file key by key, then validated.
+
+config/default.yaml is the one place where defaults are written down; the models below give
+their types and limits, so every field is required and the YAML must name it. An error never
+shows a traceback: `ConfigError` says which file, which key path and what was expected.
+
+Adding a section: write a model below (subclass `_Section`), add it as a field of `Settings`,
+and add its block to config/default.yaml with a comment on every key (a test checks).
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator
+
+Preset = Literal["qwen3.5-0.8b", "qwen3.5-2b", "qwen3.5-4b", "qwen3.5-9b"]
+MODEL_PRESETS: tuple[str, ...] = get_args(Preset)
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+# Sampling limits shared by the flat non-thinking keys of `model` and `model.thinking_sampling`.
+Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
+TopP = Annotated[float, Field(gt=0.0, le=1.0)]
+TopK = Annotated[int, Field(ge=0)]
+MinP = Annotated[float, Field(ge=0.0, le=1.0)]
+PresencePenalty = Annotated[float, Field(ge=-2.0, le=2.0)]
+
+
+class ConfigError(ValueError):
+    """A config file cannot be read, parsed or validated; the message says where and why."""
+
+
+class _Section(BaseModel):
+    """Base of every settings section: unknown keys are errors, types are not coerced."""
+
+    # strict: YAML already gives real ints/floats/bools, so "lots" or "yes" in an int field
+    # is a mistake to report, not something to guess at.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def _lowercase(value: Any) -> Any:
+    """Accept "INFO" for "info": names of choices are not case-sensitive."""
+    return value.lower() if isinstance(value, str) else value
+
+
+class SamplingSettings(_Section):
+    """Token sampling parameters (mlx-lm's sampler and logits processors take these)."""
+
+    temperature: Temperature
+    top_p: TopP
+    top_k: TopK
+    min_p: MinP
+    presence_penalty: PresencePenalty
+
+
+class ModelSettings(_Section):
+    """Which model runs and how it samples."""
+
+    # Strict(False): a path arrives from YAML as text and should become a Path.
+    path: Annotated[Path, Strict(False)] | None
+    preset: Preset
+    max_tokens: int = Field(ge=1)
+    thinking: bool
+    temperature: Temperature
+    top_p: TopP
+    top_k: TopK
+    min_p: MinP
+    presence_penalty: PresencePenalty
+    thinking_sampling: SamplingSettings
+    seed: int | None = Field(ge=0)
+    prefill_step_size: int = Field(ge=1)
+
+    @field_validator("preset", mode="before")
+    @classmethod
+    def _lower_preset(cls, value: Any) -> Any:
+        return _lowercase(value)
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _no_empty_path(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError(f"expected a model folder path or null, got {value!r}")
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _expand_home(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    def sampling(self, thinking: bool | None = None) -> SamplingSettings:
+        """The sampling values for a turn: thinking_sampling when thinking, else the flat keys."""
+        if self.thinking if thinking is None else thinking:
+            return self.thinking_sampling
+        names = SamplingSettings.model_fields
+        return SamplingSettings(**{name: getattr(self, name) for name in names})
+
+
+class AgentSettings(_Section):
+    """The agent's instructions and the guards on one turn."""
+
+    name: str = Field(min_length=1)
+    system_prompt: str = Field(min_length=1)
+    max_model_calls: int = Field(ge=1)
+    max_repeated_calls: int = Field(ge=2)
+    turn_timeout_s: float = Field(gt=0)
+    tool_output_max_chars: int = Field(ge=1)
+    history_messages: int = Field(ge=0)
+    timezone: str | None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"expected an IANA time zone name such as 'Europe/Paris', got {value!r}"
+                ) from None
+        return value
+
+    def tzinfo(self) -> ZoneInfo | None:
+        """The configured time zone, or None for the machine's own."""
+        return ZoneInfo(self.timezone) if self.timezone else None
+
+
+class LoggingSettings(_Section):
+    """Log level and log-file rotation."""
+
+    level: LogLevel
+    file_max_bytes: int = Field(ge=0)
+    file_backups: int = Field(ge=0)
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: Any) -> Any:
+        return _lowercase(value)
+
+
+class Settings(_Section):
+    """All of agentd's settings (the root of config/default.yaml)."""
+
+    model: ModelSettings
+    agent: AgentSettings
+    logging: LoggingSettings
+
+
+# ---------------------------------------------------------------------------- loading
+
+_HERE = Path(__file__).resolve().parent
+# A source checkout or editable install keeps the file at <repo>/config/default.yaml; an
+# installed wheel gets it through pyproject's data-files, under <prefix>/share/agentd/.
+_DEFAULT_CANDIDATES = (
+    _HERE.parent / "config" / "default.yaml",
+    Path(sys.prefix) / "share" / "agentd" / "default.yaml",
+)
+
+
+def default_config_path() -> Path:
+    """Where the packaged config/default.yaml is."""
+    for candidate in _DEFAULT_CANDIDATES:
+        if candidate.is_file():
+            return candidate
+    looked = ", ".join(str(c) for c in _DEFAULT_CANDIDATES)
+    raise ConfigError(f"agentd's default config is missing (looked in: {looked})")
+
+
+def load_settings(
+    user_path: Path | str | None = None, *, overrides: dict | None = None
+) -> Settings:
+    """Defaults, then the user's file, then overrides (None values skipped), validated."""
+    default_path = default_config_path()
+    sources = [(str(default_path), _read_yaml(default_path))]
+    if user_path is not None:
+        sources.append((str(user_path), _read_yaml(Path(user_path))))
+    if overrides:
+        sources.append(("overrides", _expand_overrides(overrides)))
+    merged: dict = {}
+    for _, data in sources:
+        merged = _merge(merged, data)
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as error:
+        raise ConfigError(_explain(error, sources)) from None
+
+
+@functools.lru_cache(maxsize=1)
+def default_settings() -> Settings:
+    """The packaged defaults alone (cached; Settings is immutable, so sharing it is safe)."""
+    return load_settings()
+
+
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    """The same key twice in one mapping."""
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys, which PyYAML would silently let the last win."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise _DuplicateKey(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(path: Path) -> dict:
+    """One config file as a mapping (an empty file is an empty mapping)."""
+    label = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{label}: is a folder, not a config file") from None
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    try:
+        text = raw.decode("utf-8-sig")  # tolerate a BOM from Windows editors
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise ConfigError(f"{label}: line {line}: not UTF-8 text") from None
+    try:
+        data = yaml.load(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as error:
+        raise ConfigError(_explain_yaml(label, error)) from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{label}: YAML syntax error: {error}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{label}: expected a mapping of sections (like 'model:') at the top level, "
+            f"got {_describe(data)}"
+        )
+    return data
+
+
+def _explain_yaml(label: str, error: yaml.MarkedYAMLError) -> str:
+    mark = error.problem_mark or error.context_mark
+    where = f"line {mark.line + 1}: " if mark else ""
+    if isinstance(error, _DuplicateKey):
+        return f"{label}: {where}{error.problem}"
+    problem = error.problem or error.context or "cannot parse"
+    column = f" (column {mark.column + 1})" if mark else ""
+    return f"{label}: {where}YAML syntax error: {problem}{column}"
+
+
+def _expand_overrides(overrides: dict) -> dict:
+    """Turn {"model.path": x} or {"model": {"path": x}} into nested form, dropping None values."""
+    # None means "flag not given", so a CLI can pass every flag without undoing the user's file.
+    nested: dict = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            value = _expand_overrides(value)
+        for part in reversed(str(key).split(".")):
+            value = {part: value}
+        nested = _merge(nested, value)
+    return nested
+
+
+def _merge(base: dict, top: dict) -> dict:
+    """Deep-merge top into base: mappings merge key by key; anything else replaces."""
+    merged = dict(base)
+    for key, value in top.items():
+        below = merged.get(key)
+        if isinstance(below, dict) and isinstance(value, dict):
+            merged[key] = _merge(below, value)
+        elif isinstance(below, dict) and value is None:
+            continue  # "model:" with every key under it commented out means "no changes"
+        else:
+            merged[key] = value
+    return merged
+
+
+# ---------------------------------------------------------------------------- errors
+
+_EXPECTED = {
+    "int_type": "expected an integer",
+    "int_parsing": "expected an integer",
+    "int_from_float": "expected an integer",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "string_type": "expected text",
+    "path_type": "expected a path",
+    "model_type": "expected a mapping of settings",
+    "dict_type": "expected a mapping of settings",
+    "string_too_short": "expected non-empty text",
+}
+_BOUNDS = {"ge": "at least", "gt": "more than", "le": "at most", "lt": "less than"}
+
+
+def _explain(error: ValidationError, sources: list[tuple[str, dict]]) -> str:
+    """One line per problem: `<file>: <key.path>: <what was expected>, got <value>`."""
+    lines: list[str] = []
+    for detail in error.errors(include_url=False):
+        loc = detail["loc"]
+        line = f"{_source_of(loc, sources)}: {_dotted(loc)}: {_reason(detail)}"
+        if line not in lines:
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def _reason(detail: dict) -> str:
+    kind, ctx, value = detail["type"], detail.get("ctx") or {}, detail.get("input")
+    got = f", got {_describe(value)}"
+    if kind == "extra_forbidden":
+        return _unknown_key(detail["loc"])
+    if kind == "invalid_key":
+        return f"keys must be names (text), got {_describe(value)}"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "literal_error":
+        return f"expected one of {ctx['expected']}{got}"
+    if kind == "value_error":
+        return str(ctx.get("error", detail["msg"]))
+    for bound, words in _BOUNDS.items():
+        if bound in ctx and kind.startswith(("greater", "less")):
+            return f"expected {words} {ctx[bound]}{got}"
+    return _EXPECTED.get(kind, detail["msg"]) + got
+
+
+def _unknown_key(loc: tuple) -> str:
+    known = _fields_at(loc[:-1])
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key (did you mean {close[0]!r}?)"
+    return f"unknown key (known keys here: {', '.join(known)})"
+
+
+def _fields_at(loc: tuple) -> list[str]:
+    """Field names of the section at loc (Settings itself for an empty loc)."""
+    section: type[BaseModel] = Settings
+    for part in loc:
+        annotation = section.model_fields[part].annotation
+        candidates = (annotation, *get_args(annotation))
+        section = next(c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel))
+    return list(section.model_fields)
+
+
+def _source_of(loc: tuple, sources: list[tuple[str, dict]]) -> str:
+    """The label of the last source that set the value at loc."""
+    for label, data in reversed(sources):
+        node: Any = data
+        for part in loc:
+            if not isinstance(node, dict) or part not in node:
+                break
+            node = node[part]
+        else:
+            return label
+    return sources[0][0]
+
+
+def _dotted(loc: tuple) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def _describe(value: Any) -> str:
+    """A short, YAML-flavoured rendering of a bad value for an error message."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# ---------------------------------------------------------------------------- dumping
+
+
+class _Dumper(yaml.SafeDumper):
+    """Writes multi-line text (the system prompt) as a readable `|` block."""
+
+    def represent_str(self, value: str) -> yaml.ScalarNode:
+        style = "|" if "\n" in value else None
+        return self.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _Dumper.represent_str)
+
+
+def dump_effective(settings: Settings) -> str:
+    """The merged settings as YAML, in config/default.yaml's order (for `agentd doctor`)."""
+    data = settings.model_dump(mode="json")
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)

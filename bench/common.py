@@ -1,0 +1,61 @@
+"""Shared set-up for benchmarks: which model to measure, and small statistics."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+
+def model_arg_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--model", help="MLX model folder (default: the configured model, else the demo model)")
+    parser.add_argument("--home", help="agentd home folder (default: $AGENTD_HOME, else a cache folder)")
+    parser.add_argument("--repeats", type=int, default=3)
+    return parser
+
+
+def resolve_model(args: argparse.Namespace) -> Path:
+    """The model a user would get: --model, else what agentd itself would pick."""
+    if args.model:
+        return Path(args.model)
+    from agent.home import models_dir, resolve_home
+    from agent.llm.catalog import find_model
+    from agent.settings import load_settings
+
+    home = resolve_home(args.home or os.environ.get("AGENTD_HOME") or str(Path(tempfile.gettempdir()) / "agentd-bench-home"))
+    settings = load_settings()
+    return find_model(settings.model.path, models_dir(home), settings.model.preset).path
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def synthetic_tool_schemas(count: int) -> list[dict]:
+    """Tool schemas of realistic size, made by the real registry from generated functions."""
+    from agent.tools import build_tool
+
+    schemas = []
+    for i in range(count):
+        def func(device: str, level: int = 50, room: str | None = None) -> str:
+            return ""
+
+        func.__name__ = f"home_action_{i}"
+        func.__doc__ = (
+            f"Control home device group {i}: switch it, dim it or read its state.\n\n"
+            "Args:\n"
+            "    device: The device name as the user says it, e.g. 'kitchen lights'.\n"
+            "    level: Brightness or position in percent, 0 to 100.\n"
+            "    room: The room, if the user named one.\n"
+        )
+        schemas.append(build_tool(func).schema)
+    return schemas
