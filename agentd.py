@@ -31,11 +31,14 @@ def main(argv: list[str] | None = None) -> int:
 def user_facing_errors() -> tuple[type[BaseException], ...]:
     """Errors whose message tells the user what is wrong and what to do: no traceback."""
     from agent.home import HomeError
-    from agent.llm.catalog import ModelNotFoundError, PullError
+    from agent.llm.catalog import ModelNotFoundError, PullError, UnknownModelError
+    from agent.llm.demo_model import DemoModelError
     from agent.llm.mlx_engine import ModelLoadError
     from agent.settings import ConfigError
 
-    return (ConfigError, HomeError, ModelNotFoundError, PullError, ModelLoadError)
+    from agent.ipc import DaemonNotRunning
+
+    return (ConfigError, HomeError, ModelNotFoundError, UnknownModelError, DemoModelError, PullError, ModelLoadError, DaemonNotRunning)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,14 +51,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", default=False, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(metavar="COMMAND")
 
-    run = sub.add_parser("run", parents=[common], help="start agentd in the foreground")
+    run = sub.add_parser("run", parents=[common], help="run the daemon in the foreground")
     run.set_defaults(handler=cmd_run)
+    sub.add_parser("start", parents=[common], help="start the daemon in the background").set_defaults(handler=cmd_start)
+    sub.add_parser("stop", parents=[common], help="stop the background daemon").set_defaults(handler=cmd_stop)
+    sub.add_parser("status", parents=[common], help="is the daemon running, and how is it doing").set_defaults(handler=cmd_status)
+    sub.add_parser("reload", parents=[common], help="make the daemon re-read its config").set_defaults(handler=cmd_reload)
 
-    ask = sub.add_parser("ask", parents=[common], help="ask one question (no text: a line-by-line prompt)")
-    ask.add_argument("text", nargs="*", help="what to ask")
+    chat = sub.add_parser("chat", parents=[common], help="the chat window (talks to the daemon)")
+    chat.add_argument("--start", action="store_true", help="start the daemon first if it is not running")
+    chat.set_defaults(handler=cmd_chat)
+
+    ask = sub.add_parser("ask", parents=[common], help="send one message to the daemon and print the reply")
+    ask.add_argument("text", nargs="*", help="what to ask (none: a line-by-line prompt, with --local)")
     ask.add_argument("--think", action="store_true", default=None, help="let the model think first")
     ask.add_argument("--json", action="store_true", help="print the step events as JSON lines")
+    ask.add_argument("--start", action="store_true", help="start the daemon first if it is not running")
+    ask.add_argument("--local", action="store_true", help="load the model in this process instead of using the daemon")
     ask.set_defaults(handler=cmd_ask)
+
+    service = sub.add_parser("service", help="install agentd as a login service (launchd or systemd --user)")
+    service.add_argument("action", choices=["install", "uninstall"])
+    service.add_argument("--home", help="state folder the service uses")
+    service.set_defaults(handler=cmd_service)
+
+    doctor = sub.add_parser("doctor", parents=[common], help="check the set-up and say what to fix")
+    doctor.set_defaults(handler=cmd_doctor)
 
     model = sub.add_parser("model", help="list or pull local MLX models")
     model_sub = model.add_subparsers(metavar="ACTION")
@@ -89,12 +110,120 @@ def build_local_app(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Start agentd: for now the in-process prompt (the daemon takes over `run`)."""
-    args.text, args.think, args.json = [], None, False
-    return cmd_ask(args)
+    """The daemon in the foreground: socket, turns, services; logs to console and file."""
+    from agent.daemon import Daemon, store_hooks
+    from agent.runtime import running_pid
+
+    settings, home = load_context(args)
+    pid = running_pid(home)
+    if pid is not None:
+        print(f"agentd: already running (pid {pid}) on {home}", file=sys.stderr)
+        return 1
+    app = build_local_app(args)
+    app.warm_up()
+    daemon = Daemon(
+        agent=app.agent,
+        home=home,
+        settings=settings,
+        **store_hooks(app.store),
+        status=app.status,
+        reload=lambda: app.reload(load_context(args)[0]),
+        on_close=app.close,
+    )
+    return daemon.run_forever()
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from agent.home import socket_path
+    from agent.runtime import running_pid, start_in_background
+
+    _, home = load_context(args)
+    pid = running_pid(home)
+    if pid is not None:
+        print(f"agentd is already running (pid {pid})")
+        return 0
+    pid = start_in_background(run_command(args, home), home, socket_path(home))
+    print(f"agentd started (pid {pid}); logs in {home / 'logs'}")
+    return 0
+
+
+def run_command(args: argparse.Namespace, home: Path) -> list[str]:
+    """The `agentd run` command line that `start` and the service use."""
+    command = [sys.executable, str(Path(__file__).resolve()), "run", "--home", str(home)]
+    for flag in ("config", "model"):
+        if getattr(args, flag, None):
+            command += [f"--{flag}", str(Path(getattr(args, flag)).expanduser().resolve())]
+    return command
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from agent.runtime import stop_daemon
+
+    _, home = load_context(args)
+    pid = stop_daemon(home)
+    print(f"agentd (pid {pid}) stopped" if pid else "agentd was not running")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from agent.home import socket_path
+    from agent.ipc import DaemonNotRunning, status_sync
+
+    _, home = load_context(args)
+    try:
+        report = status_sync(socket_path(home))
+    except DaemonNotRunning as exc:
+        print(exc)
+        return 3
+    for key, value in report.items():
+        print(f"{key:14} {json.dumps(value) if isinstance(value, (dict, list)) else value}")
+    return 0
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    from agent.home import socket_path
+    from agent.ipc import reload_sync
+
+    _, home = load_context(args)
+    reload_sync(socket_path(home))
+    print("agentd reloaded its config")
+    return 0
+
+
+def ensure_daemon(args: argparse.Namespace) -> Path:
+    """The daemon's socket; start the daemon first when --start was given."""
+    from agent.home import socket_path
+    from agent.runtime import running_pid
+
+    _, home = load_context(args)
+    if getattr(args, "start", False) and running_pid(home) is None:
+        cmd_start(args)
+    return socket_path(home)
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from agent.tui import run_chat
+
+    return run_chat(ensure_daemon(args))
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
+    if args.local or not args.text:
+        return ask_locally(args)
+    from agent import events as ev
+    from agent.ipc import ask_sync
+
+    def show(event) -> None:
+        if not isinstance(event, tuple(ev.STEP_EVENTS.values())):
+            return
+        print_event(event, as_json=args.json)
+
+    reply = ask_sync(ensure_daemon(args), " ".join(args.text), thinking=args.think, on_event=show, on_confirm=confirm_on_terminal)
+    return 0 if reply.stopped_by in ("done", "cancelled") else 1
+
+
+def ask_locally(args: argparse.Namespace) -> int:
+    """The model in this process: one question, or a line-by-line prompt."""
     app = build_local_app(args)
     try:
         if args.text:
@@ -120,32 +249,61 @@ def prompt_loop(agent, *, thinking: bool | None, as_json: bool) -> int:
 
 
 async def print_turn(agent, text: str, *, thinking: bool | None, as_json: bool, conversation_id: str | None = None) -> str | None:
-    """Run one turn and print it: reply on stdout, tool calls and notes on stderr."""
-    from agent import events as ev
-
+    """Run one turn in this process and print it."""
     conversation_id = conversation_id or (agent.store.new_conversation(source="cli") if agent.store else None)
-    async for event in agent.respond(text, conversation_id=conversation_id, who="cli", thinking=thinking, confirm=ask_on_terminal):
-        if as_json:
-            print(json.dumps(ev.to_dict(event), ensure_ascii=False), flush=True)
-        elif isinstance(event, ev.TextDelta):
-            print(event.text, end="", flush=True)
-        elif isinstance(event, ev.ThinkingDelta):
-            print(event.text, end="", file=sys.stderr, flush=True)
-        elif isinstance(event, ev.ToolFinished):
-            print(f"\n  [{event.name} -> {event.result[:200]}]", file=sys.stderr)
-        elif isinstance(event, ev.Note):
-            print(f"\n  ({event.text})", file=sys.stderr)
-        elif isinstance(event, ev.ReplyDone):
-            print()
+
+    async def confirm(tool, arguments: dict) -> bool:
+        return await asyncio.to_thread(confirm_on_terminal, tool.name, arguments)
+
+    async for event in agent.respond(text, conversation_id=conversation_id, who="cli", thinking=thinking, confirm=confirm):
+        print_event(event, as_json=as_json)
     return conversation_id
 
 
-async def ask_on_terminal(tool, arguments: dict) -> bool:
-    """Confirmation for confirm-tier tools when a person is at this terminal."""
+def print_event(event, *, as_json: bool) -> None:
+    """Reply text on stdout; thinking, tool calls and notes on stderr (or all as JSON lines)."""
+    from agent import events as ev
+
+    if as_json:
+        print(json.dumps(ev.to_dict(event), ensure_ascii=False, default=str), flush=True)
+    elif isinstance(event, ev.TextDelta):
+        print(event.text, end="", flush=True)
+    elif isinstance(event, ev.ThinkingDelta):
+        print(event.text, end="", file=sys.stderr, flush=True)
+    elif isinstance(event, ev.ToolFinished):
+        print(f"\n  [{event.name} -> {event.result[:200]}]", file=sys.stderr)
+    elif isinstance(event, ev.Note):
+        print(f"\n  ({event.text})", file=sys.stderr)
+    elif isinstance(event, ev.ReplyDone):
+        print()
+
+
+def confirm_on_terminal(request_or_name, arguments: dict | None = None) -> bool:
+    """Ask the person at this terminal to allow a confirm-tier tool; no terminal means no."""
+    name = getattr(request_or_name, "tool", request_or_name)
+    arguments = getattr(request_or_name, "arguments", arguments)
     if not sys.stdin.isatty():
         return False
-    answer = await asyncio.to_thread(input, f"\nAllow {tool.name}({json.dumps(arguments)})? [y/N] ")
+    answer = input(f"\nAllow {name}({json.dumps(arguments)})? [y/N] ")
     return answer.strip().lower() in ("y", "yes")
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    from agent.home import resolve_home
+    from agent.service import install, uninstall
+
+    home = resolve_home(args.home)
+    if args.action == "install":
+        print(install(run_command(args, home), home))
+    else:
+        print(uninstall())
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from agent.doctor import run_checks
+
+    return run_checks(args.home, getattr(args, "config", None), getattr(args, "model", None))
 
 
 def cmd_model_list(args: argparse.Namespace) -> int:

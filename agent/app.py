@@ -28,6 +28,28 @@ class App:
     model_note: str
     is_demo: bool
 
+    def status(self) -> dict:
+        """The model's part of the daemon's status report."""
+        stats = self.engine.prefix_cache.stats
+        return {
+            "model": self.engine.name,
+            "demo_model": self.is_demo,
+            "tools": self.agent.registry.names(),
+            "prefix_cache": {"hits": stats.hits, "misses": stats.misses, "builds": stats.builds, "tokens_reused": stats.tokens_reused},
+        }
+
+    def reload(self, settings: Any) -> None:
+        """Apply new settings to the running agent (a different model needs a restart)."""
+        if settings.model.path and str(settings.model.path) != str(self.engine.path):
+            log.warning("model.path changed to %s: restart agentd to load it", settings.model.path)
+        configure(self.agent, settings)
+        self.engine.prefix_cache.clear()  # instructions may have changed
+        self.warm_up()
+
+    def warm_up(self) -> None:
+        """Prefill the system prompt + tools in the background so the first turn is quick."""
+        self.engine.warm_up(self.agent.system_prompt(), self.agent.registry.schemas())
+
     def close(self) -> None:
         self.engine.close()
         if self.store is not None:
@@ -86,16 +108,17 @@ def build_app(settings: Any, home: Path, *, with_store: bool = True) -> App:
         from agent.store import Store
 
         store = Store.open_in(home)
-    agent = Agent(
-        llm=engine,
-        registry=core_registry(),
-        system_prompt=settings.agent.system_prompt,
-        store=store,
-        settings=settings,
-        clock=clock_from(settings),
-        limits=limits_from(settings),
-        sampling=sampling_from(settings.model),
-        thinking_sampling=sampling_from(settings.model.thinking_sampling),
-        thinking=settings.model.thinking,
-    )
+    agent = Agent(llm=engine, registry=core_registry(), system_prompt=settings.agent.system_prompt, store=store)
+    configure(agent, settings)
     return App(agent=agent, engine=engine, store=store, model_note=choice.reason, is_demo=choice.is_demo)
+
+
+def configure(agent: Agent, settings: Any) -> None:
+    """Apply the settings that can change while agentd runs."""
+    agent.settings = settings
+    agent.base_prompt = settings.agent.system_prompt
+    agent.clock = clock_from(settings)
+    agent.limits = limits_from(settings)
+    agent.sampling = sampling_from(settings.model)
+    agent.thinking_sampling = sampling_from(settings.model.thinking_sampling)
+    agent.thinking = settings.model.thinking

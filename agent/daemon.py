@@ -1,8 +1,8 @@
 """The daemon: one event loop that owns the socket, the turn queue and the services.
 
-A confirm-tier tool pauses its turn until the person who asked says yes; anything else (no
-answer in time, the client gone, a scheduled job with nobody to ask) is a no, and every
-decision goes to the audit hook. SIGTERM/SIGINT stop it cleanly; SIGHUP reloads.
+Clients' requests arrive through `agent.ipc.Server`, which calls `Daemon.handle`; turns run
+one at a time in `agent.turnqueue`; confirm-tier tools are put to the asker by
+`agent.confirm`. SIGTERM/SIGINT stop it cleanly (exit 0); SIGHUP reloads.
 """
 
 from __future__ import annotations
@@ -10,15 +10,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
-import json
 import logging
 import os
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
+from agent.confirm import ConfirmDecision, Confirmer, json_safe
 from agent.events import ReplyDone
 from agent.home import socket_path as default_socket_path
 from agent.ipc import protocol as p
@@ -27,25 +26,6 @@ from agent.runtime import HomeLock, setup_logging, supervise
 from agent.turnqueue import Confirm, TurnQueue, TurnRequest, priority_of
 
 log = logging.getLogger(__name__)
-
-@dataclass(frozen=True, kw_only=True)
-class ConfirmDecision:
-    """One answer to "may this tool run?", for the audit log."""
-
-    request_id: str
-    who: str
-    conversation_id: str | None
-    tool: str
-    arguments: dict
-    risk: str
-    approved: bool
-    reason: str  # approved | denied | timeout | client gone | non-interactive | cancelled | no one to ask
-    waited_s: float
-
-
-def interactive(who: str) -> bool:
-    """Whether someone can be asked to confirm (nobody watches a scheduled job)."""
-    return not who.startswith("schedule")
 
 
 class Daemon:
@@ -71,9 +51,9 @@ class Daemon:
         self.home = Path(home)
         self.settings = settings
         self.socket_path = Path(socket_path) if socket_path else default_socket_path(self.home)
-        self.confirm_timeout_s = _first(confirm_timeout_s, setting(settings, "daemon.confirm_timeout_s", 30.0))
+        timeout_s = _first(confirm_timeout_s, setting(settings, "daemon.confirm_timeout_s", 30.0))
+        self.confirmer = Confirmer(timeout_s, audit)
         self.cancel_grace_s = _first(cancel_grace_s, setting(settings, "daemon.cancel_grace_s", 5.0))
-        self.audit = audit or (lambda decision: None)
         self.history_hook, self.new_conversation = history, new_conversation
         self.status_hook, self.reload_hook, self.on_close = status, reload, on_close
         self.turns = TurnQueue(self)
@@ -109,7 +89,7 @@ class Daemon:
                 raise p.RequestError(f"no request {request.id!r} to cancel (it is done, or was never sent here)",
                                      request.id, "cancel")
         elif isinstance(request, p.Confirm):
-            self._answer(conn, request)
+            self.confirmer.answer(self.turns.requests.get((conn.number, request.id)), request)
         elif isinstance(request, p.Status):
             conn.send(p.StatusReport(v=p.VERSION, id=request.id, status=self.status()))
         elif isinstance(request, p.History):
@@ -126,12 +106,6 @@ class Daemon:
         for key, request in list(self.turns.requests.items()):
             if request.conn is conn:
                 self.turns.cancel(key, "client gone")
-
-    def _answer(self, conn: Connection, frame: p.Confirm) -> None:
-        request = self.turns.requests.get((conn.number, frame.id))
-        if request is None or request.answer is None or request.answer.done():
-            raise p.RequestError(f"no confirmation is waiting for request {frame.id!r} (too late?)", frame.id, "confirm")
-        request.answer.set_result((frame.approve, "approved" if frame.approve else "denied"))
 
     async def _history(self, request: p.History) -> p.HistoryReport:
         if self.history_hook is None:
@@ -164,49 +138,6 @@ class Daemon:
         finally:
             if request.state != "done":  # the door stopped listening
                 self.turns.cancel(request.key, "caller gone")
-
-    # -- confirmation -----------------------------------------------------------------------
-
-    async def confirm(self, request: TurnRequest, tool: Any, arguments: dict) -> bool:
-        """Ask whoever started the turn whether `tool` may run; log and audit the answer."""
-        started = time.monotonic()
-        arguments = json_safe(arguments)
-        if not interactive(request.who):
-            approved, reason = False, "non-interactive"
-        elif request.cancel.is_set():
-            approved, reason = False, "cancelled"
-        elif request.conn is None:
-            approved = bool(request.confirm and await request.confirm(tool, arguments))
-            reason = "no one to ask" if request.confirm is None else ("approved" if approved else "denied")
-        elif request.conn.closed:
-            approved, reason = False, "client gone"
-        else:
-            approved, reason = await self._ask_client(request, tool, arguments)
-        decision = ConfirmDecision(
-            request_id=request.id, who=request.who, conversation_id=request.conversation_id, tool=tool.name,
-            arguments=arguments, risk=tool.risk, approved=approved, reason=reason,
-            waited_s=round(time.monotonic() - started, 3),
-        )
-        log.info("confirm %s%s for %s: %s (%s)", tool.name, json.dumps(arguments), request.id,
-                 "yes" if approved else "no", reason)
-        try:
-            self.audit(decision)
-        except Exception:
-            log.exception("could not audit %s", decision)
-        return approved
-
-    async def _ask_client(self, request: TurnRequest, tool: Any, arguments: dict) -> tuple[bool, str]:
-        request.answer = asyncio.get_running_loop().create_future()
-        request.conn.send(p.ConfirmRequest(
-            v=p.VERSION, id=request.id, tool=tool.name, arguments=arguments, risk=tool.risk,
-            timeout_s=self.confirm_timeout_s,
-        ))
-        try:
-            return await asyncio.wait_for(request.answer, self.confirm_timeout_s)
-        except TimeoutError:
-            return False, "timeout"
-        finally:
-            request.answer = None
 
     # -- status and reload ------------------------------------------------------------------
 
@@ -250,7 +181,7 @@ class Daemon:
         self._stop.set()
 
     async def serve(self) -> None:
-        """Lock the home, listen, run the services until stopped, then shut down cleanly."""
+        """Lock the home, listen, run the services until stopped, then shut down (once per Daemon)."""
         lock = HomeLock(self.home)
         lock.acquire()
         try:
@@ -310,6 +241,8 @@ class Daemon:
         for task in self._tasks.values():
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        if running is not None and running.task is not None:  # let it send its last ReplyDone
+            await asyncio.wait([running.task], timeout=1)
         await self.server.close()
         if self.on_close is not None:
             try:
@@ -324,11 +257,6 @@ class Daemon:
 async def serve(daemon: Daemon) -> None:
     """Serve until stopped (for callers that own their event loop)."""
     await daemon.serve()
-
-
-def json_safe(value: Any) -> Any:
-    """A value as plain JSON (a date or a Path becomes text)."""
-    return json.loads(json.dumps(value, default=str))
 
 
 def setting(settings: Any, dotted: str, default: Any) -> Any:

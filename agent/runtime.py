@@ -12,7 +12,9 @@ import logging
 import logging.handlers
 import os
 import signal
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Awaitable, Callable
@@ -91,6 +93,28 @@ def stop_daemon(home: Path, timeout: float = 15.0) -> int | None:
             raise TimeoutError(f"agentd (pid {pid}) did not stop within {timeout:g} s")
         time.sleep(0.05)
     return pid
+
+
+def start_in_background(command: list[str], home: Path, socket_path: Path, timeout: float = 120.0) -> int:
+    """Start `command` (an `agentd run` line) detached from this terminal; its pid once it answers."""
+    from agent.ipc.client import status_sync  # the client is only needed here
+
+    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # its logs go to the file
+    # reap it if it ends while this process still runs (no zombie, no "still running" warning)
+    threading.Thread(target=proc.wait, name="agentd-reaper", daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return status_sync(socket_path, timeout=2)["pid"]
+        except ConnectionError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"agentd exited with code {proc.returncode} while starting; "
+                               f"see {log_dir(Path(home)) / LOG_FILE}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"agentd (pid {proc.pid}) did not answer within {timeout:g} s")
+        time.sleep(0.1)
 
 
 def _read_pid(fd: int) -> int | None:

@@ -143,11 +143,19 @@ class LoggingSettings(_Section):
         return _lowercase(value)
 
 
+class DaemonSettings(_Section):
+    """How the daemon treats its clients."""
+
+    confirm_timeout_s: float = Field(gt=0)
+    cancel_grace_s: float = Field(gt=0)
+
+
 class Settings(_Section):
     """All of agentd's settings (the root of config/default.yaml)."""
 
     model: ModelSettings
     agent: AgentSettings
+    daemon: DaemonSettings
     logging: LoggingSettings
 
 

@@ -35,6 +35,7 @@ import json
 import re
 import sqlite3
 import threading
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -205,11 +206,23 @@ class Store:
     def _configure(self) -> None:
         # First: another process (`agentd jobs`, a second client) may hold the lock briefly.
         self._db.execute("PRAGMA busy_timeout = 5000")
-        self._db.execute("PRAGMA journal_mode = WAL")
+        self._enable_wal()
         # NORMAL is crash-safe in WAL mode (a commit is atomic); a power cut may only lose
         # the last few commits, which is a fair price for not fsyncing every audit row.
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.execute("PRAGMA foreign_keys = ON")
+
+    def _enable_wal(self, attempts: int = 50) -> None:
+        # Switching a new file to WAL needs a moment alone with it, and SQLite answers
+        # "database is locked" at once (no busy handler) while another opener has it.
+        for attempt in range(attempts):
+            try:
+                self._db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == attempts - 1:
+                    raise
+                time.sleep(0.02 * (attempt + 1))
 
     def _migrate(self) -> None:
         # The version is read inside the write transaction: a second process opening the

@@ -77,6 +77,7 @@ class TurnQueue:
         self.last_stats: dict | None = None
 
     def put(self, request: TurnRequest) -> None:
+        """Queue a turn; RequestError if its id is taken by a live request of the same asker."""
         if request.key in self.requests:
             raise p.RequestError(f"request id {request.id!r} is already in use", request.id, "send")
         request.seq = next(self._seq)
@@ -85,6 +86,7 @@ class TurnQueue:
         log.info("queued %s from %s (%s; %d waiting)", request.id, request.who, request.conn or "local", self.waiting())
 
     def waiting(self) -> int:
+        """How many turns wait behind the running one."""
         return sum(1 for r in self.requests.values() if r.state == "queued")
 
     def cancel(self, key: tuple, reason: str = "cancelled") -> bool:
@@ -138,7 +140,7 @@ class TurnQueue:
         try:
             stream = self.daemon.agent.respond(
                 request.text, conversation_id=request.conversation_id, who=request.who,
-                thinking=request.thinking, confirm=lambda tool, args: self.daemon.confirm(request, tool, args),
+                thinking=request.thinking, confirm=lambda tool, args: self.daemon.confirmer.ask(request, tool, args),
                 cancel=request.cancel,
             )
             async with contextlib.aclosing(stream):

@@ -16,9 +16,22 @@ through the socket:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
+import pytest
+
+from agent.daemon import Daemon
 from agent.events import ReplyDone, TextDelta, ThinkingDelta, ToolFinished, ToolStarted, TurnStats
+from agent.ipc import status_sync
 from agent.tools import build_tool
+
+SERVE_FAKE = Path(__file__).resolve().parent / "serve_fake.py"
 
 
 def house_lookup(room: str) -> str:
@@ -53,10 +66,20 @@ class FakeAgent:
         self.calls: list[dict] = []
         self.release = asyncio.Event()
         self.confirmed: list[bool] = []
+        self.active = self.max_active = 0  # turns running at once (the daemon must keep it at 1)
 
     async def respond(self, text, *, conversation_id=None, who="chat", thinking=None, confirm=None, cancel=None):
         """One scripted turn; yields step events and ends with one ReplyDone."""
         self.calls.append({"text": text, "who": who, "conversation_id": conversation_id, "thinking": thinking})
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            async for event in self._turn(text, who=who, confirm=confirm, cancel=cancel):
+                yield event
+        finally:
+            self.active -= 1
+
+    async def _turn(self, text, *, who, confirm, cancel):
         cancel = cancel or asyncio.Event()
         word, _, rest = text.partition(" ")
         reply: list[str] = []
@@ -112,3 +135,77 @@ class FakeAgent:
                 reply.append(piece + " ")
                 yield TextDelta(text=piece + " ")
         yield done("cancelled" if cancel.is_set() else "done")
+
+
+@pytest.fixture
+def home():
+    """A short private folder: AF_UNIX socket paths must stay under ~104 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="ad-"))
+    if len(str(path)) > 60:  # a long $TMPDIR; /tmp is short on every Unix
+        shutil.rmtree(path)
+        path = Path(tempfile.mkdtemp(prefix="ad-", dir="/tmp"))
+    path.chmod(0o700)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def spawn(home: Path, *args: str) -> tuple[subprocess.Popen, dict]:
+    """Start tests/serve_fake.py on `home` as a real process; wait until it answers."""
+    with open(home / "stderr.txt", "ab") as log:  # the child keeps its own copy
+        proc = subprocess.Popen([sys.executable, str(SERVE_FAKE), str(home), *args], stderr=log)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            return proc, status_sync(home / "agentd.sock", timeout=2)
+        except ConnectionError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError((home / "stderr.txt").read_text()) from None
+            time.sleep(0.05)
+
+
+# -- running a daemon inside a test's event loop ----------------------------------------------
+
+
+def run(coro, timeout=30):
+    """Run a test's coroutine with a time limit."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+@contextlib.asynccontextmanager
+async def running(daemon):
+    """Serve the daemon in this loop for the body of the block."""
+    task = asyncio.create_task(daemon.serve())
+    await until(lambda: daemon.server._server is not None or task.done())
+    if task.done():
+        task.result()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 10)
+
+
+async def until(condition, timeout=5.0):
+    """Wait until condition() is true."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.005)
+
+
+async def collect(client, text, **options):
+    """Every event of one reply."""
+    return [event async for event in client.reply(text, **options)]
+
+
+async def drain(events):
+    """Every event of an in-process turn."""
+    return [event async for event in events]
+
+
+def make(home, agent=None, **options):
+    """A Daemon around a FakeAgent, quick to give up on a stuck turn."""
+    options.setdefault("cancel_grace_s", 0.3)
+    return Daemon(agent=agent or FakeAgent(), home=home, **options)

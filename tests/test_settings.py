@@ -169,7 +169,7 @@ BAD_VALUES = [
         "model:\n  thinking_sampling:\n    temprature: 1\n",
         "model.thinking_sampling.temprature: unknown key (did you mean 'temperature'?)",
     ),
-    ("weather:\n  city: Paris\n", "weather: unknown key (known keys here: model, agent, logging)"),
+    ("weather:\n  city: Paris\n", "weather: unknown key (known keys here: model, agent, daemon, logging)"),
     ("model:\n  thinking: maybe\n", "model.thinking: expected true or false, got 'maybe'"),
     ("model:\n  top_p: 1.5\n", "model.top_p: expected at most 1.0, got 1.5"),
     ("model:\n  seed: -1\n", "model.seed: expected at least 0, got -1"),
@@ -289,7 +289,7 @@ def test_dump_effective_round_trips(tmp_path):
     s = load_settings(write(tmp_path, text))
     dumped = dump_effective(s)
     assert "system_prompt: |" in dumped  # multi-line text stays readable
-    assert list(yaml.safe_load(dumped)) == ["model", "agent", "logging"]
+    assert list(yaml.safe_load(dumped)) == list(Settings.model_fields)
     assert load_settings(write(tmp_path, dumped, "dumped.yaml")) == s
 
 

@@ -1,9 +1,18 @@
 """The wire format: JSON lines, one frame per line, each with `"v": 1` and a `"type"`.
 
-Requests (client -> daemon) are pydantic models in one discriminated union; events
-(daemon -> client) are the step events of `agent.events` tagged with the request id, plus
-the few protocol events below. `FrameDecoder` turns a byte stream into frames without
-ever raising on bad input, so one garbled line costs one error event, not the connection.
+Requests (client -> daemon), validated by the pydantic models below:
+
+    {"v":1,"type":"send","id":"r1","text":"lights on","conversation_id":null,"thinking":null}
+    {"v":1,"type":"cancel","id":"r1"}                     stop r1 (queued or running)
+    {"v":1,"type":"confirm","id":"r1","approve":true}     answer r1's confirm_request
+    {"v":1,"type":"history","id":"h1","conversation_id":null,"limit":20}   null: the latest
+    {"v":1,"type":"status","id":"s1"}    {"v":1,"type":"reload","id":"x1"}
+
+Events (daemon -> client): every step event of `agent.events` in its `to_dict` form plus
+"v" and the request "id" (TextDelta ... ReplyDone, which ends a send), and `started`,
+`confirm_request`, `status`, `history` and `error` (with the id and the request type it
+answers, when known). `FrameDecoder` never raises on bad input: one garbled line costs one
+error event, not the connection. Request ids are the client's own, unique per connection.
 """
 
 from __future__ import annotations
@@ -51,7 +60,7 @@ class _Frame(BaseModel):
 class Send(_Frame):
     type: Literal["send"]
     id: RequestId
-    text: Annotated[str, Field(max_length=MAX_FRAME)]
+    text: Annotated[str, Field(min_length=1, max_length=MAX_FRAME)]
     conversation_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
     thinking: bool | None = None
 
@@ -134,7 +143,8 @@ _server_events: TypeAdapter = TypeAdapter(ServerEvent)
 def encode(frame: BaseModel | dict) -> bytes:
     """One frame as a JSON line."""
     data = frame.model_dump() if isinstance(frame, BaseModel) else frame
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    # default=str: a tool argument that is a date or a Path must not kill the reply
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str).encode() + b"\n"
 
 
 def event_frame(request_id: str, event: Any) -> dict:

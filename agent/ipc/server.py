@@ -178,7 +178,10 @@ class Server:
         finally:
             self.connections.discard(conn)
             conn.close()
-            self.handler.connection_lost(conn)
+            try:
+                self.handler.connection_lost(conn)
+            except Exception:
+                log.exception("cleaning up after %s failed", conn)
 
     async def _dispatch(self, conn: Connection, line: bytes | FrameTooLong) -> None:
         if isinstance(line, FrameTooLong):

@@ -139,13 +139,14 @@ def ensure_demo_model(models_dir: Path) -> Path:
     final = models_dir / DEMO_FOLDER
     if _is_current(final):
         return final
+    source = gguf_path()
     models_dir.mkdir(parents=True, exist_ok=True)
     _remove_stale_temp_folders(models_dir)
     # Convert next to the final folder and rename it into place, so a crash or a
     # failure never leaves a half-written model where loaders look for one.
     temp = Path(tempfile.mkdtemp(prefix=f".{DEMO_FOLDER}.tmp-{os.getpid()}-", dir=models_dir))
     try:
-        convert_gguf(gguf_path(), temp)
+        convert_gguf(source, temp)
         _move_into_place(temp, final)
     finally:
         shutil.rmtree(temp, ignore_errors=True)
@@ -182,7 +183,12 @@ def _move_into_place(temp: Path, final: Path) -> None:
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
         final.rename(old)
         shutil.rmtree(old, ignore_errors=True)
-    temp.rename(final)
+    try:
+        temp.rename(final)
+    except OSError:
+        # Another process renamed its own conversion into place first; that one will do.
+        if not _is_current(final):
+            raise
 
 
 def _remove_stale_temp_folders(models_dir: Path) -> None:
@@ -314,28 +320,30 @@ def _special_tokens(meta: dict) -> list[tuple[int, str]]:
     return [(i, tokens[i]) for i, kind in enumerate(types) if kind == _CONTROL_TOKEN]
 
 
+def _added_token(text: str) -> dict[str, Any]:
+    """A special token entry, matched whole and never split by the BPE."""
+    return {
+        "content": text,
+        "single_word": False,
+        "lstrip": False,
+        "rstrip": False,
+        "normalized": False,
+        "special": True,
+    }
+
+
 def tokenizer_json(meta: dict) -> dict[str, Any]:
     """A Hugging Face tokenizers file for the GGUF's GPT-2 style byte-level BPE."""
-    if meta.get("tokenizer.ggml.model") != "gpt2":
-        raise ValueError(f"expected a gpt2 (byte-level BPE) tokenizer, got {meta.get('tokenizer.ggml.model')!r}")
+    kind = meta.get("tokenizer.ggml.model")
+    if kind != "gpt2":
+        raise ValueError(f"expected a gpt2 (byte-level BPE) GGUF tokenizer, got {kind!r}")
     tokens = meta["tokenizer.ggml.tokens"]
     byte_level = {"add_prefix_space": False, "trim_offsets": True, "use_regex": True}
     return {
         "version": "1.0",
         "truncation": None,
         "padding": None,
-        "added_tokens": [
-            {
-                "id": i,
-                "content": text,
-                "single_word": False,
-                "lstrip": False,
-                "rstrip": False,
-                "normalized": False,
-                "special": True,
-            }
-            for i, text in _special_tokens(meta)
-        ],
+        "added_tokens": [{"id": i, **_added_token(text)} for i, text in _special_tokens(meta)],
         "normalizer": None,
         # llama.cpp's "smollm" pre-tokenizer: every digit alone, then GPT-2's regex split.
         "pre_tokenizer": {
@@ -379,17 +387,7 @@ def tokenizer_config(meta: dict) -> dict[str, Any]:
         "add_eos_token": False,
         "clean_up_tokenization_spaces": False,
         "model_max_length": _meta_int(meta, "llama.context_length"),
-        "added_tokens_decoder": {
-            str(i): {
-                "content": text,
-                "lstrip": False,
-                "normalized": False,
-                "rstrip": False,
-                "single_word": False,
-                "special": True,
-            }
-            for i, text in _special_tokens(meta)
-        },
+        "added_tokens_decoder": {str(i): _added_token(text) for i, text in _special_tokens(meta)},
         "chat_template": CHAT_TEMPLATE,
     }
 

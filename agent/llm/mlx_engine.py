@@ -163,8 +163,8 @@ class MLXEngine:
         from mlx_lm import stream_generate
         from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
-        system, rest = _split_system(request.messages)
-        prefix_text = self.render(system, request.tools, thinking=request.thinking, generation_prompt=False) if system or request.tools else ""
+        system, _ = _split_system(request.messages)
+        prefix_text = self.render(system, request.tools, thinking=request.thinking, generation_prompt=False) if system else ""
         full_text = self.render(request.messages, request.tools, thinking=request.thinking)
         tokens = self.encode(full_text)
         cache, reused, hit = self.prefix_cache.fetch(self, prefix_text, full_text, tokens)
@@ -207,6 +207,15 @@ class MLXEngine:
             prefix_hit=hit,
             prefix_tokens_reused=reused if hit else 0,
         )
+
+    def warm_up(self, system_prompt: str, tools: list[dict]) -> None:
+        """Prefill the prefix now (daemon start), so the first command does not pay for it."""
+        def build() -> None:
+            system = [{"role": "system", "content": system_prompt}]
+            prefix_text = self.render(system, tools, thinking=False, generation_prompt=False)
+            self.prefix_cache.prime(self.encode(prefix_text))
+
+        self._executor.submit(build)
 
     def run_on_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run fn(*args) on the MLX thread and wait (for benchmarks and tests)."""

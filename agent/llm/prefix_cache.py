@@ -77,6 +77,11 @@ class PrefixCache:
         self.stats.builds += 1
         log.info("prefix cache built: %d tokens", len(prefix))
 
+    def prime(self, prefix: list[int]) -> None:
+        """Build the cache for this prefix ahead of the first call."""
+        if self.enabled and prefix != self._tokens:
+            self._build(prefix)
+
     def clear(self) -> None:
         """Forget the prefix (tools or instructions changed)."""
         self._tokens, self._cache = None, None

@@ -87,7 +87,8 @@ def status_line(model: str | None, stats: TurnStats | None, stopped_by: str = "d
 class ReplyView:
     """The state of one streaming reply, renderable at any moment (used inside rich Live)."""
 
-    def __init__(self) -> None:
+    def __init__(self, known_tools: dict[str, ToolStarted] | None = None) -> None:
+        self.known_tools = dict(known_tools or {})  # calls that began in an earlier view
         self.parts: list[list] = []  # ["text", str] | ["thinking", str] | ["tool", started, finished] | ["note", Note]
         self.done: ReplyDone | None = None
         self.waiting = True  # nothing has arrived yet (queued, or the model is reading)
@@ -108,6 +109,9 @@ class ReplyView:
                 if part[0] == "tool" and part[1].call_id == event.call_id:
                     part[2] = event
                     break
+            else:
+                if event.call_id in self.known_tools:
+                    self.parts.append(["tool", self.known_tools[event.call_id], event])
         elif isinstance(event, Note):
             self.parts.append(["note", event])
         elif isinstance(event, ReplyDone):
@@ -166,14 +170,14 @@ def item_list(title: str, items: Any) -> RenderableType:
         return Text(f"{title}: not available yet", style="dim")
     if not items:
         return Text(f"{title}: none", style="dim")
-    table = Table(box=box.SIMPLE, show_header=False, title=title, title_style="bold")
+    table = Table(box=box.SIMPLE, show_header=False, title=title, title_style="bold", title_justify="left")
     table.add_column(no_wrap=True)
     table.add_column(style="dim")
     for item in items:
-        if isinstance(item, dict):
+        if isinstance(item, dict):  # e.g. {"name": ..., "next_run": ...}
             name = str(item.get("name") or item.get("id") or "?")
             rest = {k: v for k, v in item.items() if k not in ("name", "id")}
             table.add_row(name, " · ".join(f"{k}: {v}" for k, v in rest.items()))
         else:
-            table.add_row(str(item), "")
+            table.add_row(str(item))
     return table

@@ -1,0 +1,98 @@
+"""Confirmation of confirm-tier tools: ask whoever started the turn, and only them.
+
+Anything but a clear yes is a no: no answer in time, the client gone, the turn cancelled, or
+a scheduled job with nobody to ask. Every decision is logged and handed to an audit hook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from agent.ipc import protocol as p
+from agent.turnqueue import TurnRequest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConfirmDecision:
+    """One answer to "may this tool run?", for the audit log."""
+
+    request_id: str
+    who: str
+    conversation_id: str | None
+    tool: str
+    arguments: dict
+    risk: str
+    approved: bool
+    reason: str  # approved | denied | timeout | client gone | non-interactive | cancelled | no one to ask
+    waited_s: float
+
+
+def interactive(who: str) -> bool:
+    """Whether someone can be asked to confirm (nobody watches a scheduled job)."""
+    return not who.startswith("schedule")
+
+
+def json_safe(value: Any) -> Any:
+    """A value as plain JSON (a date or a Path becomes text)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+class Confirmer:
+    """Puts confirm-tier tool calls to the person who asked for the turn."""
+
+    def __init__(self, timeout_s: float, audit: Callable[[ConfirmDecision], None] | None = None):
+        self.timeout_s = timeout_s
+        self.audit = audit or (lambda decision: None)
+
+    async def ask(self, request: TurnRequest, tool: Any, arguments: dict) -> bool:
+        """Whether `tool` may run with `arguments` in this turn; logged and audited."""
+        started = time.monotonic()
+        arguments = json_safe(arguments)
+        if not interactive(request.who):
+            approved, reason = False, "non-interactive"
+        elif request.cancel.is_set():
+            approved, reason = False, "cancelled"
+        elif request.conn is None:  # an in-process door, which may bring its own way to ask
+            approved = bool(request.confirm and await request.confirm(tool, arguments))
+            reason = "no one to ask" if request.confirm is None else ("approved" if approved else "denied")
+        elif request.conn.closed:
+            approved, reason = False, "client gone"
+        else:
+            approved, reason = await self._ask_client(request, tool, arguments)
+        decision = ConfirmDecision(
+            request_id=request.id, who=request.who, conversation_id=request.conversation_id, tool=tool.name,
+            arguments=arguments, risk=tool.risk, approved=approved, reason=reason,
+            waited_s=round(time.monotonic() - started, 3),
+        )
+        log.info("confirm %s%s for %s: %s (%s)", tool.name, json.dumps(arguments), request.id,
+                 "yes" if approved else "no", reason)
+        try:
+            self.audit(decision)
+        except Exception:
+            log.exception("could not audit %s", decision)
+        return approved
+
+    def answer(self, request: TurnRequest | None, frame: p.Confirm) -> None:
+        """Take a client's answer; RequestError if nothing is waiting for one."""
+        if request is None or request.answer is None or request.answer.done():
+            raise p.RequestError(f"no confirmation is waiting for request {frame.id!r} (too late?)", frame.id, "confirm")
+        request.answer.set_result((frame.approve, "approved" if frame.approve else "denied"))
+
+    async def _ask_client(self, request: TurnRequest, tool: Any, arguments: dict) -> tuple[bool, str]:
+        request.answer = asyncio.get_running_loop().create_future()
+        request.conn.send(p.ConfirmRequest(
+            v=p.VERSION, id=request.id, tool=tool.name, arguments=arguments, risk=tool.risk, timeout_s=self.timeout_s,
+        ))
+        try:
+            return await asyncio.wait_for(request.answer, self.timeout_s)
+        except TimeoutError:
+            return False, "timeout"
+        finally:
+            request.answer = None

@@ -1,0 +1,127 @@
+"""`agentd doctor`: check the set-up and say what is wrong and how to fix it."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool | None  # None: a warning, not a failure
+    detail: str
+    fix: str = ""
+
+
+def run_checks(home_arg: str | None, config_arg: str | None, model_arg: str | None, *, out=print) -> int:
+    """Run every check, print one line each; exit code 1 if any failed."""
+    state: dict = {}
+    checks: list[Callable[[dict], Check]] = [
+        lambda s: check_python(),
+        lambda s: check_home(s, home_arg),
+        lambda s: check_config(s, config_arg, model_arg),
+        check_mlx,
+        check_model,
+        check_daemon,
+        lambda s: check_audio(),
+    ]
+    failed = 0
+    for check in checks:
+        try:
+            result = check(state)
+        except Exception as exc:  # a check must never stop the others
+            result = Check(getattr(check, "__name__", "check"), False, f"{type(exc).__name__}: {exc}")
+        mark = {True: "ok  ", False: "FAIL", None: "warn"}[result.ok]
+        out(f"[{mark}] {result.name}: {result.detail}")
+        if result.fix and result.ok is not True:
+            out(f"       fix: {result.fix}")
+        failed += result.ok is False
+    return 1 if failed else 0
+
+
+def check_python() -> Check:
+    ok = sys.version_info >= (3, 11)
+    detail = f"Python {platform.python_version()} on {platform.system()} {platform.machine()}"
+    return Check("python", ok, detail, "" if ok else "agentd needs Python 3.11 or newer")
+
+
+def check_home(state: dict, home_arg: str | None) -> Check:
+    from agent.home import resolve_home
+
+    home = resolve_home(home_arg)
+    probe = home / ".doctor-probe"
+    probe.write_text("ok")
+    probe.unlink()
+    state["home"] = home
+    return Check("home", True, f"{home} (writable, mode {oct(home.stat().st_mode & 0o777)})")
+
+
+def check_config(state: dict, config_arg: str | None, model_arg: str | None) -> Check:
+    from agent.home import select_user_config
+    from agent.settings import ConfigError, load_settings
+
+    if "home" not in state:
+        return Check("config", False, "skipped: no home folder")
+    path = select_user_config(state["home"], config_arg)
+    try:
+        state["settings"] = load_settings(path, overrides={"model.path": model_arg})
+    except ConfigError as exc:
+        return Check("config", False, str(exc), "correct the key named above (see config/default.yaml)")
+    return Check("config", True, f"{path or 'defaults only'}")
+
+
+def check_mlx(state: dict) -> Check:
+    import mlx.core as mx
+
+    device = mx.default_device()
+    on_apple = sys.platform == "darwin" and platform.machine() == "arm64"
+    detail = f"MLX {mx.__version__} on {device}"
+    if on_apple:
+        return Check("mlx", True, detail)
+    return Check("mlx", None, detail + " (not Apple Silicon: the CPU backend works but is slow)")
+
+
+def check_model(state: dict) -> Check:
+    from agent.home import models_dir
+    from agent.llm.catalog import ModelNotFoundError, find_model
+
+    settings = state.get("settings")
+    if settings is None:
+        return Check("model", False, "skipped: the config did not load")
+    try:
+        choice = find_model(settings.model.path, models_dir(state["home"]), settings.model.preset)
+    except ModelNotFoundError as exc:
+        return Check("model", False, str(exc))
+    config = Path(choice.path) / "config.json"
+    if not config.is_file():
+        return Check("model", False, f"{choice.path} has no config.json", "pull it again with `agentd model pull`")
+    if choice.is_demo:
+        return Check("model", None, f"{choice.path.name}: {choice.reason}", "`agentd model pull qwen3.5-4b`")
+    return Check("model", True, f"{choice.path}")
+
+
+def check_daemon(state: dict) -> Check:
+    from agent.home import socket_path
+    from agent.runtime import running_pid
+
+    if "home" not in state:
+        return Check("daemon", None, "skipped: no home folder")
+    pid = running_pid(state["home"])
+    if pid is None:
+        return Check("daemon", None, "not running", "`agentd start` (or `agentd run` in the foreground)")
+    return Check("daemon", True, f"running (pid {pid}), socket {socket_path(state['home'])}")
+
+
+def check_audio() -> Check:
+    try:
+        import sounddevice as sd
+    except OSError as exc:  # the PortAudio library itself is missing
+        return Check("audio", None, f"PortAudio not found ({exc})", "install PortAudio (Debian: apt-get install libportaudio2)")
+    inputs = [d["name"] for d in sd.query_devices() if d["max_input_channels"] > 0]
+    if not inputs:
+        return Check("audio", None, "no microphone found", "plug in a microphone (voice is optional)")
+    return Check("audio", True, f"{len(inputs)} input device(s): {', '.join(inputs[:3])}")
