@@ -128,6 +128,17 @@ class MLXEngine:
             enable_thinking=thinking,
         )
 
+    def prefix_text(self, system_prompt: str, tools: list[dict] | None, *, thinking: bool = False) -> str:
+        """The fixed head of every prompt: the system turn with the tools, up to the user's words.
+
+        Templates may refuse to render a system message alone (Qwen3.5's raises "No user
+        query found"), so render one with a placeholder user message and cut before it.
+        """
+        marker = "\u2063agentd-user-text\u2063"
+        messages = [{"role": "system", "content": system_prompt}, {"role": "user", "content": marker}]
+        text = self.render(messages, tools, thinking=thinking)
+        return text[: text.index(marker)]
+
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
 
@@ -164,7 +175,7 @@ class MLXEngine:
         from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
         system, _ = _split_system(request.messages)
-        prefix_text = self.render(system, request.tools, thinking=request.thinking, generation_prompt=False) if system else ""
+        prefix_text = self.prefix_text(system[0]["content"], request.tools, thinking=request.thinking) if system else ""
         full_text = self.render(request.messages, request.tools, thinking=request.thinking)
         tokens = self.encode(full_text)
         cache, reused, hit = self.prefix_cache.fetch(self, prefix_text, full_text, tokens)
@@ -211,9 +222,7 @@ class MLXEngine:
     def warm_up(self, system_prompt: str, tools: list[dict]) -> None:
         """Prefill the prefix now (daemon start), so the first command does not pay for it."""
         def build() -> None:
-            system = [{"role": "system", "content": system_prompt}]
-            prefix_text = self.render(system, tools, thinking=False, generation_prompt=False)
-            self.prefix_cache.prime(self.encode(prefix_text))
+            self.prefix_cache.prime(self.encode(self.prefix_text(system_prompt, tools)))
 
         self._executor.submit(build)
 

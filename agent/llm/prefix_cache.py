@@ -27,8 +27,9 @@ class PrefixStats:
 class PrefixCache:
     """One prefilled prefix (the current system prompt + tools) and its counters."""
 
-    def __init__(self, model: Any, *, step_size: int = 2048, enabled: bool = True):
+    def __init__(self, model: Any, *, step_size: int = 2048, enabled: bool = True, turn_start: str = "<|im_start|>"):
         self.model = model
+        self.turn_start = turn_start
         self.step_size = step_size
         self.enabled = enabled
         self.stats = PrefixStats()
@@ -59,7 +60,12 @@ class PrefixCache:
         if self._tokens is not None and tokens[: len(self._tokens)] == self._tokens and len(tokens) > len(self._tokens):
             return self._tokens
         prefix = engine.encode(prefix_text)
-        if tokens[: len(prefix)] != prefix or len(tokens) <= len(prefix):
+        if tokens[: len(prefix)] != prefix:
+            # The user's first word may merge with the turn header into one token; fall back
+            # to the boundary before that header, which no tokenizer merges across.
+            header = prefix_text.rfind(self.turn_start)
+            prefix = engine.encode(prefix_text[:header]) if header > 0 else []
+        if not prefix or tokens[: len(prefix)] != prefix or len(tokens) <= len(prefix):
             log.debug("prefix tokens are not a head of the prompt tokens; no prefix cache")
             return None
         return prefix
