@@ -12,6 +12,7 @@ from pathlib import Path
 def model_arg_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--model", help="MLX model folder (default: the configured model, else the demo model)")
+    parser.add_argument("--tiny", action="store_true", help="measure the tests' tiny Qwen3.5 (real 248k vocabulary) instead")
     parser.add_argument("--home", help="agentd home folder (default: $AGENTD_HOME, else a cache folder)")
     parser.add_argument("--repeats", type=int, default=3)
     return parser
@@ -21,6 +22,8 @@ def resolve_model(args: argparse.Namespace) -> Path:
     """The model a user would get: --model, else what agentd itself would pick."""
     if args.model:
         return Path(args.model)
+    if getattr(args, "tiny", False):
+        return tiny_qwen35()
     from agent.home import models_dir, resolve_home
     from agent.llm.catalog import find_model
     from agent.settings import load_settings
@@ -59,3 +62,19 @@ def synthetic_tool_schemas(count: int) -> list[dict]:
         )
         schemas.append(build_tool(func).schema)
     return schemas
+
+
+def tiny_qwen35() -> Path:
+    """The tests' tiny Qwen3.5 with the real vocabulary: the only Qwen3.5 a CI machine has.
+
+    It is built by the test fixtures (offline, cached under .cache/fixtures), so the tests'
+    folder is put on the import path here rather than copying the builder.
+    """
+    import sys
+
+    tests = Path(__file__).resolve().parents[1] / "tests"
+    sys.path.insert(0, str(tests))
+    from fixtures.tiny_qwen import build_tiny_qwen35
+    from fixtures.train import cached_model
+
+    return cached_model("tiny-qwen35-qwenvocab", "qwen seed=0 layers=4", lambda d: build_tiny_qwen35(d, vocab="qwen"))

@@ -105,3 +105,27 @@ def test_cancel_stops_generation(engine):
     cancel.set()
     _, finished = generate(engine, request(max_tokens=200), cancel)
     assert finished.finish_reason == "cancelled" and finished.generated_tokens <= 2
+
+
+def test_a_process_that_generated_exits_cleanly(tiny_qwen_bpe, tmp_path):
+    # mlx-lm's thread-local generation stream used from a worker thread made the process
+    # abort at exit ("terminate called without an active exception", exit code 134).
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "gen.py"
+    script.write_text(
+        "import sys, threading\n"
+        "from pathlib import Path\n"
+        "from agent.llm.mlx_engine import MLXEngine, Request, Sampling\n"
+        "e = MLXEngine(Path(sys.argv[1]))\n"
+        "r = Request(messages=[{'role': 'system', 'content': 's'}, {'role': 'user', 'content': 'u'}], tools=[],\n"
+        "            thinking=False, max_tokens=3, sampling=Sampling(temperature=0.0))\n"
+        "e.run_on_thread(lambda: list(e.generate_sync(r, threading.Event())))\n"
+        "e.close()\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(script), str(tiny_qwen_bpe)], cwd=repo, capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "PYTHONPATH": str(repo)})
+    assert done.returncode == 0, done.stderr[-500:]
