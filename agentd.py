@@ -121,6 +121,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     app = build_local_app(args)
     app.warm_up()
+    # run_forever installs its own console and file logs; main()'s basicConfig console
+    # handler would otherwise print every line a second time.
+    for handler in list(logging.getLogger().handlers):
+        logging.getLogger().removeHandler(handler)
     daemon = Daemon(
         agent=app.agent,
         home=home,

@@ -30,9 +30,12 @@ class App:
 
     def status(self) -> dict:
         """The model's part of the daemon's status report."""
+        from agent.llm.catalog import is_offline
+
         stats = self.engine.prefix_cache.stats
         return {
             "model": self.engine.name,
+            "offline": is_offline(),  # HF_HUB_OFFLINE as this process sees it (set in-process at start)
             "demo_model": self.is_demo,
             "tools": self.agent.registry.names(),
             "prefix_cache": {"hits": stats.hits, "misses": stats.misses, "builds": stats.builds, "tokens_reused": stats.tokens_reused},

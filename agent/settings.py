@@ -150,6 +150,16 @@ class DaemonSettings(_Section):
     cancel_grace_s: float = Field(gt=0)
 
 
+class ScheduleSettings(_Section):
+    """The schedule (apscheduler): how late runs are treated and how often it looks around."""
+
+    misfire_grace_s: float = Field(gt=0)
+    reminder_grace_s: float = Field(gt=0)
+    coalesce: bool
+    poll_s: float = Field(gt=0)
+    sleep_jump_s: float = Field(gt=0)
+
+
 class Settings(_Section):
     """All of agentd's settings (the root of config/default.yaml)."""
 
@@ -157,6 +167,10 @@ class Settings(_Section):
     agent: AgentSettings
     daemon: DaemonSettings
     logging: LoggingSettings
+    schedule: ScheduleSettings
+    # Each automation is checked on its own by agent.schedule, so one bad entry is
+    # reported by its id while the rest still load.
+    automations: list[Any]
 
 
 # ---------------------------------------------------------------------------- loading
@@ -308,6 +322,7 @@ _EXPECTED = {
     "path_type": "expected a path",
     "model_type": "expected a mapping of settings",
     "dict_type": "expected a mapping of settings",
+    "list_type": "expected a list",
     "string_too_short": "expected non-empty text",
 }
 _BOUNDS = {"ge": "at least", "gt": "more than", "le": "at most", "lt": "less than"}

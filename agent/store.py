@@ -25,6 +25,13 @@ API (every write is one transaction; times are aware UTC datetimes):
     audit(tool, arguments, risk, outcome, duration_s, who, conversation_id=None, detail="") -> None
     audit_entries(limit=50, tool=None) -> list[AuditEntry]             # newest first
 
+    # run receipts of scheduled jobs (outcome: "ok", "error", "denied", "missed", "skipped")
+    add_receipt(job_id, kind, scheduled, started, outcome, output="", detail="",
+                duration_s=0.0, reported=True) -> int
+    receipts(limit=50, job_id=None) -> list[Receipt]                   # newest first
+    unreported_receipts() -> list[Receipt]                             # oldest first
+    mark_reported(receipt_ids) -> None
+
 A query is never handed to FTS5 as syntax: it is cut into words and each word is quoted, so
 `AND`, quotes, `*`, `-` or `:` in what the user said cannot raise an FTS error.
 """
@@ -107,6 +114,24 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX audit_by_tool ON audit (tool, id);
     """,
+    """
+    -- one row per scheduled run, missed runs included (agent.schedule writes them)
+    CREATE TABLE receipts (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id     TEXT NOT NULL,
+        kind       TEXT NOT NULL,
+        scheduled  TEXT NOT NULL,
+        started    TEXT,
+        late_s     REAL,
+        outcome    TEXT NOT NULL,
+        output     TEXT NOT NULL,
+        detail     TEXT NOT NULL,
+        duration_s REAL NOT NULL,
+        reported   INTEGER NOT NULL
+    );
+    CREATE INDEX receipts_by_job ON receipts (job_id, id);
+    CREATE INDEX receipts_unreported ON receipts (reported) WHERE reported = 0;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -148,6 +173,23 @@ class AuditEntry:
     who: str
     conversation_id: str | None
     detail: str
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """One run of a scheduled job: when it was due, when it ran, and how it went."""
+
+    id: int
+    job_id: str
+    kind: str
+    scheduled: datetime
+    started: datetime | None  # None: it never ran (missed)
+    late_s: float | None
+    outcome: str
+    output: str
+    detail: str
+    duration_s: float
+    reported: bool  # False: someone still has to be told (a missed run, an unheard reminder)
 
 
 @dataclass(frozen=True)
@@ -436,6 +478,62 @@ class Store:
             )
             for rid, at, name, args, risk, outcome, duration, who, cid, detail in rows
         ]
+
+    # -- run receipts -----------------------------------------------------------------------
+
+    def add_receipt(
+        self,
+        job_id: str,
+        kind: str,
+        scheduled: datetime,
+        started: datetime | None,
+        outcome: str,
+        output: str = "",
+        detail: str = "",
+        duration_s: float = 0.0,
+        reported: bool = True,
+    ) -> int:
+        """Record one run (or missed run) of a scheduled job; its id."""
+        late = None if started is None else (started - scheduled).total_seconds()
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO receipts (job_id, kind, scheduled, started, late_s, outcome, output,"
+                " detail, duration_s, reported) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, kind, _stamp(scheduled), None if started is None else _stamp(started),
+                 late, outcome, output, detail, float(duration_s), int(reported)),
+            )
+            return cursor.lastrowid
+
+    def receipts(self, limit: int = 50, job_id: str | None = None) -> list[Receipt]:
+        """The latest runs (of one job, if given), newest first."""
+        rows = self._read(
+            f"SELECT {_RECEIPT_COLUMNS} FROM receipts WHERE ? IS NULL OR job_id = ?"
+            " ORDER BY id DESC LIMIT ?",
+            (job_id, job_id, limit),
+        )
+        return [_receipt(row) for row in rows]
+
+    def unreported_receipts(self) -> list[Receipt]:
+        """Runs that someone still has to be told about, oldest first."""
+        rows = self._read(f"SELECT {_RECEIPT_COLUMNS} FROM receipts WHERE reported = 0 ORDER BY id")
+        return [_receipt(row) for row in rows]
+
+    def mark_reported(self, receipt_ids: Iterable[int]) -> None:
+        """Note that these runs have been told to someone."""
+        with self._write() as db:
+            db.executemany("UPDATE receipts SET reported = 1 WHERE id = ?", [(i,) for i in receipt_ids])
+
+
+_RECEIPT_COLUMNS = "id, job_id, kind, scheduled, started, late_s, outcome, output, detail, duration_s, reported"
+
+
+def _receipt(row: tuple) -> Receipt:
+    rid, job_id, kind, scheduled, started, late, outcome, output, detail, duration, reported = row
+    return Receipt(
+        id=rid, job_id=job_id, kind=kind, scheduled=_parse(scheduled),
+        started=None if started is None else _parse(started), late_s=late, outcome=outcome,
+        output=output, detail=detail, duration_s=duration, reported=bool(reported),
+    )
 
 
 def fts_query(text: str, *, join: str) -> str | None:

@@ -12,14 +12,12 @@ PROMPT = "Write four short lines about the sea at night."
 
 def bare_generate(engine, tokens: list[int], max_tokens: int) -> tuple[float, str]:
     """mlx-lm alone: the same prompt tokens, greedy, on the same thread."""
-    import mlx.core as mx
     from mlx_lm import stream_generate
     from mlx_lm.sample_utils import make_sampler
 
     def once():
         start = time.perf_counter()
-        stream = mx.default_stream(mx.default_device())
-        responses = stream_generate(engine.model, engine.tokenizer, tokens, max_tokens=max_tokens, sampler=make_sampler(temp=0.0), stream=stream)
+        responses = stream_generate(engine.model, engine.tokenizer, tokens, max_tokens=max_tokens, sampler=make_sampler(temp=0.0))
         text = "".join(r.text for r in responses)
         return time.perf_counter() - start, text
 

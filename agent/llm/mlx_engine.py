@@ -189,15 +189,10 @@ class MLXEngine:
         start = time.perf_counter()
         first = None
         count, reason, tps = 0, "stop", 0.0
-        import mlx.core as mx
-
         for response in stream_generate(
             self.model,
             self.tokenizer,
             tokens[reused:],
-            # This thread's default stream, as mlx-lm's server does: mlx-lm's module-level
-            # thread-local stream leaves a CPU worker that aborts the process at exit.
-            stream=mx.default_stream(mx.default_device()),
             max_tokens=request.max_tokens,
             sampler=sampler,
             logits_processors=processors or None,
@@ -236,6 +231,11 @@ class MLXEngine:
         return self._executor.submit(fn, *args).result()
 
     def close(self) -> None:
+        """Release the MLX thread; its streams are destroyed on it first, or the process
+        aborts at exit ("terminate called without an active exception", mlx#3126)."""
+        import mlx.core as mx
+
+        self._executor.submit(mx.clear_streams).result()
         self._executor.shutdown(wait=True)
 
 

@@ -1,0 +1,165 @@
+"""Home Assistant backend: its REST API over urllib, for the entities named in the config.
+
+Requests follow Home Assistant's documented REST API: `GET /api/states/<entity_id>`,
+`GET /api/states`, `POST /api/services/<domain>/<service>`, each with
+`Authorization: Bearer <long-lived access token>`. Only entities listed in `home.devices` are
+ever read or changed, so the model never sees the rest of the house.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterable
+
+from agent.home_control.devices import Command, Device, DeviceState, HomeError
+
+log = logging.getLogger(__name__)
+
+SERVICES = {"on": "turn_on", "off": "turn_off", "open": "open_cover", "close": "close_cover",
+            "stop": "stop_cover", "lock": "lock", "unlock": "unlock"}
+# Attributes worth the model's attention, under the names it is told.
+ATTRIBUTES = {"current_temperature": "current_temperature", "temperature": "target_temperature",
+              "current_position": "position"}
+# Home Assistant is on the home network: never send its token through a proxy from the env.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def read_token(settings: Any) -> str | None:
+    """The long-lived access token from the variable token_env, else token_file; None if neither."""
+    value = os.environ.get(settings.token_env, "").strip()
+    if value:
+        return value
+    path = settings.token_file
+    if path is None:
+        return None
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise HomeError(f"cannot read the Home Assistant token file {path}: {exc.strerror}") from None
+    if Path(path).stat().st_mode & 0o077:
+        log.warning("the Home Assistant token file %s is readable by others; chmod 600 it", path)
+    return text or None
+
+
+class HassBackend:
+    """Reads and changes configured Home Assistant entities."""
+
+    name = "hass"
+
+    def __init__(self, settings: Any, devices: Iterable[Device], *, token: str | None):
+        self.url = settings.url
+        self.timeout_s = settings.timeout_s
+        self.token = token
+        self.token_hint = f"${settings.token_env}" + (f" or {settings.token_file}" if settings.token_file else "")
+        self.devices = {d.entity_id: d for d in devices if d.entity_id}
+
+    def start(self) -> None:
+        """Check that the API answers; a failure is logged, and each call tries again."""
+        try:
+            self._request("GET", "/api/")
+            log.info("Home Assistant at %s answers", self.url)
+        except HomeError as exc:
+            log.warning("%s", exc)
+
+    def stop(self) -> None:
+        pass  # each request opens its own connection: nothing to close
+
+    def read(self, devices: list[Device]) -> list[DeviceState]:
+        if len(devices) == 1:
+            return [self._state(devices[0])]
+        # One request for many: /api/states lists every entity, of which we keep ours.
+        try:
+            every = {s.get("entity_id"): s for s in self._request("GET", "/api/states") or []}
+        except HomeError as exc:
+            return [DeviceState(d.name, False, reason=str(exc)) for d in devices]
+        return [to_state(d, every.get(d.entity_id)) for d in devices]
+
+    def apply(self, changes: list[tuple[Device, Command]]) -> list[DeviceState]:
+        results = []
+        for device, command in changes:
+            try:
+                results.append(self._call(device, command))
+            except HomeError as exc:
+                results.append(DeviceState(device.name, False, reason=str(exc)))
+        return results
+
+    def _state(self, device: Device) -> DeviceState:
+        try:
+            return to_state(device, self._request("GET", f"/api/states/{device.entity_id}", device=device))
+        except HomeError as exc:
+            return DeviceState(device.name, False, reason=str(exc))
+
+    def _call(self, device: Device, command: Command) -> DeviceState:
+        domain, entity_id = device.entity_id.split(".")[0], device.entity_id
+        changed: list = []
+        if command.temperature is not None:
+            changed += self._service(device, domain, "set_temperature", {"temperature": command.temperature})
+        if command.action or command.brightness is not None:
+            data = {} if command.brightness is None else {"brightness_pct": command.brightness}
+            changed += self._service(device, domain, SERVICES[command.action or "on"], data)
+        # The service's answer lists the states it changed; an entity that was already in
+        # the wanted state is not among them, so then ask for it.
+        mine = [s for s in changed if isinstance(s, dict) and s.get("entity_id") == entity_id]
+        return to_state(device, mine[-1]) if mine else self._state(device)
+
+    def _service(self, device: Device, domain: str, service: str, data: dict) -> list:
+        body = {"entity_id": device.entity_id, **data}
+        answer = self._request("POST", f"/api/services/{domain}/{service}", body, device=device)
+        return answer if isinstance(answer, list) else []
+
+    def _request(self, method: str, path: str, body: Any = None, *, device: Device | None = None) -> Any:
+        if not self.token:
+            raise HomeError(f"no Home Assistant access token: put a long-lived token in {self.token_hint}")
+        request = urllib.request.Request(
+            self.url + path, method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
+        try:
+            with _OPENER.open(request, timeout=self.timeout_s) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            raise self._refused(exc, path, device) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise HomeError(f"cannot reach Home Assistant at {self.url}: {reason}; is it running?") from None
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            raise HomeError(f"Home Assistant at {self.url} sent something other than JSON for {path}") from None
+
+    def _refused(self, exc: urllib.error.HTTPError, path: str, device: Device | None) -> HomeError:
+        who = f" (device {device.name!r})" if device else ""
+        if exc.code == 401:
+            return HomeError(f"Home Assistant refused the access token (401): put a valid long-lived "
+                             f"token in {self.token_hint}")
+        if exc.code == 404 and path.startswith("/api/states/"):
+            return HomeError(f"Home Assistant has no entity {path.rsplit('/', 1)[-1]}{who}: check its "
+                             "entity_id in home.devices")
+        if exc.code in (400, 404) and path.startswith("/api/services/"):
+            detail = exc.read().decode("utf-8", "replace").strip()[:200]
+            service = path[len("/api/services/"):].replace("/", ".")
+            return HomeError(f"Home Assistant refused {service}{who}: {detail or exc.reason}")
+        return HomeError(f"Home Assistant answered {exc.code} {exc.reason} for {path}{who}")
+
+
+def to_state(device: Device, data: dict | None) -> DeviceState:
+    """A DeviceState from a Home Assistant state object; unavailable/unknown stay unavailable."""
+    if not data:
+        return DeviceState(device.name, False, reason=f"Home Assistant has no entity {device.entity_id}")
+    state = data.get("state")
+    if state in (None, "unavailable", "unknown"):
+        return DeviceState(device.name, False, reason=f"Home Assistant reports {device.entity_id} as {state}")
+    attrs = data.get("attributes") or {}
+    shown = {ATTRIBUTES[k]: v for k, v in attrs.items() if k in ATTRIBUTES and v is not None}
+    if isinstance(attrs.get("brightness"), (int, float)):
+        shown = {"brightness": f"{round(attrs['brightness'] * 100 / 255)}%", **shown}
+    unit = attrs.get("unit_of_measurement") or device.unit
+    if device.kind == "sensor" and unit:
+        state = f"{state} {unit}"
+    return DeviceState(device.name, True, str(state), shown)

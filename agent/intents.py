@@ -1,0 +1,338 @@
+"""The fast phrase path: common commands answered by running a tool directly, without the LLM.
+
+Skills declare phrase templates (agent.phrases). They compile once into an `IntentMatcher`;
+`match(text)` finds the template a sentence fits, fills the tool's arguments from its slots
+and validates them against the tool's schema. A sentence that fits nothing (or whose values
+the tool refuses) goes to the model as usual. `answer_intent()` runs the tool and yields the
+same step events as a turn, so front ends cannot tell the two paths apart.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
+
+from agent.events import Note, ReplyDone, StepEvent, TextDelta, ToolFinished, ToolStarted, TurnStats
+from agent.phrases import PhraseSpec, fill, fixed_words, normalize, parse_template, references, slots_in
+from agent.tools import Tool, ToolArgumentError, ToolContext, ToolError, ToolRegistry
+
+log = logging.getLogger(__name__)
+
+# Said around a command, never part of it. Leading ones are stripped repeatedly, so
+# "hey, could you please ..." loses all three.
+LEADING_FILLERS = (
+    "hey", "hi", "hello", "ok", "okay", "please", "kindly", "could you", "can you", "would you",
+    "will you", "would you mind", "i want you to", "id like you to",
+)
+TRAILING_FILLERS = ("please", "thanks", "thank you", "for me")
+# Commands are short; a long text is a conversation, and it keeps regexes cheap.
+MAX_WORDS = 40
+_PATTERNS = {"text": r"\S+(?: \S+)*?", "number": r"\d+(?:[./]\d+)?"}
+
+
+@dataclass(frozen=True)
+class IntentMatch:
+    """A sentence that fits a phrase: the tool to run, its validated arguments, the reply."""
+
+    text: str
+    tool: str
+    arguments: dict
+    reply: str | None
+    template: str
+    skill: str
+    slots: dict[str, Any]
+    why: str
+
+
+@dataclass
+class _Entry:
+    """One compiled template."""
+
+    regex: re.Pattern
+    needed: frozenset[str]
+    template: str
+    skill: str
+    phrase: PhraseSpec
+    choices: dict[str, dict[str, str]]  # slot -> {spoken form: value}
+    numbers: frozenset[str]
+    order: int
+
+
+@dataclass
+class IntentMatcher:
+    """All enabled phrases, compiled once; `match()` is the per-sentence call."""
+
+    registry: ToolRegistry
+    fillers: tuple[str, ...] = ()
+    problems: list[str] = field(default_factory=list)
+    _index: dict[str, list[_Entry]] = field(default_factory=dict)
+    _always: list[_Entry] = field(default_factory=list)
+    _count: int = 0
+
+    def __post_init__(self) -> None:
+        lead = sorted({*LEADING_FILLERS, *(normalize(f) for f in self.fillers)} - {""}, key=len, reverse=True)
+        trail = sorted(TRAILING_FILLERS, key=len, reverse=True)
+        self._leading = re.compile(rf"^(?:(?:{'|'.join(map(re.escape, lead))}) )+")
+        self._trailing = re.compile(rf"(?: (?:{'|'.join(map(re.escape, trail))}))+$")
+
+    @classmethod
+    def from_skills(cls, skillset: Any, registry: ToolRegistry, slot_values: dict[str, list[str]] | None = None,
+                    *, fillers: Iterable[str] = ()) -> IntentMatcher:
+        """Compile the phrases of every enabled skill; slot_values fill slots no skill defines."""
+        matcher = cls(registry=registry, fillers=tuple(fillers))
+        entries = []
+        for skill in skillset.enabled():
+            slots = {**{k: list(v) for k, v in (slot_values or {}).items()}, **skill.slots}
+            for phrase in skill.phrases:
+                for template in phrase.template:
+                    entry = matcher._compile(template, phrase, skill.name, slots, len(entries))
+                    if entry is not None:
+                        entries.append(entry)
+        matcher._build_index(entries)
+        return matcher
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _compile(self, template: str, phrase: PhraseSpec, skill: str, slots: dict, order: int) -> _Entry | None:
+        """One template as a regex over normalized text; None (and a problem) if it cannot run."""
+        where = f"skill {skill}: phrase {template!r}"
+        tool = self.registry.get(phrase.tool)
+        if tool is None:
+            self.problems.append(f"{where}: there is no tool named {phrase.tool!r}")
+            return None
+        nodes = parse_template(template)
+        undefined = sorted(slots_in(nodes) - set(slots))
+        if undefined:
+            self.problems.append(f"{where}: no values for slot {{{undefined[0]}}} (add it under slots:)")
+            return None
+        first, last = " ".join(_edge_words(nodes)), " ".join(_edge_words(nodes[::-1])[::-1])
+        if self._leading.match(first + " ") or self._trailing.search(" " + last):
+            self.problems.append(f"{where}: starts or ends with a filler word, which is never matched")
+            return None
+        choices = {name: _spoken_forms(spec) for name, spec in slots.items() if isinstance(spec, (list, dict))}
+        pattern = _render(nodes, lambda name: _PATTERNS.get(slots[name]) or _alternation(choices[name]))
+        numbers = frozenset(name for name in slots_in(nodes) if slots[name] == "number")
+        used = {name: choices[name] for name in slots_in(nodes) if name in choices}
+        return _Entry(re.compile(pattern), fixed_words(nodes), template, skill, phrase, used, numbers, order)
+
+    def _build_index(self, entries: list[_Entry]) -> None:
+        """File each template under its rarest fixed word, so a sentence tries only a few."""
+        counts: dict[str, int] = {}
+        for entry in entries:
+            for word in entry.needed:
+                counts[word] = counts.get(word, 0) + 1
+        for entry in entries:
+            if entry.needed:
+                key = min(entry.needed, key=lambda w: (counts[w], w))
+                self._index.setdefault(key, []).append(entry)
+            else:
+                self._always.append(entry)
+        self._count = len(entries)
+
+    def clean(self, text: str) -> str:
+        """What is matched: normalized text without fillers such as "please" or "could you"."""
+        text = normalize(text)
+        text = self._leading.sub("", text + " ").strip()
+        return self._trailing.sub("", " " + text).strip()
+
+    def match(self, text: str) -> IntentMatch | None:
+        """The best phrase this text fits, with validated arguments; None means ask the model."""
+        return self._search(text)[0]
+
+    def explain(self, text: str) -> str:
+        """Which path answers this text and why, in one line (for `agentd ask --explain`)."""
+        found, reasons = self._search(text)
+        if found is not None:
+            return f"phrase path: {found.why}"
+        detail = "; ".join(reasons[:3]) or f"no phrase fits {self.clean(text)!r} ({len(self)} templates)"
+        return f"model: {detail}"
+
+    def _search(self, text: str) -> tuple[IntentMatch | None, list[str]]:
+        said = self.clean(text)
+        words = said.split()
+        if not words or len(words) > MAX_WORDS:
+            return None, []
+        present = set(words)
+        candidates = list(self._always)
+        for word in present:
+            candidates.extend(self._index.get(word, ()))
+        best, best_rank, reasons = None, None, []
+        for entry in candidates:
+            if not entry.needed <= present:
+                continue
+            found = entry.regex.fullmatch(said + " ")
+            if found is None:
+                continue
+            match, problem = self._fit(entry, text, said, found)
+            if match is None:
+                reasons.append(problem)
+                continue
+            # The fit with the most fixed wording (least slot text) wins; then the first declared.
+            rank = (len(said) - sum(len(v) for v in found.groupdict().values() if v), -entry.order)
+            if best_rank is None or rank > best_rank:
+                best, best_rank = match, rank
+        return best, reasons
+
+    def _fit(self, entry: _Entry, text: str, said: str, found: re.Match) -> tuple[IntentMatch | None, str]:
+        """Slot values -> tool arguments, validated against the tool's schema."""
+        values = {}
+        for name, spoken in found.groupdict().items():
+            if spoken is None:
+                continue  # an optional slot that was not said
+            if name in entry.choices:
+                values[name] = entry.choices[name][spoken]
+            elif name in entry.numbers:
+                values[name] = _number(spoken)
+            else:
+                values[name] = spoken
+        phrase = entry.phrase
+        arguments = {}
+        for key, value in phrase.args.items():
+            filled = fill(value, values) if isinstance(value, str) else value
+            if filled is not None:
+                arguments[key] = values[next(iter(references(value)))] if _whole_slot(value) else filled
+        tool = self.registry.get(phrase.tool)
+        try:
+            arguments = tool.validate(arguments)
+        except ToolArgumentError as exc:
+            return None, f"{entry.template!r} fits, but {exc}"
+        shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
+        why = f"{entry.template!r} (skill {entry.skill}) fits {said!r}" + (f" with {shown}" if shown else "")
+        match = IntentMatch(text=text, tool=tool.name, arguments=arguments, reply=phrase.reply,
+                            template=entry.template, skill=entry.skill, slots=values, why=why)
+        return match, ""
+
+
+async def answer_intent(
+    match: IntentMatch,
+    registry: ToolRegistry,
+    ctx: ToolContext,
+    confirm: Callable[[Tool, dict], Awaitable[bool]] | None = None,
+    *,
+    save: Callable[[dict], None] | None = None,
+) -> AsyncIterator[StepEvent]:
+    """Run the matched tool and answer from the phrase's reply, as turn step events.
+
+    Like a turn: a confirm-tier tool runs only if `confirm(tool, arguments)` says yes (no
+    confirm means no), the call goes to ctx.store's audit log, and `save(message)` (if given)
+    receives the same chat messages a model turn would store.
+    """
+    started = time.monotonic()
+    tool = registry.get(match.tool)
+    if tool is None:  # the registry changed since the match (a reload)
+        yield Note(text=f"The tool {match.tool} is no longer available.", level="error")
+        yield ReplyDone(text="", stopped_by="error")
+        return
+    call_id = uuid.uuid4().hex[:12]
+    call = {"id": call_id, "type": "function", "function": {"name": tool.name, "arguments": match.arguments}}
+    _save(save, {"role": "user", "content": match.text}, {"role": "assistant", "content": "", "tool_calls": [call]})
+    yield ToolStarted(call_id=call_id, name=tool.name, arguments={k: v for k, v in match.arguments.items() if v is not None}, risk=tool.risk)
+    ok, outcome, result, reply = await _run(tool, match, ctx, confirm)
+    duration = time.monotonic() - started
+    if ctx.store is not None:
+        ctx.store.audit(tool=tool.name, arguments=match.arguments, risk=tool.risk, outcome=outcome, duration_s=duration,
+                        who=ctx.who, conversation_id=ctx.conversation_id, detail=f"phrase {match.template!r}")
+    yield ToolFinished(call_id=call_id, name=tool.name, result=result, ok=ok, duration_s=round(duration, 4))
+    _save(save, {"role": "tool", "content": result, "name": tool.name, "tool_call_id": call_id}, {"role": "assistant", "content": reply})
+    yield TextDelta(text=reply)
+    yield ReplyDone(text=reply, stopped_by="done", stats=TurnStats(duration_s=round(time.monotonic() - started, 4)))
+
+
+async def _run(tool: Tool, match: IntentMatch, ctx: ToolContext, confirm) -> tuple[bool, str, str, str]:
+    """(ok, outcome for the audit, result for the history, reply for the person)."""
+    if tool.risk == "confirm" and not await _confirmed(confirm, tool, match.arguments):
+        return False, "denied", "Denied: the user did not confirm this action, so it was not done.", "Not done: that needs your confirmation."
+    try:
+        result = await tool.call(match.arguments, ctx)
+    except ToolError as exc:
+        return False, "error", f"Error: {exc}", f"That did not work: {exc}"
+    except Exception as exc:  # a bug in the tool: log it loudly, answer briefly
+        log.exception("tool %s crashed", tool.name)
+        return False, "crashed", f"Error: the tool {tool.name} failed unexpectedly ({type(exc).__name__}).", f"That did not work: {tool.name} failed unexpectedly."
+    if not match.reply:
+        return True, "ok", result, result
+    # An optional slot that was not said reads as nothing; {result} is the tool's answer.
+    values = {**{name: "" for name in references(match.reply)}, **match.slots, "result": result}
+    return True, "ok", result, _sentence(fill(match.reply, values))
+
+
+async def _confirmed(confirm: Callable[[Tool, dict], Awaitable[bool]] | None, tool: Tool, arguments: dict) -> bool:
+    if confirm is None:
+        return False
+    try:
+        return bool(await confirm(tool, arguments))
+    except Exception:
+        log.exception("confirmation for %s failed; treating it as denied", tool.name)
+        return False
+
+
+def _save(save: Callable[[dict], None] | None, *messages: dict) -> None:
+    for message in messages if save is not None else ():
+        save(message)
+
+
+def _sentence(text: str) -> str:
+    """One space between words, a capital first letter: "kitchen lights on." -> "Kitchen lights on."."""
+    text = " ".join(text.split())
+    return text[:1].upper() + text[1:]
+
+
+def _render(nodes: tuple, slot_pattern) -> str:
+    """A template tree as a regex; every piece ends with one space (the text gets one too)."""
+    out = []
+    for node in nodes:
+        kind, value = node
+        if kind == "word":
+            out.append(re.escape(value) + " ")
+        elif kind == "slot":
+            out.append(f"(?P<{value}>{slot_pattern(value)}) ")
+        else:
+            inner = "|".join(_render(option, slot_pattern) for option in value)
+            out.append(f"(?:{inner})" + ("?" if kind == "opt" else ""))
+    return "".join(out)
+
+
+def _edge_words(nodes: tuple) -> list[str]:
+    """The fixed words a template starts with (pass it reversed for the ones it ends with)."""
+    words = []
+    for kind, value in nodes:
+        if kind != "word":
+            break
+        words.append(value)
+    return words
+
+
+def _spoken_forms(spec: list[str] | dict[str, list[str]]) -> dict[str, str]:
+    """{normalized way to say it: the value the tool gets}."""
+    pairs = spec.items() if isinstance(spec, dict) else ((v, [v]) for v in spec)
+    forms: dict[str, str] = {}
+    for value, spoken in pairs:
+        for form in [value, *spoken] if isinstance(spec, dict) else spoken:
+            if normalize(str(form)):
+                forms.setdefault(normalize(str(form)), str(value))
+    return forms
+
+
+def _alternation(forms: dict[str, str]) -> str:
+    """The spoken forms as one regex alternation, longest first so "kitchen lights" beats "kitchen"."""
+    if not forms:
+        return r"(?!x)x"  # no values: the slot never matches
+    return "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True))
+
+
+def _whole_slot(value: Any) -> bool:
+    """Whether an argument is exactly one slot, so its value keeps its type (a number stays one)."""
+    return isinstance(value, str) and re.fullmatch(r"\{\w+\}", value) is not None
+
+
+def _number(spoken: str) -> float | int | str:
+    """"2" -> 2, "2.5" -> 2.5, "1/2" -> 0.5 ("1/0" stays text, for the tool to refuse)."""
+    if "/" in spoken:
+        top, bottom = spoken.split("/")
+        return float(top) / float(bottom) if float(bottom) else spoken
+    return float(spoken) if "." in spoken else int(spoken)

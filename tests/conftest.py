@@ -1,0 +1,23 @@
+"""Shared pytest fixtures. Keep this file small: the logic lives in tests/fixtures/."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from fixtures.tiny_qwen import build_tiny_qwen35
+from fixtures.train import cached_model
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_bpe() -> Path:
+    """A random 4-layer tiny Qwen3.5 model folder with the ~1k BPE vocabulary (cached)."""
+    return cached_model("tiny-qwen35-bpe", "vocab=bpe seed=0", partial(build_tiny_qwen35, vocab="bpe", seed=0))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_vocab() -> Path:
+    """A random 4-layer tiny Qwen3.5 model folder with the real Qwen3.5 vocabulary (cached)."""
+    return cached_model("tiny-qwen35-vocab", "vocab=qwen seed=0", partial(build_tiny_qwen35, vocab="qwen", seed=0))
