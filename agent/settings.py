@@ -160,6 +160,21 @@ class ScheduleSettings(_Section):
     sleep_jump_s: float = Field(gt=0)
 
 
+class SkillsSettings(_Section):
+    """Where skills are found besides the bundled ones, and which are switched on."""
+
+    # Strict(False): folders arrive from YAML as text and should become Paths.
+    paths: list[Annotated[Path, Strict(False)]]
+    enabled: list[str] | None
+    disabled: list[str]
+
+
+class IntentsSettings(_Section):
+    """The fast phrase path (agent.intents)."""
+
+    enabled: bool
+
+
 class Settings(_Section):
     """All of agentd's settings (the root of config/default.yaml)."""
 
@@ -168,6 +183,8 @@ class Settings(_Section):
     daemon: DaemonSettings
     logging: LoggingSettings
     schedule: ScheduleSettings
+    skills: SkillsSettings
+    intents: IntentsSettings
     # Each automation is checked on its own by agent.schedule, so one bad entry is
     # reported by its id while the rest still load.
     automations: list[Any]

@@ -32,12 +32,19 @@ class FrontMatter(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    name: str | None = Field(None, pattern=NAME_PATTERN)
+    name: str | None = None
     description: str = Field(min_length=1)
     risk: Risk | None = None
     slots: dict[str, SlotSpec] = Field(default_factory=dict)
     phrases: list[PhraseSpec] = Field(default_factory=list)
     requires: list[str] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _skill_name(cls, name: str | None) -> str | None:
+        if name is not None and not re.match(NAME_PATTERN, name):
+            raise ValueError(f"{name!r} is not a skill name: use lower-case letters, digits, - and _ (like 'kitchen')")
+        return name
 
     @field_validator("slots")
     @classmethod
@@ -105,12 +112,12 @@ def _parse_yaml(path: Path, text: str) -> tuple[yaml.Node | None, Any]:
 def _explain(path: Path, exc: pydantic.ValidationError, node: yaml.Node, data: Any) -> str:
     """The first problem as `FILE: line N: key.path: what is wrong`."""
     error = exc.errors(include_url=False)[0]
-    loc = _real_loc(error["loc"], data)
-    where = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[") or "front matter"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if error["type"] == "missing":
-        return f"{path}: line 2: required key {'.'.join(map(str, error['loc']))!r} is missing"
-    return f"{path}: line {_line(node, loc)}: {where}: {message}"
+    real = _real_loc(error["loc"], data)
+    missing = error["type"] == "missing"
+    shown = error["loc"] if missing else real
+    where = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in shown).replace(".[", "[") or "front matter"
+    message = "required key is missing" if missing else str(error["msg"]).removeprefix("Value error, ")
+    return f"{path}: line {_line(node, real)}: {where}: {message}"
 
 
 def _real_loc(loc: tuple, data: Any) -> tuple:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import re
 import sys
 import traceback
 import types
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.phrases import PhraseSpec, SlotSpec
-from agent.skill_files import SkillFileError, read_skill_md
+from agent.skill_files import NAME_PATTERN, SkillFileError, read_skill_md
 from agent.tools import RISK_TIERS, Risk, Tool, ToolRegistry, tools_in
 from agent.trust import TrustError, TrustStore, file_digests
 
@@ -170,6 +171,8 @@ def _read(folder: Path, bundled: bool) -> Skill:
         skill.problems.append(f"{folder}: cannot read the skill's files ({exc.strerror or exc})")
         return skill
     skill.name = meta.name or folder.name
+    if not re.match(NAME_PATTERN, skill.name):
+        skill.problems.append(f"{folder / SKILL_FILE}: line 2: no `name:`, and the folder name {folder.name!r} is not a skill name")
     skill.description, skill.instructions, skill.risk = meta.description, body.strip(), meta.risk
     skill.phrases, skill.slots, skill.requires, skill.notes = meta.phrases, meta.slots, meta.requires, notes
     missing = [m for m in meta.requires if not _importable(m)]
@@ -226,6 +229,12 @@ def _load_tools(skill: Skill) -> None:
         skill.enabled, skill.status = False, "broken: " + skill.problems[-1]
         for name in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
             del sys.modules[name]
+        return
+    names = [t.name for t in tools]
+    twice = next((n for n in names if names.count(n) > 1), None)
+    if twice:
+        skill.problems.append(f"{path}: two tools are named {twice!r}")
+        skill.enabled, skill.status = False, "broken: " + skill.problems[-1]
         return
     if not tools:
         skill.notes.append(f"{path}: defines no @tool functions")

@@ -189,6 +189,8 @@ class TurnRun:
                 if not calls:
                     self._save({"role": "assistant", "content": text})
                     stopped_by, note = "done", None
+                    if finish == "length":
+                        note = f"The reply was cut off at model.max_tokens ({self.limits.max_tokens} tokens)."
                     break
                 guard = None
                 async for event in self._run_calls(messages, text, calls):

@@ -63,3 +63,18 @@ def test_the_prefix_cache_is_hit_from_the_second_turn(agent):
     run_turn(agent, "Hello!")
     events = run_turn(agent, "Hello!")
     assert events[-1].stats.prefix_hit and events[-1].stats.prefix_tokens_reused > 100
+
+
+def test_a_tool_call_cut_off_at_max_tokens_runs_nothing(agent):
+    from dataclasses import replace
+
+    limits = agent.limits
+    agent.limits = replace(limits, max_tokens=6)
+    try:
+        events = run_turn(agent, "What is 12 times 7?")
+    finally:
+        agent.limits = limits
+    notes = [e.text for e in events if isinstance(e, Note)]
+    assert not any(isinstance(e, ToolStarted) for e in events)
+    assert "cut off at max_tokens" in notes[0]  # the half-written call: an error, not a run
+    assert "reply was cut off" in notes[-1]  # the model's next try is cut too, and said so

@@ -129,3 +129,15 @@ def test_a_process_that_generated_exits_cleanly(tiny_qwen_bpe, tmp_path):
     done = subprocess.run([sys.executable, str(script), str(tiny_qwen_bpe)], cwd=repo, capture_output=True, text=True, timeout=120,
                           env={**__import__("os").environ, "PYTHONPATH": str(repo)})
     assert done.returncode == 0, done.stderr[-500:]
+
+
+def test_real_qwen35_vocabulary_model_runs_through_the_engine(tiny_qwen_vocab):
+    engine = MLXEngine(tiny_qwen_vocab)
+    try:
+        assert engine.encode("<tool_call>") == [engine.tokenizer.convert_tokens_to_ids("<tool_call>")]
+        text, finished = generate(engine, request("turn on the lamp", max_tokens=4))
+        assert finished.generated_tokens <= 4 and finished.prompt_tokens > 100
+        _, hit = generate(engine, request("and off again", max_tokens=2))
+        assert hit.prefix_hit
+    finally:
+        engine.close()

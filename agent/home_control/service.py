@@ -1,0 +1,182 @@
+"""The home service: the configured devices and the backends that reach them.
+
+The daemon starts one with `start_home(settings)` and stops it on shutdown; the home skill's
+tools find it with `home_service()`. It lives here rather than on ToolContext because only
+this skill needs it, and tests build one directly and install it with `use_home()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agent.home_control.devices import Command, Device, DeviceRegistry, DeviceState, HomeError, Match
+
+log = logging.getLogger(__name__)
+
+
+class Backend(Protocol):
+    """What the service needs from MQTT or Home Assistant."""
+
+    name: str
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def read(self, devices: list[Device]) -> list[DeviceState]: ...
+    def apply(self, changes: list[tuple[Device, Command]]) -> list[DeviceState]: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a change did: the states after it, and devices left alone with the reason."""
+
+    states: list[DeviceState]
+    skipped: list[str] = field(default_factory=list)
+
+
+class HomeService:
+    """Finds devices by name or room and reads or changes them through their backend."""
+
+    def __init__(self, registry: DeviceRegistry, *, mqtt: Backend | None = None, hass: Backend | None = None):
+        self.registry = registry
+        self.mqtt, self.hass = mqtt, hass
+
+    @classmethod
+    def from_settings(cls, home: Any) -> "HomeService":
+        """Build (not start) the service from the validated `home` settings section."""
+        devices = [Device.from_settings(d) for d in home.devices]
+        mqtt = hass = None
+        if any(d.mqtt for d in devices):  # paho is imported only when MQTT is in use
+            from agent.home_control.mqtt import MqttBackend
+
+            password = os.environ.get(home.mqtt.password_env) if home.mqtt.password_env else None
+            mqtt = MqttBackend(home.mqtt, devices, password=password)
+        if any(d.entity_id for d in devices):
+            from agent.home_control.hass import HassBackend, read_token
+
+            hass = HassBackend(home.hass, devices, token=read_token(home.hass))
+            if hass.token is None:
+                log.warning("Home Assistant devices are configured, but there is no token in %s", hass.token_hint)
+        return cls(DeviceRegistry(devices), mqtt=mqtt, hass=hass)
+
+    def _backends(self) -> list[Backend]:
+        return [b for b in (self.mqtt, self.hass) if b is not None]
+
+    def start(self) -> None:
+        for backend in self._backends():
+            backend.start()
+
+    def stop(self) -> None:
+        """Stop the backends, and stop being the service the tools use."""
+        for backend in self._backends():
+            backend.stop()
+        global _running
+        with _lock:
+            if _running is self:
+                _running = None
+
+    def _backend(self, device: Device) -> Backend:
+        backend = self.mqtt if device.mqtt is not None else self.hass
+        if backend is None:  # only when a test builds a service by hand
+            raise HomeError(f"{device.name} has no backend to reach it")
+        return backend
+
+    # -- reading -------------------------------------------------------------------------
+
+    def read(self, target: str) -> list[DeviceState]:
+        """The states of the device(s) a name, room or "room kind" stands for."""
+        return self.states(list(self.registry.find(target).devices))
+
+    def states(self, devices: list[Device]) -> list[DeviceState]:
+        """States of the given devices in their order, asking each backend once."""
+        found: dict[str, DeviceState] = {}
+        for backend in self._backends():
+            mine = [d for d in devices if self._backend(d) is backend]
+            if mine:
+                found.update((s.device, s) for s in backend.read(mine))
+        return [found[d.name] for d in devices]
+
+    # -- changing ------------------------------------------------------------------------
+
+    def set(self, target: str, command: Command, *, secure: bool = False) -> Outcome:
+        """Change the device(s) named by target; a secure device only when `secure` is true."""
+        if command.brightness == 0 and command.action in (None, "on"):
+            command = Command("off")  # 0% is off, and a light that is off has no brightness
+        match = self.registry.find(target)
+        devices, skipped = self._targets(match, command, secure)
+        changes = [(d, command) for d in devices]
+        states: dict[str, DeviceState] = {}
+        for backend in self._backends():
+            mine = [(d, c) for d, c in changes if self._backend(d) is backend]
+            if mine:
+                states.update((s.device, s) for s in backend.apply(mine))
+        return Outcome([states[d.name] for d in devices], skipped)
+
+    def _targets(self, match: Match, command: Command, secure: bool) -> tuple[list[Device], list[str]]:
+        if not match.group:
+            device = match.devices[0]
+            if device.secure and not secure:
+                why = "is marked confirm" if device.confirm else f"is a {device.kind}"
+                raise HomeError(f"{device.name} {why}: change it with set_secure_device, which asks "
+                                "the person first")
+            problem = _unfit(device, command)
+            if problem:
+                raise HomeError(problem)
+            return [device], []
+        if secure:
+            names = ", ".join(d.name for d in match.devices)
+            raise HomeError(f"set_secure_device changes one device at a time, so the person knows "
+                            f"what they agree to: name one of {names}")
+        fit = [d for d in match.devices if not _unfit(d, command)]
+        if not fit:
+            kinds = ", ".join(d.describe() for d in match.devices)
+            raise HomeError(f"nothing in {match.label!r} can do {command.text()!r} (there: {kinds})")
+        skipped = [f"{d.name} (needs set_secure_device)" for d in fit if d.secure]
+        return [d for d in fit if not d.secure], skipped
+
+
+def _unfit(device: Device, command: Command) -> str | None:
+    """Why a device cannot carry out a command, or None if it can."""
+    if device.kind == "sensor":
+        return f"{device.name} is a sensor: it can only be read"
+    if command.action and command.action not in device.actions:
+        return f"{device.name} is a {device.kind}: it can {' or '.join(device.actions)}, not {command.action}"
+    if command.brightness is not None and device.kind != "light":
+        return f"{device.name} is a {device.kind}: only lights have a brightness"
+    if command.temperature is not None and device.kind != "climate":
+        return f"{device.name} is a {device.kind}: only thermostats take a temperature"
+    return None
+
+
+# -- the running service ---------------------------------------------------------------
+
+_lock = threading.Lock()
+_running: HomeService | None = None
+
+
+def use_home(service: HomeService | None) -> None:
+    """Make `service` the one the home tools use (None: none)."""
+    global _running
+    with _lock:
+        _running = service
+
+
+def home_service() -> HomeService:
+    """The running home service; a HomeError the model can read if there is none."""
+    with _lock:
+        service = _running
+    if service is None:
+        raise HomeError("home control is not running (agentd starts it when home.devices lists devices)")
+    return service
+
+
+def start_home(settings: Any) -> HomeService:
+    """Build the service from the settings (or their `home` section), start it, and install it."""
+    service = HomeService.from_settings(getattr(settings, "home", settings))
+    service.start()
+    use_home(service)
+    log.info("home control: %d devices", len(service.registry))
+    return service
