@@ -13,7 +13,7 @@ import logging
 import re
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
 
 from agent.events import Note, ReplyDone, StepEvent, TextDelta, ToolFinished, ToolStarted, TurnStats
@@ -62,19 +62,16 @@ class _Entry:
     order: int
 
 
-@dataclass
 class IntentMatcher:
     """All enabled phrases, compiled once; `match()` is the per-sentence call."""
 
-    registry: ToolRegistry
-    fillers: tuple[str, ...] = ()
-    problems: list[str] = field(default_factory=list)
-    _index: dict[str, list[_Entry]] = field(default_factory=dict)
-    _always: list[_Entry] = field(default_factory=list)
-    _count: int = 0
-
-    def __post_init__(self) -> None:
-        lead = sorted({*LEADING_FILLERS, *(normalize(f) for f in self.fillers)} - {""}, key=len, reverse=True)
+    def __init__(self, registry: ToolRegistry, *, fillers: Iterable[str] = ()):
+        self.registry = registry
+        self.problems: list[str] = []
+        self._index: dict[str, list[_Entry]] = {}  # rarest fixed word -> templates
+        self._always: list[_Entry] = []  # templates without a fixed word
+        self._count = 0
+        lead = sorted({*LEADING_FILLERS, *(normalize(f) for f in fillers)} - {""}, key=len, reverse=True)
         trail = sorted(TRAILING_FILLERS, key=len, reverse=True)
         self._leading = re.compile(rf"^(?:(?:{'|'.join(map(re.escape, lead))}) )+")
         self._trailing = re.compile(rf"(?: (?:{'|'.join(map(re.escape, trail))}))+$")
@@ -83,10 +80,10 @@ class IntentMatcher:
     def from_skills(cls, skillset: Any, registry: ToolRegistry, slot_values: dict[str, list[str]] | None = None,
                     *, fillers: Iterable[str] = ()) -> IntentMatcher:
         """Compile the phrases of every enabled skill; slot_values fill slots no skill defines."""
-        matcher = cls(registry=registry, fillers=tuple(fillers))
+        matcher = cls(registry, fillers=fillers)
         entries = []
         for skill in skillset.enabled():
-            slots = {**{k: list(v) for k, v in (slot_values or {}).items()}, **skill.slots}
+            slots = _Slots({**{k: list(v) for k, v in (slot_values or {}).items()}, **skill.slots})
             for phrase in skill.phrases:
                 for template in phrase.template:
                     entry = matcher._compile(template, phrase, skill.name, slots, len(entries))
@@ -98,15 +95,15 @@ class IntentMatcher:
     def __len__(self) -> int:
         return self._count
 
-    def _compile(self, template: str, phrase: PhraseSpec, skill: str, slots: dict, order: int) -> _Entry | None:
+    def _compile(self, template: str, phrase: PhraseSpec, skill: str, slots: _Slots, order: int) -> _Entry | None:
         """One template as a regex over normalized text; None (and a problem) if it cannot run."""
         where = f"skill {skill}: phrase {template!r}"
-        tool = self.registry.get(phrase.tool)
-        if tool is None:
+        if self.registry.get(phrase.tool) is None:
             self.problems.append(f"{where}: there is no tool named {phrase.tool!r}")
             return None
         nodes = parse_template(template)
-        undefined = sorted(slots_in(nodes) - set(slots))
+        names = slots_in(nodes)
+        undefined = sorted(names - set(slots.specs))
         if undefined:
             self.problems.append(f"{where}: no values for slot {{{undefined[0]}}} (add it under slots:)")
             return None
@@ -114,11 +111,10 @@ class IntentMatcher:
         if self._leading.match(first + " ") or self._trailing.search(" " + last):
             self.problems.append(f"{where}: starts or ends with a filler word, which is never matched")
             return None
-        choices = {name: _spoken_forms(spec) for name, spec in slots.items() if isinstance(spec, (list, dict))}
-        pattern = _render(nodes, lambda name: _PATTERNS.get(slots[name]) or _alternation(choices[name]))
-        numbers = frozenset(name for name in slots_in(nodes) if slots[name] == "number")
-        used = {name: choices[name] for name in slots_in(nodes) if name in choices}
-        return _Entry(re.compile(pattern), fixed_words(nodes), template, skill, phrase, used, numbers, order)
+        choices = {name: slots.choices(name) for name in names if slots.choices(name) is not None}
+        numbers = frozenset(name for name in names if slots.specs[name] == "number")
+        regex = re.compile(_render(nodes, slots.pattern))
+        return _Entry(regex, fixed_words(nodes), template, skill, phrase, choices, numbers, order)
 
     def _build_index(self, entries: list[_Entry]) -> None:
         """File each template under its rarest fixed word, so a sentence tries only a few."""
@@ -206,6 +202,28 @@ class IntentMatcher:
         match = IntentMatch(text=text, tool=tool.name, arguments=arguments, reply=phrase.reply,
                             template=entry.template, skill=entry.skill, slots=values, why=why)
         return match, ""
+
+
+class _Slots:
+    """One skill's slot specs, with each slot's forms and regex worked out once."""
+
+    def __init__(self, specs: dict):
+        self.specs = specs
+        self._choices: dict[str, dict[str, str] | None] = {}
+        self._patterns: dict[str, str] = {}
+
+    def choices(self, name: str) -> dict[str, str] | None:
+        """{normalized spoken form: value} for a list or mapping slot; None for text/number."""
+        if name not in self._choices:
+            spec = self.specs[name]
+            self._choices[name] = _spoken_forms(spec) if isinstance(spec, (list, dict)) else None
+        return self._choices[name]
+
+    def pattern(self, name: str) -> str:
+        if name not in self._patterns:
+            forms = self.choices(name)
+            self._patterns[name] = _PATTERNS[self.specs[name]] if forms is None else _alternation(forms)
+        return self._patterns[name]
 
 
 async def answer_intent(

@@ -128,12 +128,11 @@ class PhraseSpec(BaseModel):
         for name, value in self.args.items():
             if isinstance(value, (dict, list)):
                 raise ValueError(f"args.{name}: put slot references in quotes, e.g. {name}: \"{{{name}}}\"")
-        wanted = set().union(*(references(v) for v in self.args.values() if isinstance(v, str)))
-        for template in self.template:
-            missing = sorted(wanted - slots_in(parse_template(template)))
-            if missing:
-                raise ValueError(f"args use {{{missing[0]}}}, which template {template!r} does not have")
-            unknown = sorted(references(self.reply or "") - slots_in(parse_template(template)) - {"result"})
-            if unknown:
-                raise ValueError(f"reply uses {{{unknown[0]}}}, which template {template!r} does not have")
+        # A slot may be missing from some templates (or optional): its argument is then left
+        # out. One that no template has is a typo.
+        have = set().union(*(slots_in(parse_template(t)) for t in self.template))
+        for what, names in (("args", set().union(*(references(v) for v in self.args.values() if isinstance(v, str)))),
+                            ("reply", references(self.reply or "") - {"result"})):
+            if names - have:
+                raise ValueError(f"{what} use {{{sorted(names - have)[0]}}}, which no template has")
         return self

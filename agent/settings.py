@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator
 
+from agent.home_control.config import HomeSettings
+
 Preset = Literal["qwen3.5-0.8b", "qwen3.5-2b", "qwen3.5-4b", "qwen3.5-9b"]
 MODEL_PRESETS: tuple[str, ...] = get_args(Preset)
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -185,6 +187,7 @@ class Settings(_Section):
     schedule: ScheduleSettings
     skills: SkillsSettings
     intents: IntentsSettings
+    home: HomeSettings
     # Each automation is checked on its own by agent.schedule, so one bad entry is
     # reported by its id while the rest still load.
     automations: list[Any]
@@ -387,6 +390,8 @@ def _fields_at(loc: tuple) -> list[str]:
     """Field names of the section at loc (Settings itself for an empty loc)."""
     section: type[BaseModel] = Settings
     for part in loc:
+        if isinstance(part, int):
+            continue  # an item of a list of sections (home.devices.0): its type is the list's
         annotation = section.model_fields[part].annotation
         candidates = (annotation, *get_args(annotation))
         section = next(c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel))
@@ -398,6 +403,9 @@ def _source_of(loc: tuple, sources: list[tuple[str, dict]]) -> str:
     for label, data in reversed(sources):
         node: Any = data
         for part in loc:
+            if isinstance(node, list) and isinstance(part, int) and part < len(node):
+                node = node[part]
+                continue
             if not isinstance(node, dict) or part not in node:
                 break
             node = node[part]

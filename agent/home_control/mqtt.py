@@ -22,7 +22,9 @@ from agent.home_control.devices import RESULT, Command, Device, DeviceState, Hom
 log = logging.getLogger(__name__)
 
 # Retained states arrive just after a (re)subscribe; a read in that moment waits for them.
-RETAINED_GRACE_S = 1.0
+RETAINED_GRACE_S = 0.5
+# Just after start, a call waits this long for the first connection instead of failing.
+CONNECT_GRACE_S = 2.0
 PUBLISH_TIMEOUT_S = 2.0
 KNOWN_STATES = {"on", "off", "open", "closed", "opening", "closing", "stopped", "locked",
                 "unlocked", "locking", "unlocking", "jammed"}
@@ -80,6 +82,7 @@ class MqttBackend:
         self.cache = StateCache()
         self._connected = threading.Event()
         self._subscribed_at = 0.0
+        self._started_at = 0.0
         self._failing = False
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=settings.client_id)
         if settings.username:
@@ -94,6 +97,7 @@ class MqttBackend:
 
     def start(self) -> None:
         """Connect in the background; a broker that is down now is retried with back-off."""
+        self._started_at = time.monotonic()
         self.client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive_s)
         self.client.loop_start()
 
@@ -105,6 +109,10 @@ class MqttBackend:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    def _ready(self) -> bool:
+        """Connected now, or within the first moments after start."""
+        return self._connected.wait(max(0.0, self._started_at + CONNECT_GRACE_S - time.monotonic()))
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
@@ -148,7 +156,7 @@ class MqttBackend:
     def state_of(self, device: Device) -> DeviceState:
         """What the broker last said about a device, or why that is not known."""
         t = device.mqtt
-        if not self.connected:
+        if not self._ready():
             return DeviceState(device.name, False, reason=f"not connected to the MQTT broker at {self.where}; retrying")
         if t.availability_topic:
             seen = self._reading(t.availability_topic)
@@ -171,7 +179,7 @@ class MqttBackend:
 
     def apply(self, changes: list[tuple[Device, Command]]) -> list[DeviceState]:
         """Send each command, then wait up to state_wait_s for the devices to report back."""
-        if not self.connected:
+        if not self._ready():
             raise HomeError(f"cannot reach the MQTT broker at {self.where} (agentd keeps retrying); "
                             "nothing was changed")
         before = self.cache.seq()
@@ -187,8 +195,6 @@ class MqttBackend:
     def _send(self, device: Device, command: Command) -> None:
         t = device.mqtt
         messages = []
-        if command.action:
-            messages.append((t.command_topic, t.payloads[command.action]))
         if command.brightness is not None:
             if not t.brightness_topic:
                 raise HomeError(f"{device.name} has no brightness_topic in the config")
@@ -197,6 +203,8 @@ class MqttBackend:
             if not t.temperature_topic:
                 raise HomeError(f"{device.name} has no temperature_topic in the config")
             messages.append((t.temperature_topic, f"{command.temperature:g}"))
+        if command.action:  # last, as Home Assistant does: the level first, then "ON"
+            messages.append((t.command_topic, t.payloads[command.action]))
         for topic, payload in messages:
             # QoS 0: a command that cannot go out now fails now, rather than being queued
             # and switching a light on minutes later when the broker returns.
@@ -213,7 +221,7 @@ class MqttBackend:
         """The device's state once it has reported the change, or a note that it has not."""
         topic, expected = device.mqtt.state_topic, command.expected_state()
         if not topic:
-            return DeviceState(device.name, True, f"sent {command.text()}", reason="it reports no state to confirm it")
+            return DeviceState(device.name, True, reason=f"sent {command.text()!r}; it reports no state to confirm it")
 
         def reported() -> bool:
             seen = self.cache.get(topic)
@@ -224,9 +232,8 @@ class MqttBackend:
         state = self.state_of(device)
         if reported() or (expected is not None and state.state == expected):
             return state
-        last = f"; last reported: {state.state}" if state.available else ""
-        return DeviceState(device.name, True, f"sent {command.text()}",
-                           reason=f"the device has not confirmed it yet{last}")
+        last = f" (last reported: {state.state})" if state.available and state.state else ""
+        return DeviceState(device.name, True, reason=f"sent {command.text()!r}, but it has not confirmed it yet{last}")
 
 
 def parse_state(device: Device, payload: str) -> DeviceState:

@@ -105,6 +105,8 @@ class HomeService:
         """Change the device(s) named by target; a secure device only when `secure` is true."""
         if command.brightness == 0 and command.action in (None, "on"):
             command = Command("off")  # 0% is off, and a light that is off has no brightness
+        elif command.brightness and command.action is None:
+            command = Command("on", command.brightness, command.temperature)  # dimming turns it on
         match = self.registry.find(target)
         devices, skipped = self._targets(match, command, secure)
         changes = [(d, command) for d in devices]

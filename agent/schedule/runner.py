@@ -1,0 +1,241 @@
+"""Running a due job: the action, the unattended policy, and a receipt for every run.
+
+apscheduler hands due jobs to `ScheduleExecutor`, which gives them to `Runner.run` together
+with the time each was due (a job function alone never learns it). The runner writes a
+receipt for every run, including runs it skips as missed, and tells people through `notify`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.executors.asyncio import AsyncIOExecutor
+
+from agent.events import ReplyDone, ToolFinished
+from agent.schedule.spec import Announcement
+from agent.schedule.triggers import fire_times
+from agent.tools import SystemClock, ToolArgumentError, ToolContext, ToolError
+
+log = logging.getLogger(__name__)
+
+Notify = Callable[[Announcement], "Awaitable[bool] | bool"]  # True when someone saw or heard it
+Submit = Callable[..., AsyncIterator[Any]]  # Daemon.submit(text, *, who, confirm=...)
+
+
+async def scheduled_job(**spec: Any) -> None:
+    """The callable apscheduler stores for every agentd job; ScheduleExecutor runs jobs instead."""
+    raise RuntimeError("agentd jobs run through agent.schedule.runner.ScheduleExecutor")
+
+
+@dataclass
+class Runtime:
+    """What running jobs needs from the rest of agentd (the daemon fills it in)."""
+
+    store: Any
+    registry: Any = None
+    settings: Any = None
+    clock: Any = None
+    submit: Submit | None = None
+    notify: Notify | None = None
+
+
+@dataclass
+class Outcome:
+    """How one run went, before it becomes a receipt."""
+
+    outcome: str  # ok | error | denied
+    output: str = ""
+    detail: str = ""
+    heard: bool = True  # False: an announcement nobody got, to be repeated later
+
+
+def unattended(allow: list[str], denied: list[str]) -> Callable[[Any, dict], Awaitable[bool]]:
+    """The confirm policy of a scheduled turn: yes only for tools the job's allow list names."""
+
+    async def confirm(tool: Any, arguments: dict) -> bool:
+        if tool.name in allow:
+            return True
+        denied.append(tool.name)
+        return False
+
+    return confirm
+
+
+def local_submit(agent: Any) -> Submit:
+    """A `submit` that runs turns on an Agent directly (tests, or a process without a daemon)."""
+
+    async def submit(text: str, *, who: str, conversation_id: str | None = None, thinking: bool | None = None,
+                     confirm: Any = None) -> AsyncIterator[Any]:
+        async for event in agent.respond(text, conversation_id=conversation_id, who=who, thinking=thinking, confirm=confirm):
+            yield event
+
+    return submit
+
+
+class Runner:
+    """Runs due jobs and records their receipts."""
+
+    def __init__(self, runtime: Runtime):
+        self.rt = runtime
+
+    async def run(self, job: Any, due: datetime, merged: list[datetime]) -> JobExecutionEvent:
+        """One due run of a job: missed if past its grace, else done; always a receipt."""
+        spec, started = job.kwargs, datetime.now(timezone.utc)
+        merged_note = _merged_note(merged)
+        grace = job.misfire_grace_time
+        if grace is not None and started - due > timedelta(seconds=grace):
+            log.warning("job %s missed its run due %s (late by %s)", job.id, due, started - due)
+            detail = f"missed by {_ago(started - due)} (grace {grace:g} s){merged_note}"
+            await self._receipt(job.id, spec, due, None, Outcome("missed", _what(spec), detail, heard=False))
+            return JobExecutionEvent(EVENT_JOB_MISSED, job.id, job._jobstore_alias, due)
+        clock = time.monotonic()
+        try:
+            result = await self.perform(job.id, spec, due)
+        except asyncio.CancelledError:  # agentd is stopping mid-run: still leave a receipt
+            self._write(job.id, spec, due, started, Outcome("error", "", "cancelled: agentd stopped"), time.monotonic() - clock)
+            raise
+        except Exception as exc:  # a bug: keep the daemon and the schedule going
+            log.exception("job %s failed", job.id)
+            result = Outcome("error", "", f"{type(exc).__name__}: {exc}")
+            result.detail += merged_note
+            await self._receipt(job.id, spec, due, started, result, time.monotonic() - clock)
+            return JobExecutionEvent(EVENT_JOB_ERROR, job.id, job._jobstore_alias, due, exception=exc, traceback="")
+        result.detail += merged_note
+        await self._receipt(job.id, spec, due, started, result, time.monotonic() - clock)
+        return JobExecutionEvent(EVENT_JOB_EXECUTED, job.id, job._jobstore_alias, due, retval=result.outcome)
+
+    async def perform(self, job_id: str, spec: dict, due: datetime) -> Outcome:
+        """Do what the job says."""
+        action = spec["action"]
+        if "say" in action:
+            text = action["say"]
+            heard = await self.announce(Announcement(job_id=job_id, kind=_say_kind(spec), text=text, speak=spec.get("speak", False), scheduled=due))
+            return Outcome("ok", text, "" if heard else "no one was there to hear it yet", heard)
+        if "tool" in action:
+            return await self._call_tool(job_id, spec, action["tool"], action.get("args") or {})
+        return await self._turn(job_id, spec, action["prompt"], due)
+
+    async def _turn(self, job_id: str, spec: dict, prompt: str, due: datetime) -> Outcome:
+        if self.rt.submit is None:
+            return Outcome("error", "", "no agent to run the prompt (the daemon wires one in)")
+        denied: list[str] = []
+        reply, stopped_by = "", "error"
+        async for event in self.rt.submit(prompt, who=f"schedule:{job_id}", confirm=unattended(spec.get("allow", []), denied)):
+            if isinstance(event, ToolFinished) and not event.ok and event.result.startswith("Denied") and event.name not in denied:
+                denied.append(event.name)  # denied before our policy was asked (the daemon's own rule)
+            if isinstance(event, ReplyDone):
+                reply, stopped_by = event.text, event.stopped_by
+        if reply:
+            await self.announce(Announcement(job_id=job_id, kind="prompt", text=reply, speak=spec.get("speak", False), scheduled=due))
+        if denied:
+            names = ", ".join(dict.fromkeys(denied))
+            return Outcome("denied", reply, f"denied: {names} (confirm-tier, not in this job's allow list; nobody to ask)")
+        return Outcome("ok" if stopped_by == "done" else "error", reply, "" if stopped_by == "done" else f"turn stopped: {stopped_by}")
+
+    async def _call_tool(self, job_id: str, spec: dict, name: str, args: dict) -> Outcome:
+        registry, who = self.rt.registry, f"schedule:{job_id}"
+        tool = registry.get(name) if registry is not None else None
+        if tool is None:
+            return Outcome("error", "", f"no tool named {name!r}")
+        if tool.risk == "confirm" and name not in spec.get("allow", []):
+            self._audit(name, args, tool.risk, "denied", 0.0, who, "unattended: not in this job's allow list")
+            return Outcome("denied", "", f"denied: {name} (confirm-tier, not in this job's allow list; nobody to ask)")
+        ctx = ToolContext(store=self.rt.store, settings=self.rt.settings, clock=self.rt.clock or SystemClock(), who=who)
+        started = time.monotonic()
+        try:
+            result = await tool.call(tool.validate(args), ctx)
+        except (ToolError, ToolArgumentError) as exc:
+            self._audit(name, args, tool.risk, "error", time.monotonic() - started, who, str(exc))
+            return Outcome("error", "", f"{name}: {exc}")
+        self._audit(name, args, tool.risk, "ok", time.monotonic() - started, who, "")
+        if spec.get("speak"):
+            await self.announce(Announcement(job_id=job_id, kind="say", text=result, speak=True, scheduled=datetime.now(timezone.utc)))
+        return Outcome("ok", result)
+
+    async def announce(self, announcement: Announcement) -> bool:
+        """Tell people; True when someone saw or heard it."""
+        if self.rt.notify is None:
+            return False
+        try:
+            heard = self.rt.notify(announcement)
+            return bool(await heard if asyncio.iscoroutine(heard) else heard)
+        except Exception:
+            log.exception("could not announce %s", announcement)
+            return False
+
+    def _audit(self, tool: str, args: dict, risk: str, outcome: str, duration: float, who: str, detail: str) -> None:
+        if self.rt.store is not None:
+            self.rt.store.audit(tool=tool, arguments=args, risk=risk, outcome=outcome, duration_s=duration, who=who, detail=detail)
+
+    async def _receipt(self, job_id: str, spec: dict, due: datetime, started: datetime | None, result: Outcome, duration: float = 0.0) -> None:
+        # A worker thread: a run's receipt must not hold up the next job's start.
+        await asyncio.to_thread(self._write, job_id, spec, due, started, result, duration)
+
+    def _write(self, job_id: str, spec: dict, due: datetime, started: datetime | None, result: Outcome, duration: float) -> None:
+        if self.rt.store is None:
+            return
+        self.rt.store.add_receipt(job_id, spec.get("kind", "?"), due, started, result.outcome, result.output,
+                                  result.detail, duration, reported=result.heard)
+
+
+class ScheduleExecutor(AsyncIOExecutor):
+    """apscheduler's asyncio executor, running jobs through a Runner that knows when each was due."""
+
+    def __init__(self, runner: Runner):
+        super().__init__()
+        self.runner = runner
+
+    def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
+        # Called before apscheduler moves job.next_run_time on, so it still says when the
+        # first of the runs now due was: the runs coalescing merged are those before run_times[0].
+        merged = fire_times(job.trigger, job.next_run_time, run_times[0]) if job.next_run_time else []
+
+        async def run_all() -> list[JobExecutionEvent]:
+            events = []
+            for i, due in enumerate(run_times):
+                events.append(await self.runner.run(job, due, merged if i == 0 else []))
+            return events
+
+        def done(future: asyncio.Future) -> None:
+            self._pending_futures.discard(future)
+            try:
+                events = future.result()
+            except BaseException:
+                self._run_job_error(job.id, *sys.exc_info()[1:])
+            else:
+                self._run_job_success(job.id, events)
+
+        future = self._eventloop.create_task(run_all(), name=f"job {job.id}")
+        future.add_done_callback(done)
+        self._pending_futures.add(future)
+
+
+def _say_kind(spec: dict) -> str:
+    return spec.get("kind") if spec.get("kind") in ("reminder", "timer") else "say"
+
+
+def _what(spec: dict) -> str:
+    action = spec.get("action", {})
+    return action.get("say") or action.get("prompt") or f"{action.get('tool')}({action.get('args') or {}})"
+
+
+def _merged_note(merged: list[datetime]) -> str:
+    if not merged:
+        return ""
+    return f"; {len(merged)} earlier run(s) due since {merged[0]:%Y-%m-%d %H:%M %Z} merged into this one (coalesce)"
+
+
+def _ago(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"

@@ -1,0 +1,266 @@
+"""The schedule: apscheduler 3.x on the daemon's event loop, with its jobs in HOME/jobs.db.
+
+Two job stores share the file: `config` holds the YAML automations (synced by id on start
+and on reload) and `agent` holds what the agent made (reminders, timers, prompts), which no
+sync touches. Every job has an explicit id, `max_instances=1`, the configured `coalesce`, and
+a `misfire_grace_time` chosen on purpose: generous for reminders, tighter for turns and tools.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta, timezone, tzinfo
+from pathlib import Path
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.date import DateTrigger
+from sqlalchemy import create_engine, event
+
+from agent.schedule.runner import Runner, Runtime, ScheduleExecutor, scheduled_job
+from agent.schedule.spec import AGENT, CONFIG, JobInfo, make_spec
+from agent.schedule.sync import SyncReport, sync_automations
+from agent.schedule.watch import keep_watch
+
+log = logging.getLogger(__name__)
+
+JOBS_DB = "jobs.db"
+_TABLES = {CONFIG: "automation_jobs", AGENT: "agent_jobs"}
+_current: dict[str, Scheduler] = {}  # the daemon's running schedule, for the agent's tools
+
+
+def current() -> Scheduler:
+    """The schedule the daemon is running; LookupError when there is none (a one-off `ask`)."""
+    try:
+        return _current["scheduler"]
+    except KeyError:
+        raise LookupError("the schedule is not running (it runs inside `agentd run`)") from None
+
+
+class ScheduleError(ValueError):
+    """A job operation that cannot be done (no such job, a config job, a paused job)."""
+
+
+def jobs_engine(path: Path):
+    """An SQLAlchemy engine on jobs.db in WAL mode: one commit per job change, crash-safe."""
+    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 5})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(connection: Any, _record: Any) -> None:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode = WAL")
+        # NORMAL is crash-safe in WAL mode (a killed process loses nothing committed); only a
+        # power cut may lose the last commits, and fsyncing each job change would make 100
+        # jobs due together late by the sum of their fsyncs.
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    return engine
+
+
+def local_zone(settings: Any) -> tzinfo:
+    """The configured agent.timezone, else the machine's zone."""
+    zone = settings.agent.tzinfo() if settings is not None else None
+    if zone is None:
+        import tzlocal  # apscheduler's own dependency
+
+        zone = tzlocal.get_localzone()
+    return zone
+
+
+class Scheduler:
+    """agentd's schedule: YAML automations and the agent's jobs, with receipts for every run."""
+
+    def __init__(self, home: Path, settings: Any, *, runtime: Runtime | None = None, tz: tzinfo | None = None,
+                 state_hook: Any = None):
+        self.home = Path(home)
+        self.settings = settings
+        self.runtime = runtime or Runtime(store=None)
+        self.runner = Runner(self.runtime)
+        self.tz = tz or local_zone(settings)
+        # Extension point for home control: called with the state-triggered automations at each
+        # sync; it watches devices and calls `await scheduler.runner.perform(id, spec, now)`.
+        self.state_hook = state_hook
+        self.problems: list[str] = []
+        self.aps: Any = None
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def start(self, *, paused: bool = False, background: bool = False) -> None:
+        """Open jobs.db and start apscheduler (on the running event loop unless background)."""
+        if self.aps is not None and self.aps.running:
+            return
+        s = self.settings.schedule
+        engine = jobs_engine(self.home / JOBS_DB)
+        stores = {alias: SQLAlchemyJobStore(engine=engine, tablename=table) for alias, table in _TABLES.items()}
+        defaults = {"coalesce": s.coalesce, "max_instances": 1, "misfire_grace_time": _whole(s.misfire_grace_s)}
+        if background:  # `agentd jobs`: a paused scheduler only reads and edits jobs.db
+            self.aps = BackgroundScheduler(jobstores=stores, job_defaults=defaults, timezone=self.tz)
+        else:
+            executors = {"default": ScheduleExecutor(self.runner)}
+            self.aps = AsyncIOScheduler(jobstores=stores, executors=executors, job_defaults=defaults, timezone=self.tz)
+            self.aps.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
+        self.aps.start(paused=paused)
+
+    @classmethod
+    def offline(cls, home: Path, settings: Any, store: Any = None) -> Scheduler:
+        """A paused scheduler for reading and editing jobs.db while the daemon may be running."""
+        scheduler = cls(home, settings, runtime=Runtime(store=store))
+        scheduler.start(paused=True, background=True)
+        return scheduler
+
+    def shutdown(self) -> None:
+        """Stop running jobs; jobs.db keeps every job for the next start."""
+        if self.aps is not None and self.aps.running:
+            self.aps.shutdown(wait=False)
+        if _current.get("scheduler") is self:
+            _current.pop("scheduler")
+
+    async def serve(self) -> None:
+        """The daemon service: start, sync the YAML automations, keep watch until cancelled."""
+        self.start()
+        _current["scheduler"] = self
+        try:
+            self.sync_automations()
+            await keep_watch(self)
+        finally:
+            self.shutdown()
+
+    def reload(self, settings: Any) -> SyncReport:
+        """New settings (SIGHUP, `agentd reload`): re-sync the automations."""
+        self.settings = settings
+        self.tz = local_zone(settings)
+        return self.sync_automations()
+
+    def sync_automations(self, raw: list | None = None) -> SyncReport:
+        """Sync `automations:` (from the settings unless given) into the config job store."""
+        return sync_automations(self, self.settings.automations if raw is None else raw)
+
+    def status(self) -> dict:
+        """The schedule's part of the daemon's status report."""
+        if not self.running:
+            return {"schedule": "stopped"}
+        jobs = self.jobs()
+        upcoming = next((j for j in jobs if j.next_run is not None), None)
+        return {"schedule": {"jobs": len(jobs), "next": upcoming and f"{upcoming.id} at {upcoming.next_run:%Y-%m-%d %H:%M %Z}",
+                             "problems": self.problems}}
+
+    @property
+    def running(self) -> bool:
+        return self.aps is not None and self.aps.running
+
+    def wakeup(self) -> None:
+        """Look at jobs.db now: due jobs run, edits by `agentd jobs` take effect."""
+        if self.running:
+            self.aps.wakeup()
+
+    # -- the agent's jobs ---------------------------------------------------------------------
+
+    def add_reminder(self, text: str, when: datetime) -> JobInfo:
+        """A one-off reminder, said (and spoken) at `when`."""
+        spec = make_spec("reminder", {"say": f"Reminder: {text}"}, label=text, when=f"at {_local(when, self.tz)}", speak=True)
+        return self._add_agent_job("reminder", DateTrigger(run_date=when), spec)
+
+    def add_timer(self, duration: timedelta, label: str = "") -> JobInfo:
+        """A timer that goes off after `duration`."""
+        what = f"{label} ({_span(duration)})" if label else _span(duration)
+        spec = make_spec("timer", {"say": f"Timer done: {what}"}, label=label or _span(duration),
+                         when=f"in {_span(duration)}", speak=True)
+        return self._add_agent_job("timer", DateTrigger(run_date=datetime.now(timezone.utc) + duration), spec)
+
+    def add_prompt(self, prompt: str, trigger: BaseTrigger, when: str) -> JobInfo:
+        """An agent turn on a schedule; it runs unattended, so no confirm-tier tool is allowed."""
+        spec = make_spec("prompt", {"prompt": prompt}, label=prompt, when=when)
+        return self._add_agent_job("prompt", trigger, spec)
+
+    def _add_agent_job(self, kind: str, trigger: BaseTrigger, spec: dict) -> JobInfo:
+        job_id = f"{kind}-{uuid.uuid4().hex[:6]}"
+        while self.aps.get_job(job_id) is not None:  # a clash is one in millions; still, never overwrite
+            job_id = f"{kind}-{uuid.uuid4().hex[:6]}"
+        job = self.aps.add_job(scheduled_job, trigger=trigger, id=job_id, name=spec["label"][:60], kwargs=spec,
+                               jobstore=AGENT, misfire_grace_time=self.grace_for(spec))
+        log.info("scheduled %s: %s (%s)", job_id, spec["label"], spec["when"])
+        return JobInfo.of(self.aps.get_job(job.id, AGENT), AGENT)
+
+    def grace_for(self, spec: dict) -> int:
+        """How late a run may start (s): reminders are worth hearing late, turns less so."""
+        s = self.settings.schedule
+        return _whole(s.reminder_grace_s if "say" in spec["action"] else s.misfire_grace_s)
+
+    # -- every job ------------------------------------------------------------------------------
+
+    def jobs(self) -> list[JobInfo]:
+        """Every job, soonest first; paused and disabled ones last."""
+        found = [JobInfo.of(job, alias) for alias in _TABLES for job in self.aps.get_jobs(jobstore=alias)]
+        far = datetime.max.replace(tzinfo=timezone.utc)
+        return sorted(found, key=lambda j: (j.next_run is None, j.next_run or far, j.id))
+
+    def job(self, job_id: str) -> JobInfo:
+        """One job; ScheduleError if there is none with that id."""
+        for alias in _TABLES:
+            job = self.aps.get_job(job_id, alias)
+            if job is not None:
+                return JobInfo.of(job, alias)
+        raise ScheduleError(f"no job {job_id!r} (`agentd jobs` lists them)")
+
+    def pause(self, job_id: str) -> JobInfo:
+        """Stop a job from running until it is resumed."""
+        info = self.job(job_id)
+        self.aps.pause_job(job_id, info.source)
+        return self.job(job_id)
+
+    def resume(self, job_id: str) -> JobInfo:
+        """Let a paused job run again, from its next time on."""
+        info = self.job(job_id)
+        if info.state == "disabled":
+            raise ScheduleError(f"{job_id!r} is disabled in the config (enabled: false); change it there")
+        self.aps.resume_job(job_id, info.source)
+        return self.job(job_id)
+
+    def run_now(self, job_id: str) -> JobInfo:
+        """Make a job due now; the daemon runs it within schedule.poll_s."""
+        info = self.job(job_id)
+        if info.state != "scheduled":
+            raise ScheduleError(f"{job_id!r} is {info.state}; resume it first")
+        self.aps.modify_job(job_id, info.source, next_run_time=datetime.now(timezone.utc))
+        self.wakeup()
+        return self.job(job_id)
+
+    def remove(self, job_id: str, *, agent_only: bool = False) -> JobInfo:
+        """Delete a job. A config automation comes back on the next sync unless the YAML changes."""
+        info = self.job(job_id)
+        if agent_only and info.source == CONFIG:
+            raise ScheduleError(f"{job_id!r} is an automation from the config file; remove it there")
+        try:
+            self.aps.remove_job(job_id, info.source)
+        except JobLookupError:
+            raise ScheduleError(f"no job {job_id!r}") from None
+        log.info("removed job %s", job_id)
+        return info
+
+    def _skipped(self, ev: Any) -> None:
+        """A run that found the previous one still going (max_instances=1): say so in a receipt."""
+        if self.runtime.store is not None:
+            self.runtime.store.add_receipt(ev.job_id, "?", ev.scheduled_run_times[-1], None, "skipped", "",
+                                           "the previous run was still going (max_instances = 1)")
+
+
+def _whole(seconds: float) -> int:
+    """apscheduler takes whole seconds of grace, and at least one."""
+    return max(1, round(seconds))
+
+
+def _local(moment: datetime, tz: tzinfo) -> str:
+    return f"{moment.astimezone(tz):%Y-%m-%d %H:%M %Z}"
+
+
+def _span(duration: timedelta) -> str:
+    seconds = int(round(duration.total_seconds()))
+    parts = [(seconds // 3600, "h"), (seconds % 3600 // 60, "min"), (seconds % 60, "s")]
+    return " ".join(f"{n} {unit}" for n, unit in parts if n) or "0 s"

@@ -1,0 +1,84 @@
+"""Home control tools: switch, dim, lock and read the devices listed under `home.devices`.
+
+A tool has one risk tier, so the tiers follow the devices: `set_device` (write) changes lights,
+switches and thermostats; `set_secure_device` (confirm) is the only way to open, close, lock
+or unlock, and to change a device marked `confirm: true`, so a person says yes first.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from agent import ToolError, tool
+from agent.home_control import Command, DeviceState, home_service
+
+Percent = Annotated[int, Field(ge=0, le=100)]
+
+
+@tool(risk="write")
+def set_device(
+    device: str,
+    state: Literal["on", "off"] | None = None,
+    brightness: Percent | None = None,
+    temperature: float | None = None,
+) -> str:
+    """Turn lights, switches or thermostats on or off, dim a light, or set a thermostat's temperature. Not for locks, doors, blinds or garage doors: use set_secure_device.
+
+    Args:
+        device: A device name ("kitchen light"), a room ("kitchen") or both ("kitchen lights").
+        state: "on" or "off".
+        brightness: Light brightness in percent, 0 to 100.
+        temperature: A thermostat's target temperature, in degrees.
+    """
+    if state is None and brightness is None and temperature is None:
+        raise ToolError("say what to change: state, brightness or temperature")
+    outcome = home_service().set(device, Command(state, brightness, temperature))
+    return _lines(outcome.states, outcome.skipped)
+
+
+@tool(risk="confirm")
+def set_secure_device(
+    device: str,
+    action: Literal["lock", "unlock", "open", "close", "stop", "on", "off"],
+) -> str:
+    """Lock or unlock a lock, open, close or stop a cover (door, blind, garage door), or switch a device that needs the person's confirmation. The person is asked first.
+
+    Args:
+        device: One device's name, e.g. "front door".
+        action: What to do: lock, unlock, open, close, stop, on or off.
+    """
+    outcome = home_service().set(device, Command(action), secure=True)
+    return _lines(outcome.states, outcome.skipped)
+
+
+@tool
+def get_device_state(device: str) -> str:
+    """Read the current state of a device, a room, or a kind of device in a room (sensors, lights, locks...).
+
+    Args:
+        device: A device name ("hall temperature"), a room ("kitchen") or both ("kitchen lights").
+    """
+    return _lines(home_service().read(device))
+
+
+@tool
+def list_devices(room: str | None = None) -> str:
+    """List the home's devices with their kind, room and current state.
+
+    Args:
+        room: Only the devices in this room; leave it out for every device.
+    """
+    service = home_service()
+    devices = service.registry.in_room(room)
+    if not devices:
+        return "No devices are configured (they are listed under home.devices in agentd's config)."
+    states = service.states(devices)
+    return "\n".join(f"{d.describe()}: {s.summary()}" for d, s in zip(devices, states))
+
+
+def _lines(states: list[DeviceState], skipped: list[str] = ()) -> str:
+    """The outcome as short sentences, one per device."""
+    text = "; ".join(s.text() for s in states)
+    return text + (f"; not changed: {', '.join(skipped)}" if skipped else "")
