@@ -399,19 +399,23 @@ def _fields_at(loc: tuple) -> list[str]:
 
 
 def _source_of(loc: tuple, sources: list[tuple[str, dict]]) -> str:
-    """The label of the last source that set the value at loc."""
-    for label, data in reversed(sources):
+    """The label of the last source that set the value at loc (or most of the way to it)."""
+    # A missing key (home.devices.0.name) is blamed on the file that wrote the entry around it.
+    best, best_depth = sources[0][0], -1
+    for label, data in sources:
         node: Any = data
+        depth = 0
         for part in loc:
             if isinstance(node, list) and isinstance(part, int) and part < len(node):
                 node = node[part]
-                continue
-            if not isinstance(node, dict) or part not in node:
+            elif isinstance(node, dict) and part in node:
+                node = node[part]
+            else:
                 break
-            node = node[part]
-        else:
-            return label
-    return sources[0][0]
+            depth += 1
+        if depth >= best_depth:
+            best, best_depth = label, depth
+    return best
 
 
 def _dotted(loc: tuple) -> str:

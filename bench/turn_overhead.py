@@ -11,13 +11,18 @@ PROMPT = "Write four short lines about the sea at night."
 
 
 def bare_generate(engine, tokens: list[int], max_tokens: int) -> tuple[float, str]:
-    """mlx-lm alone: the same prompt tokens, greedy, on the same thread."""
+    """mlx-lm alone: the same prompt tokens, greedy, on the same thread, from the same
+    prefilled prefix (a copy of it, as the turn uses), so only the turn's own work differs."""
+    import copy
+
     from mlx_lm import stream_generate
     from mlx_lm.sample_utils import make_sampler
 
     def once():
         start = time.perf_counter()
-        responses = stream_generate(engine.model, engine.tokenizer, tokens, max_tokens=max_tokens, sampler=make_sampler(temp=0.0))
+        cache = copy.deepcopy(engine.prefix_cache._cache)
+        reused = len(engine.prefix_cache._tokens)
+        responses = stream_generate(engine.model, engine.tokenizer, tokens[reused:], max_tokens=max_tokens, sampler=make_sampler(temp=0.0), prompt_cache=cache)
         text = "".join(r.text for r in responses)
         return time.perf_counter() - start, text
 
@@ -43,7 +48,6 @@ def run(model_path, *, repeats: int = 3, max_tokens: int = 48) -> dict:
     from agent.turn import Agent, TurnLimits
 
     engine = MLXEngine(model_path)
-    engine.prefix_cache.enabled = False  # measure the turn's own overhead, not the cache's gain
     registry = core_registry()
     system = load_settings().agent.system_prompt
     agent = Agent(
@@ -54,7 +58,8 @@ def run(model_path, *, repeats: int = 3, max_tokens: int = 48) -> dict:
     messages = [{"role": "system", "content": agent.system_prompt()}, {"role": "user", "content": PROMPT}]
     tokens = engine.encode(engine.render(messages, registry.schemas(), thinking=False))
 
-    bare_generate(engine, tokens, max_tokens)  # warm up
+    agent_turn(agent)  # warm up, and leave the prefix prefilled for both sides
+    assert engine.prefix_cache._tokens == tokens[: len(engine.prefix_cache._tokens)]
     bare, turns = [], []
     for _ in range(repeats):  # interleaved so drift hits both alike
         bare.append(bare_generate(engine, tokens, max_tokens))

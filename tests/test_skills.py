@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import stat
 import textwrap
 from pathlib import Path
@@ -145,8 +146,6 @@ def test_a_broken_skill_is_skipped_with_its_file_and_line(home, bundled, folder,
     assert not broken.enabled and broken.status.startswith("broken: ")
     assert len(broken.problems) == 1
     assert str(bundled / folder) in broken.problems[0]
-    import re
-
     assert re.search(expected, broken.problems[0]), broken.problems[0]
     assert skillset.get("greeter").enabled  # the others carry on
     registry = ToolRegistry()

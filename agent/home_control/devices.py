@@ -215,7 +215,7 @@ class DeviceRegistry:
                 return self._group(query, lambda d: d.room == room and d.kind == KIND_WORDS[rest])
         words = set(q.split())
         containing = [d for k, d in self._by_name.items() if words and words <= set(k.split())]
-        containing = list(dict.fromkeys(containing))
+        containing = list({d.name: d for d in containing}.values())  # an alias and its name
         if len(containing) == 1:
             return Match((containing[0],), False, containing[0].name)
         if len(containing) > 1:
