@@ -102,6 +102,15 @@ class SkillSet:
         """User skills refused for trust reasons (new or changed files)."""
         return [Refusal(s.name, s.path, s.refusal, s.files) for s in self.skills if s.refusal]
 
+    def log_report(self, logger: logging.Logger = log) -> None:
+        """Log every problem, and each refused skill with its files' SHA-256 (daemon start, reload)."""
+        for line in self.messages():
+            logger.warning("%s", line)
+        for refusal in self.refusals():
+            digests = "".join(f"\n  {digest}  {name}" for name, digest in refusal.files.items())
+            logger.warning("skill %s (%s) is off: %s. Its files:%s\nRun `agentd skills trust %s` to allow it.",
+                           refusal.name, refusal.path, refusal.reason, digests, refusal.name)
+
     def messages(self) -> list[str]:
         """Every problem and note, one line each, for the log or `agentd skills list`."""
         lines = list(self.problems)
@@ -145,20 +154,15 @@ def load_skills(settings: Any, home: Path | None, *, bundled_dir: Path = BUNDLED
         if first is not None:
             skill.problems.append(f"another skill named {skill.name!r} was found first, in {first.path}")
         skillset.skills.append(skill)
-        if not skill.problems:
-            _check_trust(skill, trust)
-        _decide(skill, config.enabled, config.disabled)
+        chosen = skill.name not in config.disabled and (config.enabled is None or skill.name in config.enabled)
+        if chosen and not skill.problems:
+            _check_trust(skill, trust)  # only skills that would run are refused (and audited)
+        _decide(skill, chosen)
         if skill.enabled:
             _load_tools(skill)
     for name in [*(config.enabled or []), *config.disabled]:
         if skillset.get(name) is None:
             skillset.problems.append(f"skills: no skill named {name!r} was found (check skills.enabled/disabled)")
-    for line in skillset.messages():
-        log.warning("%s", line)
-    for refusal in skillset.refusals():
-        digests = "".join(f"\n  {digest}  {name}" for name, digest in refusal.files.items())
-        log.warning("skill %s (%s) is off: %s. Its files:%s\nRun `agentd skills trust %s` to allow it.",
-                    refusal.name, refusal.path, refusal.reason, digests, refusal.name)
     return skillset
 
 
@@ -197,16 +201,14 @@ def _check_trust(skill: Skill, trust: TrustStore | None) -> None:
     skill.trusted = skill.refusal is None
 
 
-def _decide(skill: Skill, enabled: list[str] | None, disabled: list[str]) -> None:
-    """Set skill.enabled and skill.status: broken, then untrusted, then the config's choice."""
+def _decide(skill: Skill, chosen: bool) -> None:
+    """Set skill.enabled and skill.status: broken, then the config's choice, then trust."""
     if skill.problems:
         skill.status = "broken: " + skill.problems[0]
+    elif not chosen:
+        skill.status = "disabled in config (skills.enabled / skills.disabled)"
     elif not skill.trusted:
         skill.status = f"not trusted ({skill.refusal}); run `agentd skills trust {skill.name}`"
-    elif skill.name in disabled:
-        skill.status = "disabled in config (skills.disabled)"
-    elif enabled is not None and skill.name not in enabled:
-        skill.status = "disabled in config (not in skills.enabled)"
     else:
         skill.enabled, skill.status = True, "enabled"
 

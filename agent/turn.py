@@ -20,7 +20,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 from agent.events import Note, ReplyDone, StepEvent, TextDelta, ThinkingDelta, ToolFinished, ToolStarted, TurnStats
 from agent.llm.mlx_engine import Chunk, Finished, Request, Sampling, ToolFormat
 from agent.llm.stream import StreamSplitter
-from agent.tools import SystemClock, Tool, ToolArgumentError, ToolContext, ToolError, ToolRegistry
+from agent.tool_calls import ToolCall, cap_output, check_call, parse_call
+from agent.tools import SystemClock, Tool, ToolContext, ToolError, ToolRegistry
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +45,6 @@ class TurnLimits:
     tool_output_max_chars: int = 4000
     history_messages: int = 20
     max_tokens: int = 1024
-
-
-@dataclass
-class _Call:
-    """One tool call as the model wrote it, after parsing (or failing to)."""
-
-    call_id: str
-    name: str = ""
-    arguments: Any = None
-    error: str | None = None
-    raw: str = ""
 
 
 @dataclass
@@ -179,7 +169,7 @@ class TurnRun:
             for _ in range(self.limits.max_model_calls):
                 text, calls, finish = "", [], None
                 async for event in self._model_call(messages):
-                    if isinstance(event, _CallResult):
+                    if isinstance(event, ToolCallResult):
                         text, calls, finish = event.text, event.calls, event.finish
                     else:
                         yield event
@@ -212,7 +202,7 @@ class TurnRun:
         yield ReplyDone(text=reply, stopped_by=stopped_by, stats=self._stats())
 
     async def _model_call(self, messages: list[dict]) -> AsyncIterator[Any]:
-        """Stream one generation; yield display events, then a _CallResult."""
+        """Stream one generation; yield display events, then a ToolCallResult."""
         tool_format = self.agent.llm.tool_format
         splitter = StreamSplitter(tool_format.tags, thinking=self.thinking)
         sampling = self.agent.thinking_sampling if self.thinking else self.agent.sampling
@@ -255,8 +245,8 @@ class TurnRun:
                 yield TextDelta(text=piece.text)
             elif piece.kind == "unclosed_tool_call":
                 raw_calls.append((piece.kind, piece.text))
-        calls = [self._parse(kind, body, finish) for kind, body in raw_calls]
-        yield _CallResult("".join(text).strip(), calls, finish)
+        calls = [parse_call(kind, body, finish, self.agent.llm.tool_format, self.agent.registry) for kind, body in raw_calls]
+        yield ToolCallResult("".join(text).strip(), calls, finish)
 
     async def _next(self, stream: AsyncIterator[Any]) -> Any:
         remaining = self.deadline - time.monotonic()
@@ -267,37 +257,9 @@ class TurnRun:
         except StopAsyncIteration:
             return None
 
-    def _parse(self, kind: str, body: str, finish: str | None) -> _Call:
-        call = _Call(call_id=uuid.uuid4().hex[:12], raw=body)
-        if kind == "unclosed_tool_call":
-            why = "it was cut off at max_tokens" if finish == "length" else "it was never closed"
-            call.error = f"Your tool call was not complete ({why}). Write it again, complete and shorter."
-            return call
-        try:
-            parsed = self._parse_body(body)
-            call.name, call.arguments = str(parsed["name"]), parsed.get("arguments", {})
-        except Exception as exc:  # parsers raise ValueError, JSONDecodeError, KeyError, TypeError...
-            call.error = f"Your tool call could not be parsed ({type(exc).__name__}: {exc}). Use the exact tool-call format."
-            return call
-        if isinstance(call.arguments, str):
-            try:  # some models send the arguments as a JSON string
-                call.arguments = json.loads(call.arguments)
-            except json.JSONDecodeError:
-                pass
-        return call
-
-    def _parse_body(self, body: str) -> dict:
-        parse = self.agent.llm.tool_format.parse
-        try:
-            return parse(body, self.agent.registry.schemas())
-        except ValueError:
-            # mlx-lm's parser converts values by schema type and raises on e.g. "two" for an
-            # integer; parse untyped so validation can name the argument that is wrong.
-            return parse(body, None)
-
-    async def _run_calls(self, messages: list[dict], text: str, calls: list[_Call]) -> AsyncIterator[Any]:
+    async def _run_calls(self, messages: list[dict], text: str, calls: list[ToolCall]) -> AsyncIterator[Any]:
         """Execute the calls of one model message (or explain what was wrong with them)."""
-        problems = [self._problem(call) for call in calls]
+        problems = [check_call(call, self.agent.registry) for call in calls]
         if any(problems):
             if self.p.corrections_left <= 0:
                 yield _Stop("guard", "Stopped: the model's tool call was still invalid after one correction: " + next(p for p in problems if p))
@@ -332,20 +294,7 @@ class TurnRun:
                 yield event
             self._append(messages, {"role": "tool", "content": result, "name": call.name, "tool_call_id": call.call_id})
 
-    def _problem(self, call: _Call) -> str | None:
-        """Why this call cannot run, in words for the model; None if it can."""
-        if call.error:
-            return call.error
-        tool = self.agent.registry.get(call.name)
-        if tool is None:
-            return f"There is no tool named {call.name!r}. Valid tools: {', '.join(self.agent.registry.names())}."
-        try:
-            call.arguments = tool.validate(call.arguments)
-        except ToolArgumentError as exc:
-            return f"Invalid arguments for {exc}. Call it again with arguments that fit its schema."
-        return None
-
-    async def _execute(self, call: _Call) -> AsyncIterator[StepEvent]:
+    async def _execute(self, call: ToolCall) -> AsyncIterator[StepEvent]:
         tool = self.agent.registry.get(call.name)
         shown_args = {k: v for k, v in call.arguments.items() if v is not None}
         yield ToolStarted(call_id=call.call_id, name=tool.name, arguments=shown_args, risk=tool.risk)
@@ -366,7 +315,7 @@ class TurnRun:
             log.exception("tool %s crashed", tool.name)
             ok, outcome, result = False, "crashed", f"Error: the tool {tool.name} failed unexpectedly ({type(exc).__name__})."
         duration = time.monotonic() - started
-        result = _cap(result, self.limits.tool_output_max_chars)
+        result = cap_output(result, self.limits.tool_output_max_chars)
         self._audit(call, outcome, duration, "" if ok else result, tool.risk)
         yield ToolFinished(call_id=call.call_id, name=tool.name, result=result, ok=ok, duration_s=round(duration, 4))
 
@@ -379,7 +328,7 @@ class TurnRun:
             log.exception("confirmation for %s failed; treating it as denied", tool.name)
             return False
 
-    def _audit(self, call: _Call, outcome: str, duration: float, detail: str, risk: str = "") -> None:
+    def _audit(self, call: ToolCall, outcome: str, duration: float, detail: str, risk: str = "") -> None:
         store = self.agent.store
         if store is None:
             return
@@ -421,7 +370,7 @@ class TurnRun:
 
 
 @dataclass
-class _CallResult:
+class ToolCallResult:
     text: str
     calls: list
     finish: str | None
@@ -431,10 +380,3 @@ class _CallResult:
 class _Stop:
     stopped_by: str
     note: str
-
-
-def _cap(text: str, limit: int) -> str:
-    """Tool output is capped before it goes back to the model (small context, small model)."""
-    if len(text) <= limit:
-        return text
-    return text[:limit] + f"\n[... {len(text) - limit} more characters cut]"

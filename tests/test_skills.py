@@ -199,10 +199,12 @@ def test_a_user_skill_needs_trust_and_a_changed_byte_revokes_it(home, bundled, c
     folder = make_skill(home / "skills", "weather", "name: weather\ndescription: Local weather.", tools=GREET_TOOLS.replace("greet", "forecast"))
     expected = {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in ("SKILL.md", "tools.py")}
 
-    skill = load(home, bundled).get("weather")
+    skillset = load(home, bundled)
+    skill = skillset.get("weather")
     assert not skill.enabled and not skill.trusted and skill.tools == []
     assert skill.files == expected
     assert skill.status == "not trusted (new skill: not trusted yet); run `agentd skills trust weather`"
+    skillset.log_report()
     assert all(digest in caplog.text for digest in expected.values())  # shown the first time it is seen
     refusals = load(home, bundled).refusals()
     assert [(r.name, r.reason, r.files) for r in refusals] == [("weather", "new skill: not trusted yet", expected)]
@@ -256,12 +258,18 @@ def test_enabled_and_disabled_lists(home, bundled):
     make_skill(bundled, "notes", "name: notes\ndescription: x")
     skillset = load(home, bundled, enabled=["notes"])
     assert [s.name for s in skillset.enabled()] == ["notes"]
-    assert skillset.get("greeter").status == "disabled in config (not in skills.enabled)"
+    assert skillset.get("greeter").status == "disabled in config (skills.enabled / skills.disabled)"
     skillset = load(home, bundled, disabled=["notes", "ghost"])
     assert [s.name for s in skillset.enabled()] == ["greeter"]
-    assert skillset.get("notes").status == "disabled in config (skills.disabled)"
+    assert skillset.get("notes").status == "disabled in config (skills.enabled / skills.disabled)"
     assert skillset.problems == ["skills: no skill named 'ghost' was found (check skills.enabled/disabled)"]
     assert load(home, bundled, enabled=["notes"], disabled=["notes"]).enabled() == []
+
+
+def test_a_disabled_user_skill_is_not_refused(home, bundled):
+    make_skill(home / "skills", "weather", "name: weather\ndescription: x")
+    assert [r.name for r in load(home, bundled).refusals()] == ["weather"]
+    assert load(home, bundled, disabled=["weather"]).refusals() == []
 
 
 def test_reload_picks_up_a_new_skill_and_changed_code(home, bundled):

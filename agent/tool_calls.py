@@ -1,0 +1,75 @@
+"""Tool calls as the model wrote them: parse, check against the registry, cap the output.
+
+Nothing here runs a tool; the turn does that only for calls that `check_call` accepts.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.tools import ToolArgumentError, ToolRegistry
+
+
+@dataclass
+class ToolCall:
+    """One tool call as the model wrote it, after parsing (or failing to)."""
+
+    call_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    name: str = ""
+    arguments: Any = None
+    error: str | None = None
+    raw: str = ""
+
+
+def parse_call(kind: str, body: str, finish: str | None, tool_format: Any, registry: ToolRegistry) -> ToolCall:
+    """Turn the text between the tool-call tags into a ToolCall (with `error` set on failure)."""
+    call = ToolCall(raw=body)
+    if kind == "unclosed_tool_call":
+        why = "it was cut off at max_tokens" if finish == "length" else "it was never closed"
+        call.error = f"Your tool call was not complete ({why}). Write it again, complete and shorter."
+        return call
+    try:
+        parsed = _parse_body(body, tool_format.parse, registry)
+        call.name, call.arguments = str(parsed["name"]), parsed.get("arguments", {})
+    except Exception as exc:  # parsers raise ValueError, JSONDecodeError, KeyError, TypeError...
+        call.error = f"Your tool call could not be parsed ({type(exc).__name__}: {exc}). Use the exact tool-call format."
+        return call
+    if isinstance(call.arguments, str):
+        try:  # some models send the arguments as a JSON string
+            call.arguments = json.loads(call.arguments)
+        except json.JSONDecodeError:
+            pass
+    return call
+
+
+def _parse_body(body: str, parse: Any, registry: ToolRegistry) -> dict:
+    try:
+        return parse(body, registry.schemas())
+    except ValueError:
+        # mlx-lm's parser converts values by schema type and raises on e.g. "two" for an
+        # integer; parse untyped so validation can name the argument that is wrong.
+        return parse(body, None)
+
+
+def check_call(call: ToolCall, registry: ToolRegistry) -> str | None:
+    """Why this call cannot run, in words for the model; None if it can (arguments coerced)."""
+    if call.error:
+        return call.error
+    tool = registry.get(call.name)
+    if tool is None:
+        return f"There is no tool named {call.name!r}. Valid tools: {', '.join(registry.names())}."
+    try:
+        call.arguments = tool.validate(call.arguments)
+    except ToolArgumentError as exc:
+        return f"Invalid arguments for {exc}. Call it again with arguments that fit its schema."
+    return None
+
+
+def cap_output(text: str, limit: int) -> str:
+    """Tool output is capped before it goes back to the model (small context, small model)."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n[... {len(text) - limit} more characters cut]"
