@@ -68,7 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true", help="print the step events as JSON lines")
     ask.add_argument("--start", action="store_true", help="start the daemon first if it is not running")
     ask.add_argument("--local", action="store_true", help="load the model in this process instead of using the daemon")
+    ask.add_argument("--explain", action="store_true", help="say which path answered (phrase or model) and why")
     ask.set_defaults(handler=cmd_ask)
+
+    from agent.skills_cli import add_parser as add_skills_parser
+
+    add_skills_parser(sub, common)
 
     service = sub.add_parser("service", help="install agentd as a login service (launchd or systemd --user)")
     service.add_argument("action", choices=["install", "uninstall"])
@@ -222,7 +227,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
             return
         print_event(event, as_json=args.json)
 
-    reply = ask_sync(ensure_daemon(args), " ".join(args.text), thinking=args.think, on_event=show, on_confirm=confirm_on_terminal)
+    reply = ask_sync(ensure_daemon(args), " ".join(args.text), thinking=args.think, explain=args.explain,
+                     on_event=show, on_confirm=confirm_on_terminal)
     return 0 if reply.stopped_by in ("done", "cancelled") else 1
 
 
@@ -231,7 +237,7 @@ def ask_locally(args: argparse.Namespace) -> int:
     app = build_local_app(args)
     try:
         if args.text:
-            asyncio.run(print_turn(app.agent, " ".join(args.text), thinking=args.think, as_json=args.json))
+            asyncio.run(print_turn(app.agent, " ".join(args.text), thinking=args.think, as_json=args.json, explain=args.explain))
             return 0
         return prompt_loop(app.agent, thinking=args.think, as_json=args.json)
     finally:
@@ -252,14 +258,14 @@ def prompt_loop(agent, *, thinking: bool | None, as_json: bool) -> int:
         conversation = asyncio.run(print_turn(agent, line, thinking=thinking, as_json=as_json, conversation_id=conversation))
 
 
-async def print_turn(agent, text: str, *, thinking: bool | None, as_json: bool, conversation_id: str | None = None) -> str | None:
+async def print_turn(agent, text: str, *, thinking: bool | None, as_json: bool, conversation_id: str | None = None, explain: bool = False) -> str | None:
     """Run one turn in this process and print it."""
     conversation_id = conversation_id or (agent.store.new_conversation(source="cli") if agent.store else None)
 
     async def confirm(tool, arguments: dict) -> bool:
         return await asyncio.to_thread(confirm_on_terminal, tool.name, arguments)
 
-    async for event in agent.respond(text, conversation_id=conversation_id, who="cli", thinking=thinking, confirm=confirm):
+    async for event in agent.respond(text, conversation_id=conversation_id, who="cli", thinking=thinking, confirm=confirm, explain=explain):
         print_event(event, as_json=as_json)
     return conversation_id
 

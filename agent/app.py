@@ -27,6 +27,8 @@ class App:
     store: Any
     model_note: str
     is_demo: bool
+    home: Path
+    skills: Any = None
 
     def status(self) -> dict:
         """The model's part of the daemon's status report."""
@@ -38,6 +40,7 @@ class App:
             "offline": is_offline(),  # HF_HUB_OFFLINE as this process sees it (set in-process at start)
             "demo_model": self.is_demo,
             "tools": self.agent.registry.names(),
+            "skills": [s.name for s in self.skills.enabled()] if self.skills else [],
             "prefix_cache": {"hits": stats.hits, "misses": stats.misses, "builds": stats.builds, "tokens_reused": stats.tokens_reused},
         }
 
@@ -46,7 +49,8 @@ class App:
         if settings.model.path and str(settings.model.path) != str(self.engine.path):
             log.warning("model.path changed to %s: restart agentd to load it", settings.model.path)
         configure(self.agent, settings)
-        self.engine.prefix_cache.clear()  # instructions may have changed
+        self.skills = apply_skills(self.agent, settings, self.home, self.store)
+        self.engine.prefix_cache.clear()  # instructions or tools may have changed
         self.warm_up()
 
     def warm_up(self) -> None:
@@ -113,7 +117,8 @@ def build_app(settings: Any, home: Path, *, with_store: bool = True) -> App:
         store = Store.open_in(home)
     agent = Agent(llm=engine, registry=core_registry(), system_prompt=settings.agent.system_prompt, store=store)
     configure(agent, settings)
-    return App(agent=agent, engine=engine, store=store, model_note=choice.reason, is_demo=choice.is_demo)
+    skills = apply_skills(agent, settings, home, store)
+    return App(agent=agent, engine=engine, store=store, model_note=choice.reason, is_demo=choice.is_demo, home=home, skills=skills)
 
 
 def configure(agent: Agent, settings: Any) -> None:
@@ -125,3 +130,30 @@ def configure(agent: Agent, settings: Any) -> None:
     agent.sampling = sampling_from(settings.model)
     agent.thinking_sampling = sampling_from(settings.model.thinking_sampling)
     agent.thinking = settings.model.thinking
+
+
+def apply_skills(agent: Agent, settings: Any, home: Path, store: Any = None, slot_values: dict | None = None) -> Any:
+    """Load the skills: their tools join the core tools, their instructions the prompt, their
+    phrases the fast path. Refused (untrusted or changed) skills go to the audit log."""
+    from agent.intents import IntentMatcher
+    from agent.skills import load_skills
+
+    skills = load_skills(settings, home)
+    registry = core_registry()
+    for problem in skills.register(registry):
+        log.warning("%s", problem)
+    skills.log_report(log)
+    agent.registry, agent.instructions = registry, skills.instructions()
+    agent.intents = None
+    if settings.intents.enabled:
+        slots = slot_values or {"device": [], "room": []}
+        agent.intents = IntentMatcher.from_skills(skills, registry, slots, fillers=[settings.agent.name])
+        for problem in agent.intents.problems:
+            log.warning("%s", problem)
+    if store is not None:
+        for refusal in skills.refusals():
+            store.audit(
+                tool=f"skill:{refusal.name}", arguments={"path": str(refusal.path), "files": refusal.files},
+                risk="", outcome="refused", duration_s=0.0, who="skills", detail=refusal.reason,
+            )
+    return skills

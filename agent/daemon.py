@@ -82,7 +82,7 @@ class Daemon:
                 conversation_id = await asyncio.to_thread(self.new_conversation, "chat")
             self.turns.put(TurnRequest(
                 priority=priority_of("chat"), seq=0, id=request.id, text=request.text, who="chat",
-                conversation_id=conversation_id, thinking=request.thinking, conn=conn,
+                conversation_id=conversation_id, thinking=request.thinking, explain=request.explain, conn=conn,
             ))
         elif isinstance(request, p.Cancel):
             if not self.turns.cancel((conn.number, request.id)):

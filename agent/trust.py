@@ -23,7 +23,14 @@ _IGNORED_FILES = {".DS_Store"}
 def file_digests(folder: Path) -> dict[str, str]:
     """SHA-256 of every file under a skill folder, keyed by its relative path (sorted)."""
     digests: dict[str, str] = {}
-    for root, dirs, files in os.walk(folder):
+    seen: set[str] = set()
+    # Linked folders are followed: code imported through a link must be covered too.
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a link loop
+            dirs[:] = []
+            continue
+        seen.add(real)
         dirs[:] = sorted(d for d in dirs if d not in _IGNORED_DIRS)
         for name in sorted(files):
             if name in _IGNORED_FILES or name.endswith((".pyc", ".pyo")):

@@ -90,6 +90,7 @@ class Agent:
         self.sampling = sampling
         self.thinking_sampling = thinking_sampling
         self.thinking = thinking
+        self.intents: Any = None  # an IntentMatcher: the fast phrase path, when skills give phrases
         self._memory: dict[str, list[dict]] = {}  # conversations when there is no store
 
     def system_prompt(self) -> str:
@@ -105,14 +106,25 @@ class Agent:
         thinking: bool | None = None,
         confirm: Confirm | None = None,
         cancel: asyncio.Event | None = None,
+        explain: bool = False,
     ) -> AsyncIterator[StepEvent]:
         """Run one turn for the user's text; yield step events, ending with ReplyDone."""
         if conversation_id is None or not self._known(conversation_id):
             conversation_id = self._new_conversation(who)
+        ctx = ToolContext(store=self.store, settings=self.settings, clock=self.clock, who=who, conversation_id=conversation_id)
+        match = self.intents.match(text) if self.intents is not None else None
+        if explain:
+            why = self.intents.explain(text) if self.intents is not None else "model: the phrase path is off"
+            yield Note(text=why, level="info")
+        if match is not None:
+            from agent.intents import answer_intent
+
+            async for event in answer_intent(match, self.registry, ctx, confirm, save=lambda m: self._save(conversation_id, m)):
+                yield event
+            return
         history = self._history(conversation_id)
         self._save(conversation_id, {"role": "user", "content": text})
         messages = [{"role": "system", "content": self.system_prompt()}, *history, {"role": "user", "content": text}]
-        ctx = ToolContext(store=self.store, settings=self.settings, clock=self.clock, who=who, conversation_id=conversation_id)
         run = TurnRun(self, ctx, thinking=self.thinking if thinking is None else thinking, confirm=confirm, cancel=cancel)
         async for event in run.run(messages):
             yield event

@@ -45,6 +45,7 @@ class TurnRequest:
     who: str = field(compare=False)
     conversation_id: str | None = field(compare=False, default=None)
     thinking: bool | None = field(compare=False, default=None)
+    explain: bool = field(compare=False, default=False)
     conn: Connection | None = field(compare=False, default=None)  # None: an in-process door
     outbox: asyncio.Queue | None = field(compare=False, default=None)
     confirm: Confirm | None = field(compare=False, default=None)  # in-process doors may ask someone
@@ -140,7 +141,7 @@ class TurnQueue:
         try:
             stream = self.daemon.agent.respond(
                 request.text, conversation_id=request.conversation_id, who=request.who,
-                thinking=request.thinking, confirm=lambda tool, args: self.daemon.confirmer.ask(request, tool, args),
+                thinking=request.thinking, explain=request.explain, confirm=lambda tool, args: self.daemon.confirmer.ask(request, tool, args),
                 cancel=request.cancel,
             )
             async with contextlib.aclosing(stream):

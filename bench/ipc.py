@@ -20,7 +20,18 @@ from bench.common import median, percentile
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPT = "What is 12 times 7?"  # one tool call and a short answer: a whole agent turn
-GREEDY_CONFIG = "model:\n  temperature: 0.0\n  presence_penalty: 0.0\n"
+# The trained test model knows the default system prompt and the core tools only, and
+# repeats its lines only when it decodes greedily: no skills (their tools and instructions
+# would change the prompt), no phrase shortcuts, no sampling.
+GREEDY_CONFIG = """\
+model:
+  temperature: 0.0
+  presence_penalty: 0.0
+skills:
+  enabled: []
+intents:
+  enabled: false
+"""
 
 
 def trained_tool_model() -> Path:

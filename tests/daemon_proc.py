@@ -1,7 +1,8 @@
 """Real `agentd` processes for tests: a short home, a greedy config, the CLI, a daemon to start and stop.
 
-The trained test model (fixtures/agent_model.py) reproduces its scripted replies only with
-greedy sampling, so every daemon here runs with a config that turns sampling off.
+The trained test model (fixtures/agent_model.py) reproduces its scripted replies only for the
+prompt it was trained on, decoding greedily, so every daemon here runs with a config that
+turns sampling, skills and phrase shortcuts off.
 """
 
 from __future__ import annotations
@@ -20,7 +21,18 @@ from agent.runtime import running_pid
 
 REPO = Path(__file__).resolve().parents[1]
 AGENTD = REPO / "agentd.py"
-GREEDY_CONFIG = "model:\n  temperature: 0.0\n  presence_penalty: 0.0\n"
+# The trained test model knows the default system prompt and the core tools only, and
+# repeats its lines only when it decodes greedily: no skills (their tools and instructions
+# would change the prompt), no phrase shortcuts, no sampling.
+GREEDY_CONFIG = """\
+model:
+  temperature: 0.0
+  presence_penalty: 0.0
+skills:
+  enabled: []
+intents:
+  enabled: false
+"""
 
 
 def short_home(prefix: str = "ad-") -> Path:

@@ -68,7 +68,7 @@ class FakeAgent:
         self.confirmed: list[bool] = []
         self.active = self.max_active = 0  # turns running at once (the daemon must keep it at 1)
 
-    async def respond(self, text, *, conversation_id=None, who="chat", thinking=None, confirm=None, cancel=None):
+    async def respond(self, text, *, conversation_id=None, who="chat", thinking=None, confirm=None, cancel=None, explain=False):
         """One scripted turn; yields step events and ends with one ReplyDone."""
         self.calls.append({"text": text, "who": who, "conversation_id": conversation_id, "thinking": thinking})
         self.active += 1

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 # Debian installs the broker in /usr/sbin, which is not on every user's PATH.
-MOSQUITTO = shutil.which("mosquitto", path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"]))
+_SEARCH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
+MOSQUITTO = shutil.which("mosquitto", path=_SEARCH)
 HOST = "127.0.0.1"
 
 
@@ -39,18 +40,24 @@ def _accepts(port: int) -> bool:
 class Broker:
     """One mosquitto process; `restart()` brings it back on the same port."""
 
-    def __init__(self, folder: Path, port: int | None = None):
+    def __init__(self, folder: Path, port: int | None = None, users: dict[str, str] | None = None):
         self.folder = Path(folder)
         self.port = port or free_port()
         self.config = self.folder / "mosquitto.conf"
         self.log = self.folder / "mosquitto.log"
         self.process: subprocess.Popen | None = None
+        access = "allow_anonymous true\n"
+        if users:  # only these users may connect
+            passwords = self.folder / "passwords"
+            passwords.write_text("".join(f"{name}:{secret}\n" for name, secret in users.items()))
+            subprocess.run([shutil.which("mosquitto_passwd", path=_SEARCH), "-U", str(passwords)], check=True)
+            access = f"allow_anonymous false\npassword_file {passwords}\n"
+        if os.geteuid() == 0:  # else it drops to the `mosquitto` user, who cannot read this folder
+            access += "user root\n"
         # No persistence: a restarted broker has forgotten its retained messages, as after
         # a crash, so a test sees what a client must do to recover.
         self.config.write_text(
-            f"listener {self.port} {HOST}\nallow_anonymous true\npersistence false\n"
-            # stderr, not a log file: run as root, mosquitto drops to its own user, which
-            # may not write in the test's folder.
+            f"listener {self.port} {HOST}\n{access}persistence false\n"
             "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n",
             encoding="utf-8",
         )

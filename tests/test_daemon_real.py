@@ -3,7 +3,7 @@
 One daemon serves the whole module (the restart tests come last and leave one running).
 The model answers its scripted prompts exactly only in a fresh conversation with greedy
 sampling: every `send` without a conversation id starts a fresh one, and daemon_proc's
-config turns sampling off.
+config turns sampling and skills off.
 """
 
 import asyncio
@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+from agent.app import core_registry
 from agent.events import ReplyDone, TextDelta, ToolStarted
 from agent.ipc import Client, Started, parse_event
 from agent.ipc.protocol import VERSION, Cancel, Send, encode
@@ -31,10 +32,14 @@ def daemon():
     """One real daemon for the module, on a short private home."""
     home = short_home()
     real = RealDaemon(home, greedy_config(home), trained_tool_model())
-    real.start()
-    yield real
-    real.close()
-    shutil.rmtree(home, ignore_errors=True)
+    try:
+        status = real.start()
+        # the model repeats its lines only for the prompt it was trained on: the core tools alone
+        assert status["tools"] == core_registry().names(), "the daemon offers other tools than the model learned"
+        yield real
+    finally:
+        real.close()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def run(coro, timeout=30):

@@ -21,7 +21,7 @@ from agent.home_control import HomeError, home_service, start_home
 from agent.settings import load_settings
 from agent.tools import ToolRegistry
 from agent.turn import Agent
-from mosquitto import HOST, broker  # noqa: F401  (broker is a fixture)
+from mosquitto import HOST, MOSQUITTO, Broker, broker  # noqa: F401  (broker is a fixture)
 from scripted_llm import ScriptedLLM, xml_call
 
 SKILL_TOOLS = Path(__file__).resolve().parent.parent / "skills" / "home" / "tools.py"
@@ -285,3 +285,28 @@ def test_starting_while_the_broker_is_down_connects_when_it_comes_up(broker):  #
         service.stop()
     with pytest.raises(HomeError, match="home control is not running"):
         home_service()
+
+
+@pytest.mark.skipif(MOSQUITTO is None, reason="the mosquitto broker is not installed (apt-get install mosquitto)")
+def test_the_password_comes_from_the_variable_the_config_names(tmp_path, monkeypatch):
+    secured = Broker(tmp_path, users={"agentd": "s3cret"}).start()
+    options = {"username": "agentd", "password_env": "AGENTD_TEST_MQTT_PASSWORD"}
+    try:
+        monkeypatch.setenv("AGENTD_TEST_MQTT_PASSWORD", "wrong")
+        service = start_home(settings_for(secured.port, **options))
+        try:
+            until(lambda: "refused" in tools.get_device_state("kitchen plug"), what="the refusal")
+            assert tools.get_device_state("kitchen plug") == (
+                f"kitchen plug is unavailable: not connected to the MQTT broker at {HOST}:{secured.port}; "
+                "it refused the connection (Not authorized): check home.mqtt.username and the variable "
+                "named by home.mqtt.password_env")
+        finally:
+            service.stop()
+        monkeypatch.setenv("AGENTD_TEST_MQTT_PASSWORD", "s3cret")
+        service = start_home(settings_for(secured.port, **options))
+        try:
+            assert service.mqtt.wait_connected(5), secured.log_tail()
+        finally:
+            service.stop()
+    finally:
+        secured.stop()

@@ -316,3 +316,16 @@ def test_cli_list_show_trust(home, capsys):
     assert run_cli(["skills", "show", "nope", "--home", str(home)]) == 1
     assert run_cli(["skills", "trust", "kitchen", "--home", str(home)]) == 1
     assert "bundled skill" in capsys.readouterr().err
+
+
+def test_files_in_a_linked_folder_are_covered_by_trust(tmp_path, home, bundled):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "lib.py").write_text("x = 1\n")
+    folder = make_skill(home / "skills", "linked", "name: linked\ndescription: x")
+    (folder / "lib").symlink_to(outside, target_is_directory=True)
+    (folder / "loop").symlink_to(folder, target_is_directory=True)
+    trust_skill(settings(), home, "linked", bundled_dir=bundled)
+    assert "lib/lib.py" in load(home, bundled).get("linked").files
+    (outside / "lib.py").write_text("x = 2\n")
+    assert load(home, bundled).get("linked").refusal == "changed since it was trusted: lib/lib.py changed"

@@ -84,6 +84,7 @@ class MqttBackend:
         self._subscribed_at = 0.0
         self._started_at = 0.0
         self._failing = False
+        self._trouble = "retrying"  # why we are not connected, for the unavailable message
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=settings.client_id)
         if settings.username:
             self.client.username_pw_set(settings.username, password)
@@ -111,8 +112,13 @@ class MqttBackend:
         return self._connected.is_set()
 
     def _ready(self) -> bool:
-        """Connected now, or within the first moments after start."""
-        return self._connected.wait(max(0.0, self._started_at + CONNECT_GRACE_S - time.monotonic()))
+        """Connected now, or soon after start, unless an attempt has already failed."""
+        while not self._connected.is_set() and not self._failing:
+            remaining = self._started_at + CONNECT_GRACE_S - time.monotonic()
+            if remaining <= 0:
+                break
+            self._connected.wait(min(remaining, 0.05))
+        return self._connected.is_set()
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
@@ -123,13 +129,16 @@ class MqttBackend:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            log.warning("MQTT broker %s refused the connection: %s (check home.mqtt.username "
-                        "and the password variable)", self.where, reason_code)
+            self._trouble = (f"it refused the connection ({reason_code}): check home.mqtt.username "
+                             "and the variable named by home.mqtt.password_env")
+            if not self._failing:  # paho keeps retrying with back-off; say it once
+                log.warning("MQTT broker %s: %s", self.where, self._trouble)
+            self._failing = True
             return
         if self._topics():
             client.subscribe([(topic, 0) for topic in self._topics()])
         self._subscribed_at = time.monotonic()
-        self._failing = False
+        self._failing, self._trouble = False, "retrying"
         self._connected.set()
         log.info("connected to the MQTT broker at %s", self.where)
 
@@ -157,7 +166,8 @@ class MqttBackend:
         """What the broker last said about a device, or why that is not known."""
         t = device.mqtt
         if not self._ready():
-            return DeviceState(device.name, False, reason=f"not connected to the MQTT broker at {self.where}; retrying")
+            why = f"not connected to the MQTT broker at {self.where}; {self._trouble}"
+            return DeviceState(device.name, False, reason=why)
         if t.availability_topic:
             seen = self._reading(t.availability_topic)
             if seen is not None and seen.payload.strip().lower() == "offline":
@@ -180,8 +190,7 @@ class MqttBackend:
     def apply(self, changes: list[tuple[Device, Command]]) -> list[DeviceState]:
         """Send each command, then wait up to state_wait_s for the devices to report back."""
         if not self._ready():
-            raise HomeError(f"cannot reach the MQTT broker at {self.where} (agentd keeps retrying); "
-                            "nothing was changed")
+            raise HomeError(f"cannot reach the MQTT broker at {self.where} ({self._trouble}); nothing was changed")
         before = self.cache.seq()
         failed: dict[str, DeviceState] = {}
         for device, command in changes:

@@ -53,11 +53,18 @@ class HomeService:
             from agent.home_control.mqtt import MqttBackend
 
             password = os.environ.get(home.mqtt.password_env) if home.mqtt.password_env else None
+            if home.mqtt.password_env and password is None:
+                log.warning("home.mqtt.password_env names $%s, which is not set", home.mqtt.password_env)
             mqtt = MqttBackend(home.mqtt, devices, password=password)
         if any(d.entity_id for d in devices):
             from agent.home_control.hass import HassBackend, read_token
 
-            hass = HassBackend(home.hass, devices, token=read_token(home.hass))
+            try:
+                token = read_token(home.hass)
+            except HomeError as exc:  # agentd still runs; the tools say there is no token
+                log.warning("%s", exc)
+                token = None
+            hass = HassBackend(home.hass, devices, token=token)
             if hass.token is None:
                 log.warning("Home Assistant devices are configured, but there is no token in %s", hass.token_hint)
         return cls(DeviceRegistry(devices), mqtt=mqtt, hass=hass)

@@ -88,13 +88,13 @@ class Client:
 
     async def reply(
         self, text: str, *, conversation_id: str | None = None, thinking: bool | None = None,
-        request_id: str | None = None,
+        request_id: str | None = None, explain: bool = False,
     ) -> AsyncIterator[Any]:
         """Send text; yield step events, ConfirmRequests and non-fatal Errors until ReplyDone."""
         rid = request_id or self.new_id()
         async with self._expecting(rid) as queue:
             await self._write(Send(v=VERSION, type="send", id=rid, text=text,
-                                   conversation_id=conversation_id, thinking=thinking))
+                                   conversation_id=conversation_id, thinking=thinking, explain=explain))
             while True:
                 event = await self._next(queue)
                 if isinstance(event, Error) and event.about in (None, "send"):
@@ -215,12 +215,12 @@ OnConfirm = Callable[[ConfirmRequest], bool | Awaitable[bool]]
 
 async def ask(
     path: Path | str, text: str, *, conversation_id: str | None = None, thinking: bool | None = None,
-    on_event: Callable[[Any], None] | None = None, on_confirm: OnConfirm | None = None,
+    on_event: Callable[[Any], None] | None = None, on_confirm: OnConfirm | None = None, explain: bool = False,
 ) -> ReplyDone:
     """Send one message and wait for the reply; confirmations are denied unless on_confirm approves."""
     async with await Client.connect(path) as client:
         rid = client.new_id()
-        async for event in client.reply(text, conversation_id=conversation_id, thinking=thinking, request_id=rid):
+        async for event in client.reply(text, conversation_id=conversation_id, thinking=thinking, request_id=rid, explain=explain):
             if isinstance(event, ConfirmRequest):
                 approve = on_confirm(event) if on_confirm else False
                 if asyncio.iscoroutine(approve):

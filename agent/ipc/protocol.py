@@ -63,6 +63,7 @@ class Send(_Frame):
     text: Annotated[str, Field(min_length=1, max_length=MAX_FRAME)]
     conversation_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
     thinking: bool | None = None
+    explain: bool = False  # add a note saying which path answered (phrase or model) and why
 
 
 class Cancel(_Frame):

@@ -18,7 +18,7 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_STOPPED, BaseScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
 from sqlalchemy import create_engine, event
@@ -26,7 +26,7 @@ from sqlalchemy import create_engine, event
 from agent.schedule.runner import Runner, Runtime, ScheduleExecutor, scheduled_job
 from agent.schedule.spec import AGENT, CONFIG, JobInfo, make_spec
 from agent.schedule.sync import SyncReport, sync_automations
-from agent.schedule.watch import keep_watch
+from agent.schedule.watch import ClockWatch, keep_watch
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,31 @@ def current() -> Scheduler:
 
 class ScheduleError(ValueError):
     """A job operation that cannot be done (no such job, a config job, a paused job)."""
+
+
+class _LoopScheduler(AsyncIOScheduler):
+    """AsyncIOScheduler whose wake-ups queued behind a shutdown do nothing.
+
+    apscheduler 3.11 would still process due jobs in such a wake-up, with its executors shut
+    down, and move their next run times on: a run lost without a receipt.
+    """
+
+    def _process_jobs(self) -> float | None:
+        return None if self.state == STATE_STOPPED else super()._process_jobs()
+
+
+class _EditOnly(BaseScheduler):
+    """An apscheduler that never runs jobs: `agentd jobs` reads and edits jobs.db with it.
+
+    Not BackgroundScheduler: its thread processes due jobs once while shutting down, even when
+    started paused, and so would "run" them in the command's process.
+    """
+
+    def wakeup(self) -> None:
+        pass  # running jobs is the daemon's business
+
+    def shutdown(self, wait: bool = True) -> None:
+        super().shutdown(wait)
 
 
 def jobs_engine(path: Path):
@@ -78,7 +103,7 @@ class Scheduler:
     """agentd's schedule: YAML automations and the agent's jobs, with receipts for every run."""
 
     def __init__(self, home: Path, settings: Any, *, runtime: Runtime | None = None, tz: tzinfo | None = None,
-                 state_hook: Any = None):
+                 state_hook: Any = None, clock_watch: ClockWatch | None = None):
         self.home = Path(home)
         self.settings = settings
         self.runtime = runtime or Runtime(store=None)
@@ -87,32 +112,33 @@ class Scheduler:
         # Extension point for home control: called with the state-triggered automations at each
         # sync; it watches devices and calls `await scheduler.runner.perform(id, spec, now)`.
         self.state_hook = state_hook
+        self.clock_watch = clock_watch  # None: the real clocks (tests pass a ClockWatch with a fake wall clock)
         self.problems: list[str] = []
         self.aps: Any = None
 
     # -- life cycle -------------------------------------------------------------------------
 
-    def start(self, *, paused: bool = False, background: bool = False) -> None:
-        """Open jobs.db and start apscheduler (on the running event loop unless background)."""
+    def start(self, *, paused: bool = False, edit_only: bool = False) -> None:
+        """Open jobs.db and start apscheduler on the running event loop (edit_only: no loop, no runs)."""
         if self.aps is not None and self.aps.running:
             return
         s = self.settings.schedule
         engine = jobs_engine(self.home / JOBS_DB)
         stores = {alias: SQLAlchemyJobStore(engine=engine, tablename=table) for alias, table in _TABLES.items()}
         defaults = {"coalesce": s.coalesce, "max_instances": 1, "misfire_grace_time": _whole(s.misfire_grace_s)}
-        if background:  # `agentd jobs`: a paused scheduler only reads and edits jobs.db
-            self.aps = BackgroundScheduler(jobstores=stores, job_defaults=defaults, timezone=self.tz)
+        if edit_only:
+            self.aps = _EditOnly(jobstores=stores, job_defaults=defaults, timezone=self.tz)
         else:
             executors = {"default": ScheduleExecutor(self.runner)}
-            self.aps = AsyncIOScheduler(jobstores=stores, executors=executors, job_defaults=defaults, timezone=self.tz)
+            self.aps = _LoopScheduler(jobstores=stores, executors=executors, job_defaults=defaults, timezone=self.tz)
             self.aps.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
         self.aps.start(paused=paused)
 
     @classmethod
     def offline(cls, home: Path, settings: Any, store: Any = None) -> Scheduler:
-        """A paused scheduler for reading and editing jobs.db while the daemon may be running."""
+        """A scheduler that only reads and edits jobs.db (the daemon may be running meanwhile)."""
         scheduler = cls(home, settings, runtime=Runtime(store=store))
-        scheduler.start(paused=True, background=True)
+        scheduler.start(edit_only=True)
         return scheduler
 
     def shutdown(self) -> None:
@@ -128,7 +154,7 @@ class Scheduler:
         _current["scheduler"] = self
         try:
             self.sync_automations()
-            await keep_watch(self)
+            await keep_watch(self, self.clock_watch)
         finally:
             self.shutdown()
 

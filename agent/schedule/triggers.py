@@ -42,7 +42,8 @@ class DstSafeCronTrigger(CronTrigger):
         every_hour = str(self.fields[CronTrigger.FIELD_NAMES.index("hour")]) == "*"
         while moment is not None and not every_hour and _second_copy(moment, self.timezone):
             moment = super().get_next_fire_time(moment, moment)
-        return moment
+        # Through UTC so a skipped 02:30 reads as the 03:30 it really is, and fold is right.
+        return moment and moment.astimezone(timezone.utc).astimezone(self.timezone)
 
 
 def _second_copy(moment: datetime, tz: tzinfo) -> bool:

@@ -24,7 +24,8 @@ def set_device(
     brightness: Percent | None = None,
     temperature: float | None = None,
 ) -> str:
-    """Turn lights, switches or thermostats on or off, dim a light, or set a thermostat's temperature. Not for locks, doors, blinds or garage doors: use set_secure_device.
+    """Turn lights, switches or thermostats on or off, dim a light, or set a thermostat's
+    temperature. Not for locks, doors, blinds or garage doors: use set_secure_device.
 
     Args:
         device: A device name ("kitchen light"), a room ("kitchen") or both ("kitchen lights").
@@ -43,7 +44,8 @@ def set_secure_device(
     device: str,
     action: Literal["lock", "unlock", "open", "close", "stop", "on", "off"],
 ) -> str:
-    """Lock or unlock a lock, open, close or stop a cover (door, blind, garage door), or switch a device that needs the person's confirmation. The person is asked first.
+    """Lock or unlock a lock, open, close or stop a cover (door, blind, garage door), or switch
+    a device that needs the person's confirmation. The person is asked first.
 
     Args:
         device: One device's name, e.g. "front door".
