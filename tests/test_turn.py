@@ -252,3 +252,28 @@ def test_store_keeps_the_conversation_and_audits_every_call(tmp_path):
     outcomes = {(e.tool, e.outcome) for e in reopened.audit_entries()}
     assert outcomes == {("nope", "invalid"), ("add", "ok"), ("unlock", "denied")}
     reopened.close()
+
+
+def test_a_matching_phrase_is_answered_without_the_model(tmp_path):
+    from agent.app import apply_skills
+    from agent.settings import default_settings
+
+    agent, llm = make_agent(["the model should not be asked"])
+    apply_skills(agent, default_settings(), tmp_path)
+    events = run(agent, "Convert 2 cups of flour to grams", explain=True)
+    assert llm.requests == []
+    assert "phrase path" in next(e for e in events if isinstance(e, Note)).text
+    finished = next(e for e in events if isinstance(e, ToolFinished))
+    assert finished.name == "convert_units" and finished.ok
+    assert done(events).stopped_by == "done"
+
+
+def test_a_near_miss_goes_to_the_model(tmp_path):
+    from agent.app import apply_skills
+    from agent.settings import default_settings
+
+    agent, llm = make_agent(["A model answer."])
+    apply_skills(agent, default_settings(), tmp_path)
+    events = run(agent, "convert my grandmother's recipe to something vegan", explain=True)
+    assert len(llm.requests) == 1 and done(events).text == "A model answer."
+    assert next(e for e in events if isinstance(e, Note)).text.startswith("model:")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -59,7 +60,10 @@ class HassBackend:
         self.devices = {d.entity_id: d for d in devices if d.entity_id}
 
     def start(self) -> None:
-        """Check that the API answers; a failure is logged, and each call tries again."""
+        """Check in the background that the API answers (an unreachable host can take timeout_s)."""
+        threading.Thread(target=self._check, name="hass-check", daemon=True).start()
+
+    def _check(self) -> None:
         try:
             self._request("GET", "/api/")
             log.info("Home Assistant at %s answers", self.url)
