@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import threading
+import time
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -62,6 +63,10 @@ class FakeHass(ThreadingHTTPServer):
             state("light.secret_room", "on", friendly_name="Secret room"),  # not in agentd's config
         ]}
         threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def calls(self) -> list[tuple[str, str, dict | None]]:
+        """The requests so far, less the health check agentd makes in the background at start."""
+        return [r for r in self.requests if r[1] != "/api/"]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -139,10 +144,17 @@ def home(hass, monkeypatch):
 
 def test_dimming_a_light_calls_the_light_service_with_the_token(home, hass):
     assert tools.set_device("living room lamp", brightness=40) == "living room lamp is on (brightness 40%)"
-    assert hass.requests[-1] == ("POST", "/api/services/light/turn_on",
+    assert hass.calls()[-1] == ("POST", "/api/services/light/turn_on",
                                  {"entity_id": "light.living_room", "brightness_pct": 40})
     assert tools.set_device("living room lamp", "off") == "living room lamp is off (brightness 40%)"
-    assert hass.requests[-1][1] == "/api/services/light/turn_off"
+    assert hass.calls()[-1][1] == "/api/services/light/turn_off"
+
+
+def test_start_checks_in_the_background_that_the_api_answers(home, hass):
+    deadline = time.monotonic() + 5
+    while ("GET", "/api/", None) not in hass.requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ("GET", "/api/", None) in hass.requests
 
 
 def test_a_sensor_reads_with_its_unit(home):
@@ -151,7 +163,7 @@ def test_a_sensor_reads_with_its_unit(home):
 
 def test_a_thermostat_takes_a_temperature(home, hass):
     result = tools.set_device("thermostat", temperature=21.5)
-    assert hass.requests[-1] == ("POST", "/api/services/climate/set_temperature",
+    assert hass.calls()[-1] == ("POST", "/api/services/climate/set_temperature",
                                  {"entity_id": "climate.living_room", "temperature": 21.5})
     assert result == "thermostat is heat (current temperature 19.5, target temperature 21.5)"
 
@@ -160,7 +172,7 @@ def test_only_configured_entities_are_visible(home, hass):
     listing = tools.list_devices()
     assert "secret" not in listing.lower()
     assert listing.splitlines()[0] == "living room lamp (light in the living room): off"
-    assert [r[1] for r in hass.requests if r[0] == "GET"][-1] == "/api/states"  # one request for all
+    assert [r[1] for r in hass.calls() if r[0] == "GET"][-1] == "/api/states"  # one request for all
     with pytest.raises(HomeError, match="no device or room called 'secret room'"):
         tools.get_device_state("secret room")
     with pytest.raises(HomeError, match="no device or room"):
@@ -181,7 +193,7 @@ def test_a_lock_goes_through_the_confirm_tier_tool(home, hass):
     with pytest.raises(HomeError, match="set_secure_device"):
         tools.set_device("front door", "on")
     assert tools.set_secure_device("front door", "lock") == "front door is locked"
-    assert hass.requests[-1] == ("POST", "/api/services/lock/lock", {"entity_id": "lock.front_door"})
+    assert hass.calls()[-1] == ("POST", "/api/services/lock/lock", {"entity_id": "lock.front_door"})
 
 
 def test_the_token_can_come_from_a_file(hass, tmp_path, monkeypatch):

@@ -22,8 +22,9 @@ from fakes import run, until
 UTC = timezone.utc
 
 
-def settings(**schedule):
-    return load_settings(overrides={f"schedule.{key}": value for key, value in schedule.items()})
+def settings(automations=None, **schedule):
+    overrides = {f"schedule.{key}": value for key, value in schedule.items()}
+    return load_settings(overrides={**overrides, "automations": automations})
 
 
 class Listener:
@@ -62,8 +63,8 @@ def store(tmp_path):
         yield opened
 
 
-def make(tmp_path, store, listener=None, **schedule) -> Scheduler:
-    return Scheduler(tmp_path, settings(**schedule), runtime=Runtime(store=store, notify=listener or Listener()))
+def make(tmp_path, store, listener=None, automations=None, **schedule) -> Scheduler:
+    return Scheduler(tmp_path, settings(automations, **schedule), runtime=Runtime(store=store, notify=listener or Listener()))
 
 
 def soon(seconds: float) -> datetime:
@@ -109,16 +110,17 @@ def test_jobs_and_receipts_survive_a_restart(tmp_path, store):
 
 
 def test_runs_due_while_agentd_was_down_run_late_or_are_recorded_as_missed(tmp_path, store):
-    offline = Scheduler.offline(tmp_path, settings(), store)
+    tick = [{"id": "tick", "trigger": {"every": "1m"}, "action": {"say": "tick"}}]
+    offline = Scheduler.offline(tmp_path, settings(tick), store)
     late = offline.add_reminder("stretch", datetime.now(UTC) - timedelta(seconds=30))  # grace: 6 h
     missed = offline.add_prompt("Water the garden", DateTrigger(datetime.now(UTC) - timedelta(hours=2)), "at ...")  # grace: 10 min
-    offline.sync_automations([{"id": "tick", "trigger": {"every": "1m"}, "action": {"say": "tick"}}])
+    offline.sync_automations()
     offline.aps.modify_job("tick", "config", next_run_time=datetime.now(UTC) - timedelta(minutes=10, seconds=30))
     offline.shutdown()
     nobody = Listener(present=False)
 
     async def go():
-        async with serving(make(tmp_path, store, nobody)) as scheduler:
+        async with serving(make(tmp_path, store, nobody, tick)) as scheduler:
             await until(lambda: len(store.receipts()) == 3)
             return scheduler
 
@@ -142,9 +144,8 @@ def test_runs_due_while_agentd_was_down_run_late_or_are_recorded_as_missed(tmp_p
 
 def test_after_a_sleep_due_jobs_are_checked_at_once(tmp_path, store, monkeypatch):
     monkeypatch.setattr(watch_module, "TICK_S", 0.02)
-    wall = [time.time()]
+    start, wall = time.monotonic(), [time.time()]
     clocks = ClockWatch(3.0, wall=lambda: wall[0] + time.monotonic() - start, mono=time.monotonic)
-    start = time.monotonic()
     scheduler = Scheduler(tmp_path, settings(poll_s=3600), runtime=Runtime(store=store, notify=Listener()), clock_watch=clocks)
 
     async def go():

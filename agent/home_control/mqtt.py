@@ -206,11 +206,11 @@ class MqttBackend:
         messages = []
         if command.brightness is not None:
             if not t.brightness_topic:
-                raise HomeError(f"{device.name} has no brightness_topic in the config")
+                raise HomeError(f"{device.name} cannot be dimmed: it has no brightness_topic in the config")
             messages.append((t.brightness_topic, str(round(command.brightness * t.brightness_scale / 100))))
         if command.temperature is not None:
             if not t.temperature_topic:
-                raise HomeError(f"{device.name} has no temperature_topic in the config")
+                raise HomeError(f"{device.name} cannot take a temperature: it has no temperature_topic in the config")
             messages.append((t.temperature_topic, f"{command.temperature:g}"))
         if command.action:  # last, as Home Assistant does: the level first, then "ON"
             messages.append((t.command_topic, t.payloads[command.action]))
