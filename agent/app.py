@@ -29,6 +29,7 @@ class App:
     is_demo: bool
     home: Path
     skills: Any = None
+    home_control: Any = None  # the HomeService (MQTT / Home Assistant devices)
 
     def status(self) -> dict:
         """The model's part of the daemon's status report."""
@@ -49,7 +50,10 @@ class App:
         if settings.model.path and str(settings.model.path) != str(self.engine.path):
             log.warning("model.path changed to %s: restart agentd to load it", settings.model.path)
         configure(self.agent, settings)
-        self.skills = apply_skills(self.agent, settings, self.home, self.store)
+        if self.home_control is not None:
+            self.home_control.stop()
+        self.home_control = start_home_control(settings)
+        self.skills = apply_skills(self.agent, settings, self.home, self.store, device_slots(self.home_control))
         self.engine.prefix_cache.clear()  # instructions or tools may have changed
         self.warm_up()
 
@@ -58,6 +62,8 @@ class App:
         self.engine.warm_up(self.agent.system_prompt(), self.agent.registry.schemas())
 
     def close(self) -> None:
+        if self.home_control is not None:
+            self.home_control.stop()
         self.engine.close()
         if self.store is not None:
             self.store.close()
@@ -117,8 +123,10 @@ def build_app(settings: Any, home: Path, *, with_store: bool = True) -> App:
         store = Store.open_in(home)
     agent = Agent(llm=engine, registry=core_registry(), system_prompt=settings.agent.system_prompt, store=store)
     configure(agent, settings)
-    skills = apply_skills(agent, settings, home, store)
-    return App(agent=agent, engine=engine, store=store, model_note=choice.reason, is_demo=choice.is_demo, home=home, skills=skills)
+    home_control = start_home_control(settings)
+    skills = apply_skills(agent, settings, home, store, device_slots(home_control))
+    return App(agent=agent, engine=engine, store=store, model_note=choice.reason, is_demo=choice.is_demo,
+               home=home, skills=skills, home_control=home_control)
 
 
 def configure(agent: Agent, settings: Any) -> None:
@@ -138,6 +146,11 @@ def apply_skills(agent: Agent, settings: Any, home: Path, store: Any = None, slo
     from agent.intents import IntentMatcher
     from agent.skills import load_skills
 
+    if not settings.home.devices and "home" not in settings.skills.disabled:
+        # No devices: keep the home skill's tool schemas out of every prompt (small models
+        # read every word of it on every turn).
+        quiet = settings.skills.model_copy(update={"disabled": [*settings.skills.disabled, "home"]})
+        settings = settings.model_copy(update={"skills": quiet})
     skills = load_skills(settings, home)
     registry = core_registry()
     for problem in skills.register(registry):
@@ -157,3 +170,17 @@ def apply_skills(agent: Agent, settings: Any, home: Path, store: Any = None, slo
                 risk="", outcome="refused", duration_s=0.0, who="skills", detail=refusal.reason,
             )
     return skills
+
+
+def start_home_control(settings: Any) -> Any:
+    """Connect to the configured MQTT broker / Home Assistant in the background."""
+    from agent.home_control import start_home
+
+    return start_home(settings)
+
+
+def device_slots(home_control: Any) -> dict:
+    """Slot values for the fast phrase path: the home's device names and rooms."""
+    if home_control is None:
+        return {"device": [], "room": []}
+    return {"device": home_control.registry.slot_values(), "room": home_control.registry.rooms()}

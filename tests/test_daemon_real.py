@@ -30,8 +30,9 @@ HELLO, HELLO_REPLY = "Hello!", "Hello! How can I help?"
 @pytest.fixture(scope="module")
 def daemon():
     """One real daemon for the module, on a short private home."""
+    model = trained_tool_model()  # first: a failure here must not leave a home folder behind
     home = short_home()
-    real = RealDaemon(home, greedy_config(home), trained_tool_model())
+    real = RealDaemon(home, greedy_config(home), model)
     try:
         status = real.start()
         # the model repeats its lines only for the prompt it was trained on: the core tools alone

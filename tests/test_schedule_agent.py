@@ -167,7 +167,7 @@ def test_a_direct_tool_action_runs_without_the_model_and_is_audited(tmp_path):
         assert run(go()) == []
         receipts = {r.job_id: (r.outcome, r.output) for r in store.receipts()}
         audit = {(e.tool, e.outcome, e.who) for e in store.audit_entries()}
-    assert receipts == {"sum": ("ok", "42"), "unlock": ("ok", "back door unlocked")}
+    assert receipts == {"sum": ("ok", "6*7 = 42"), "unlock": ("ok", "back door unlocked")}
     assert audit == {("calculate", "ok", "schedule:sum"), ("unlock_door", "ok", "schedule:unlock")}
 
 

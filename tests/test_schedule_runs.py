@@ -199,3 +199,22 @@ def test_a_run_still_going_is_not_started_again(tmp_path, store):
     outcomes = [r.outcome for r in store.receipts()]
     assert len(started) == 1 and "skipped" in outcomes
     assert all(r.detail == "the previous run was still going (max_instances = 1)" for r in store.receipts() if r.outcome == "skipped")
+
+
+def test_a_state_trigger_fires_through_the_scheduler_with_a_receipt(tmp_path, store):
+    """The extension point home control will use: it watches devices and calls fire()."""
+    automations = [{"id": "door-open", "trigger": {"state": {"device": "front door", "to": "open", "for": "5m"}},
+                    "action": {"say": "The front door has been open for 5 minutes"}}]
+    handed = []
+    listener = Listener()
+    scheduler = Scheduler(tmp_path, settings(automations), runtime=Runtime(store=store, notify=listener), state_hook=handed.extend)
+
+    async def go():
+        async with serving(scheduler):
+            [automation] = handed
+            await scheduler.fire(automation.id, automation.spec)
+
+    run(go())
+    [receipt] = store.receipts()
+    assert (receipt.job_id, receipt.outcome, receipt.late_s < 0.1) == ("door-open", "ok", True)
+    assert listener.texts() == ["The front door has been open for 5 minutes"]

@@ -138,7 +138,8 @@ def load_automations(raw: list | None, *, tz: tzinfo, registry: Any = None) -> t
             seen[automation.id] = number
             check_tools(automation, registry)
             zone = _zone(automation.trigger.timezone, tz)
-            loaded.append(LoadedAutomation(automation, build_trigger(automation.trigger, zone), _spec(automation, zone)))
+            trigger = build_trigger(automation.trigger, zone)
+            loaded.append(LoadedAutomation(automation, trigger, _spec(automation, zone)))
         except ValidationError as exc:
             problems.extend(f"{label}: {where}: {why}" for where, why in _errors(exc))
         except AutomationError as exc:
@@ -164,7 +165,8 @@ def check_tools(automation: Automation, registry: Any) -> None:
     except ToolArgumentError as exc:
         raise AutomationError("action.args", str(exc)) from None
     if tool.risk == "confirm" and tool.name not in automation.allow:
-        raise AutomationError("action.tool", f"{tool.name!r} is a confirm-tier tool: name it in allow to run it unattended")
+        raise AutomationError("action.tool",
+                              f"{tool.name!r} is a confirm-tier tool: name it in allow to run it unattended")
 
 
 def build_trigger(spec: TriggerSpec, tz: tzinfo) -> BaseTrigger | None:
@@ -196,12 +198,14 @@ def _zone(name: str | None, default: tzinfo) -> tzinfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise AutomationError("trigger.timezone", f"expected an IANA time zone such as 'Europe/Paris', got {name!r}") from None
+        why = f"expected an IANA time zone such as 'Europe/Paris', got {name!r}"
+        raise AutomationError("trigger.timezone", why) from None
 
 
 def _spec(automation: Automation, tz: tzinfo) -> dict:
     trigger = automation.trigger
-    when = next(f"{k} {getattr(trigger, k)}" for k in ("cron", "every", "at", "state") if getattr(trigger, k) is not None)
+    kind = next(k for k in ("cron", "every", "at", "state") if getattr(trigger, k) is not None)
+    when = f"{kind} {getattr(trigger, kind)}"
     # The zone counts: changing agent.timezone must move a cron job that did not name its own.
     body = json.dumps([automation.model_dump(mode="json", by_alias=True), str(tz)], sort_keys=True)
     return make_spec(
@@ -213,9 +217,11 @@ def _spec(automation: Automation, tz: tzinfo) -> dict:
 _WORDS = {"str": "text", "datetime": "a date and time", "int": "a number", "float": "a number",
           "bool": "true or false", "dict[str,any]": "a mapping", "list[str]": "a list of names",
           "StateTrigger": "a mapping"}
-_EXPECTED = {"bool_type": "expected true or false", "string_type": "expected text", "list_type": "expected a list",
-             "dict_type": "expected a mapping", "model_type": "expected a mapping", "string_too_short": "expected non-empty text",
-             "string_pattern_mismatch": "use letters, digits, '-', '_' and '.' (at most 64)"}
+_EXPECTED = {
+    "bool_type": "expected true or false", "string_type": "expected text", "list_type": "expected a list",
+    "dict_type": "expected a mapping", "model_type": "expected a mapping", "string_too_short": "expected non-empty text",
+    "string_pattern_mismatch": "use letters, digits, '-', '_' and '.' (at most 64)",
+}
 
 
 def _errors(exc: ValidationError) -> list[tuple[str, str]]:

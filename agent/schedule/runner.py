@@ -73,7 +73,8 @@ def local_submit(agent: Any) -> Submit:
 
     async def submit(text: str, *, who: str, conversation_id: str | None = None, thinking: bool | None = None,
                      confirm: Any = None) -> AsyncIterator[Any]:
-        async for event in agent.respond(text, conversation_id=conversation_id, who=who, thinking=thinking, confirm=confirm):
+        turn = agent.respond(text, conversation_id=conversation_id, who=who, thinking=thinking, confirm=confirm)
+        async for event in turn:
             yield event
 
     return submit
@@ -86,58 +87,66 @@ class Runner:
         self.rt = runtime
 
     async def run(self, job: Any, due: datetime, merged: list[datetime]) -> JobExecutionEvent:
-        """One due run of a job: missed if past its grace, else done; always a receipt."""
-        spec, started = job.kwargs, datetime.now(timezone.utc)
-        merged_note = _merged_note(merged)
-        grace = job.misfire_grace_time
+        """One due run of an apscheduler job, as the executor reports it back to apscheduler."""
+        code = await self.execute(job.id, job.kwargs, due, grace=job.misfire_grace_time, merged=merged)
+        return JobExecutionEvent(code, job.id, job._jobstore_alias, due)
+
+    async def execute(self, job_id: str, spec: dict, due: datetime, *, grace: float | None = None,
+                      merged: list[datetime] = ()) -> int:
+        """Run a job's action (or record it missed if past its grace), always with a receipt.
+
+        Returns the apscheduler event code: EVENT_JOB_EXECUTED, EVENT_JOB_MISSED or EVENT_JOB_ERROR.
+        """
+        started, merged_note = datetime.now(timezone.utc), _merged_note(merged)
         if grace is not None and started - due > timedelta(seconds=grace):
-            log.warning("job %s missed its run due %s (late by %s)", job.id, due, started - due)
+            log.warning("job %s missed its run due %s (late by %s)", job_id, due, started - due)
             detail = f"missed by {_ago(started - due)} (grace {grace:g} s){merged_note}"
-            await self._receipt(job.id, spec, due, None, Outcome("missed", _what(spec), detail, heard=False))
-            return JobExecutionEvent(EVENT_JOB_MISSED, job.id, job._jobstore_alias, due)
-        clock = time.monotonic()
+            await self._receipt(job_id, spec, due, None, Outcome("missed", _what(spec), detail, heard=False))
+            return EVENT_JOB_MISSED
+        clock, code = time.monotonic(), EVENT_JOB_EXECUTED
         try:
-            result = await self.perform(job.id, spec, due)
+            result = await self.perform(job_id, spec, due)
         except asyncio.CancelledError:  # agentd is stopping mid-run: still leave a receipt
-            self._write(job.id, spec, due, started, Outcome("error", "", "cancelled: agentd stopped"), time.monotonic() - clock)
+            stopped = Outcome("error", "", "cancelled: agentd stopped")
+            self._write(job_id, spec, due, started, stopped, time.monotonic() - clock)
             raise
         except Exception as exc:  # a bug: keep the daemon and the schedule going
-            log.exception("job %s failed", job.id)
-            result = Outcome("error", "", f"{type(exc).__name__}: {exc}")
-            result.detail += merged_note
-            await self._receipt(job.id, spec, due, started, result, time.monotonic() - clock)
-            return JobExecutionEvent(EVENT_JOB_ERROR, job.id, job._jobstore_alias, due, exception=exc, traceback="")
+            log.exception("job %s failed", job_id)
+            result, code = Outcome("error", "", f"{type(exc).__name__}: {exc}"), EVENT_JOB_ERROR
         result.detail += merged_note
-        await self._receipt(job.id, spec, due, started, result, time.monotonic() - clock)
-        return JobExecutionEvent(EVENT_JOB_EXECUTED, job.id, job._jobstore_alias, due, retval=result.outcome)
+        await self._receipt(job_id, spec, due, started, result, time.monotonic() - clock)
+        return code
 
     async def perform(self, job_id: str, spec: dict, due: datetime) -> Outcome:
         """Do what the job says."""
-        action = spec["action"]
+        action, speak = spec["action"], spec.get("speak", False)
         if "say" in action:
-            text = action["say"]
-            heard = await self.announce(Announcement(job_id=job_id, kind=_say_kind(spec), text=text, speak=spec.get("speak", False), scheduled=due))
-            return Outcome("ok", text, "" if heard else "no one was there to hear it yet", heard)
+            heard = await self.tell(job_id, _say_kind(spec), action["say"], speak, due)
+            return Outcome("ok", action["say"], "" if heard else "no one was there to hear it yet", heard)
         if "tool" in action:
-            return await self._call_tool(job_id, spec, action["tool"], action.get("args") or {})
-        return await self._turn(job_id, spec, action["prompt"], due)
+            result = await self._call_tool(job_id, spec, action["tool"], action.get("args") or {})
+        else:
+            result = await self._turn(job_id, spec, action["prompt"])
+        if result.output and (speak or "prompt" in action):  # a prompt's reply is always shown
+            await self.tell(job_id, "prompt" if "prompt" in action else "say", result.output, speak, due)
+        return result
 
-    async def _turn(self, job_id: str, spec: dict, prompt: str, due: datetime) -> Outcome:
+    async def _turn(self, job_id: str, spec: dict, prompt: str) -> Outcome:
         if self.rt.submit is None:
             return Outcome("error", "", "no agent to run the prompt (the daemon wires one in)")
         denied: list[str] = []
         reply, stopped_by = "", "error"
-        async for event in self.rt.submit(prompt, who=f"schedule:{job_id}", confirm=unattended(spec.get("allow", []), denied)):
-            if isinstance(event, ToolFinished) and not event.ok and event.result.startswith("Denied") and event.name not in denied:
-                denied.append(event.name)  # denied before our policy was asked (the daemon's own rule)
+        confirm = unattended(spec.get("allow", []), denied)
+        async for event in self.rt.submit(prompt, who=f"schedule:{job_id}", confirm=confirm):
+            if isinstance(event, ToolFinished) and not event.ok and event.result.startswith("Denied"):
+                denied.append(event.name)  # also when the daemon refused before asking our policy
             if isinstance(event, ReplyDone):
                 reply, stopped_by = event.text, event.stopped_by
-        if reply:
-            await self.announce(Announcement(job_id=job_id, kind="prompt", text=reply, speak=spec.get("speak", False), scheduled=due))
         if denied:
-            names = ", ".join(dict.fromkeys(denied))
-            return Outcome("denied", reply, f"denied: {names} (confirm-tier, not in this job's allow list; nobody to ask)")
-        return Outcome("ok" if stopped_by == "done" else "error", reply, "" if stopped_by == "done" else f"turn stopped: {stopped_by}")
+            return Outcome("denied", reply, _denied(*dict.fromkeys(denied)))
+        if stopped_by != "done":
+            return Outcome("error", reply, f"turn stopped: {stopped_by}")
+        return Outcome("ok", reply)
 
     async def _call_tool(self, job_id: str, spec: dict, name: str, args: dict) -> Outcome:
         registry, who = self.rt.registry, f"schedule:{job_id}"
@@ -146,7 +155,7 @@ class Runner:
             return Outcome("error", "", f"no tool named {name!r}")
         if tool.risk == "confirm" and name not in spec.get("allow", []):
             self._audit(name, args, tool.risk, "denied", 0.0, who, "unattended: not in this job's allow list")
-            return Outcome("denied", "", f"denied: {name} (confirm-tier, not in this job's allow list; nobody to ask)")
+            return Outcome("denied", "", _denied(name))
         ctx = ToolContext(store=self.rt.store, settings=self.rt.settings, clock=self.rt.clock or SystemClock(), who=who)
         started = time.monotonic()
         try:
@@ -155,12 +164,14 @@ class Runner:
             self._audit(name, args, tool.risk, "error", time.monotonic() - started, who, str(exc))
             return Outcome("error", "", f"{name}: {exc}")
         self._audit(name, args, tool.risk, "ok", time.monotonic() - started, who, "")
-        if spec.get("speak"):
-            await self.announce(Announcement(job_id=job_id, kind="say", text=result, speak=True, scheduled=datetime.now(timezone.utc)))
         return Outcome("ok", result)
 
+    async def tell(self, job_id: str, kind: str, text: str, speak: bool, due: datetime) -> bool:
+        """Announce something; True when someone saw or heard it."""
+        return await self.announce(Announcement(job_id=job_id, kind=kind, text=text, speak=speak, scheduled=due))
+
     async def announce(self, announcement: Announcement) -> bool:
-        """Tell people; True when someone saw or heard it."""
+        """Hand an announcement to the daemon's notify; True when someone saw or heard it."""
         if self.rt.notify is None:
             return False
         try:
@@ -172,17 +183,19 @@ class Runner:
 
     def _audit(self, tool: str, args: dict, risk: str, outcome: str, duration: float, who: str, detail: str) -> None:
         if self.rt.store is not None:
-            self.rt.store.audit(tool=tool, arguments=args, risk=risk, outcome=outcome, duration_s=duration, who=who, detail=detail)
+            self.rt.store.audit(tool=tool, arguments=args, risk=risk, outcome=outcome, duration_s=duration,
+                                who=who, detail=detail)
 
-    async def _receipt(self, job_id: str, spec: dict, due: datetime, started: datetime | None, result: Outcome, duration: float = 0.0) -> None:
+    async def _receipt(self, job_id: str, spec: dict, due: datetime, started: datetime | None, result: Outcome,
+                       duration: float = 0.0) -> None:
         # A worker thread: a run's receipt must not hold up the next job's start.
         await asyncio.to_thread(self._write, job_id, spec, due, started, result, duration)
 
-    def _write(self, job_id: str, spec: dict, due: datetime, started: datetime | None, result: Outcome, duration: float) -> None:
-        if self.rt.store is None:
-            return
-        self.rt.store.add_receipt(job_id, spec.get("kind", "?"), due, started, result.outcome, result.output,
-                                  result.detail, duration, reported=result.heard)
+    def _write(self, job_id: str, spec: dict, due: datetime, started: datetime | None, result: Outcome,
+               duration: float) -> None:
+        if self.rt.store is not None:
+            self.rt.store.add_receipt(job_id, spec.get("kind", "?"), due, started, result.outcome, result.output,
+                                      result.detail, duration, reported=result.heard)
 
 
 class ScheduleExecutor(AsyncIOExecutor):
@@ -215,6 +228,10 @@ class ScheduleExecutor(AsyncIOExecutor):
         future = self._eventloop.create_task(run_all(), name=f"job {job.id}")
         future.add_done_callback(done)
         self._pending_futures.add(future)
+
+
+def _denied(*names: str) -> str:
+    return f"denied: {', '.join(names)} (confirm-tier, not in this job's allow list; nobody to ask)"
 
 
 def _say_kind(spec: dict) -> str:

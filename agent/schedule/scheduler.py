@@ -109,8 +109,8 @@ class Scheduler:
         self.runtime = runtime or Runtime(store=None)
         self.runner = Runner(self.runtime)
         self.tz = tz or local_zone(settings)
-        # Extension point for home control: called with the state-triggered automations at each
-        # sync; it watches devices and calls `await scheduler.runner.perform(id, spec, now)`.
+        # Extension point for home control: called with the state-triggered automations
+        # (LoadedAutomation) at each sync; it watches the devices and calls `await scheduler.fire(a.id, a.spec)`.
         self.state_hook = state_hook
         self.clock_watch = clock_watch  # None: the real clocks (tests pass a ClockWatch with a fake wall clock)
         self.problems: list[str] = []
@@ -158,11 +158,17 @@ class Scheduler:
         finally:
             self.shutdown()
 
-    def reload(self, settings: Any) -> SyncReport:
-        """New settings (SIGHUP, `agentd reload`): re-sync the automations."""
+    def reload(self, settings: Any, registry: Any = None) -> SyncReport:
+        """New settings (SIGHUP, `agentd reload`), and the agent's tools if they changed: re-sync."""
         self.settings = settings
         self.tz = local_zone(settings)
+        if registry is not None:
+            self.runtime.registry = registry
         return self.sync_automations()
+
+    async def fire(self, job_id: str, spec: dict) -> None:
+        """Run a job's action now, outside apscheduler (a state trigger), with a receipt like any run."""
+        await self.runner.execute(job_id, spec, datetime.now(timezone.utc))
 
     def sync_automations(self, raw: list | None = None) -> SyncReport:
         """Sync `automations:` (from the settings unless given) into the config job store."""
@@ -174,8 +180,8 @@ class Scheduler:
             return {"schedule": "stopped"}
         jobs = self.jobs()
         upcoming = next((j for j in jobs if j.next_run is not None), None)
-        return {"schedule": {"jobs": len(jobs), "next": upcoming and f"{upcoming.id} at {upcoming.next_run:%Y-%m-%d %H:%M %Z}",
-                             "problems": self.problems}}
+        following = upcoming and f"{upcoming.id} at {_local(upcoming.next_run, self.tz)}"
+        return {"schedule": {"jobs": len(jobs), "next": following, "problems": self.problems}}
 
     @property
     def running(self) -> bool:
@@ -190,7 +196,8 @@ class Scheduler:
 
     def add_reminder(self, text: str, when: datetime) -> JobInfo:
         """A one-off reminder, said (and spoken) at `when`."""
-        spec = make_spec("reminder", {"say": f"Reminder: {text}"}, label=text, when=f"at {_local(when, self.tz)}", speak=True)
+        spec = make_spec("reminder", {"say": f"Reminder: {text}"}, label=text, when=f"at {_local(when, self.tz)}",
+                         speak=True)
         return self._add_agent_job("reminder", DateTrigger(run_date=when), spec)
 
     def add_timer(self, duration: timedelta, label: str = "") -> JobInfo:
@@ -273,7 +280,9 @@ class Scheduler:
     def _skipped(self, ev: Any) -> None:
         """A run that found the previous one still going (max_instances=1): say so in a receipt."""
         if self.runtime.store is not None:
-            self.runtime.store.add_receipt(ev.job_id, "?", ev.scheduled_run_times[-1], None, "skipped", "",
+            job = self.aps.get_job(ev.job_id)
+            kind = job.kwargs.get("kind", "?") if job is not None else "?"
+            self.runtime.store.add_receipt(ev.job_id, kind, ev.scheduled_run_times[-1], None, "skipped", "",
                                            "the previous run was still going (max_instances = 1)")
 
 
