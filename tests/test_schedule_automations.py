@@ -11,7 +11,7 @@ import yaml
 
 from agent.schedule import Scheduler
 from agent.schedule.automations import load_automations
-from agent.settings import ConfigError, load_settings
+from agent.settings import ConfigError, default_config_path, load_settings
 from agent.store import Store
 from agent.tools import ToolRegistry, tool
 from tools import CORE_TOOL_MODULES
@@ -127,6 +127,14 @@ def test_each_bad_automation_is_named_with_its_field_and_the_rest_still_load():
         "automation 'ok': id: automation #1 has the same id",
         "automation 'speak-maybe': speak: expected true or false, got 'maybe'",
     ]
+
+
+def test_the_example_in_default_yaml_is_a_valid_automation():
+    text = default_config_path().read_text(encoding="utf-8")
+    block = text[text.index("# Automations:"):text.index("automations: []")]
+    example = "\n".join(line[2:] for line in block.splitlines() if line.startswith("#   "))
+    loaded, problems = load_automations(yaml.safe_load(example), tz=UTC, registry=registry())
+    assert problems == [] and [a.id for a in loaded] == ["morning-briefing"]
 
 
 def test_entries_that_are_not_mappings_are_named_by_position():

@@ -30,8 +30,10 @@ def write_jobs(home: str, round_number: int, pipe) -> None:
 
 
 def test_kill_9_while_writing_leaves_exactly_the_committed_jobs(tmp_path):
-    # fork: the child starts in milliseconds with everything imported, so 20 rounds stay quick.
-    context = multiprocessing.get_context("fork")
+    # forkserver: each victim forks from a clean server process that has imported agentd once, so
+    # rounds are quick and no thread of this test process (or MLX on macOS) is forked with them.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["agent.schedule.scheduler", "agent.settings"])
     rng = random.Random(7)
     committed: set[str] = set()
     for round_number in range(ROUNDS):

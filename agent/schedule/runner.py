@@ -29,6 +29,8 @@ Notify = Callable[[Announcement], "Awaitable[bool] | bool"]  # True when someone
 Submit = Callable[..., AsyncIterator[Any]]  # Daemon.submit(text, *, who, confirm=...)
 
 
+# jobs.db stores this function by name in every job: renaming it would make apscheduler drop
+# the stored jobs it can no longer load.
 async def scheduled_job(**spec: Any) -> None:
     """The callable apscheduler stores for every agentd job; ScheduleExecutor runs jobs instead."""
     raise RuntimeError("agentd jobs run through agent.schedule.runner.ScheduleExecutor")

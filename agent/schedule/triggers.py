@@ -27,7 +27,7 @@ _CRON_FIELDS = ("minute", "hour", "day", "month", "day_of_week")
 _EXTRA_FIELDS = ("second", "week", "year")
 
 
-class DstSafeCronTrigger(CronTrigger):
+class DstSafeCronTrigger(CronTrigger):  # pickled by name into jobs.db: keep the name
     """CronTrigger that skips the second copy of a wall-clock time repeated by a DST change.
 
     apscheduler 3.11 fires a daily 01:30 job twice on the night New York turns its clocks back.
