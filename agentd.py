@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.skills_cli import add_parser as add_skills_parser
 
     add_skills_parser(sub, common)
+    from agent.schedule.cli import add_jobs_parser
+
+    add_jobs_parser(sub, common)
 
     service = sub.add_parser("service", help="install agentd as a login service (launchd or systemd --user)")
     service.add_argument("action", choices=["install", "uninstall"])
@@ -130,15 +133,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     # handler would otherwise print every line a second time.
     for handler in list(logging.getLogger().handlers):
         logging.getLogger().removeHandler(handler)
+    from agent.schedule import Runtime, Scheduler
+
+    runtime = Runtime(store=app.store, registry=app.agent.registry, settings=settings, clock=app.agent.clock)
+    scheduler = Scheduler(home, settings, runtime=runtime)
+
+    def reload() -> None:
+        new = load_context(args)[0]
+        app.reload(new)
+        scheduler.reload(new, registry=app.agent.registry)
+
     daemon = Daemon(
         agent=app.agent,
         home=home,
         settings=settings,
         **store_hooks(app.store),
-        status=app.status,
-        reload=lambda: app.reload(load_context(args)[0]),
+        status=lambda: {**app.status(), **scheduler.status()},
+        reload=reload,
         on_close=app.close,
     )
+    runtime.submit = daemon.submit  # scheduled turns run as who="schedule:ID"
+    runtime.notify = daemon.announce
+    daemon.add_service("schedule", scheduler.serve)
     return daemon.run_forever()
 
 

@@ -55,13 +55,16 @@ class Confirmer:
         """Whether `tool` may run with `arguments` in this turn; logged and audited."""
         started = time.monotonic()
         arguments = json_safe(arguments)
-        if not interactive(request.who):
-            approved, reason = False, "non-interactive"
-        elif request.cancel.is_set():
+        if request.cancel.is_set():
             approved, reason = False, "cancelled"
-        elif request.conn is None:  # an in-process door, which may bring its own way to ask
-            approved = bool(request.confirm and await request.confirm(tool, arguments))
-            reason = "no one to ask" if request.confirm is None else ("approved" if approved else "denied")
+        elif request.conn is None and request.confirm is not None:
+            # An in-process door brings its own policy (a schedule's `allow` list, say).
+            approved = bool(await request.confirm(tool, arguments))
+            reason = "approved" if approved else "denied"
+        elif not interactive(request.who):
+            approved, reason = False, "non-interactive"
+        elif request.conn is None:
+            approved, reason = False, "no one to ask"
         elif request.conn.closed:
             approved, reason = False, "client gone"
         else:

@@ -139,6 +139,12 @@ class Daemon:
             if request.state != "done":  # the door stopped listening
                 self.turns.cancel(request.key, "caller gone")
 
+    def announce(self, announcement: Any) -> bool:
+        """Tell every connected client (a reminder fired, a run was missed); True if anyone heard."""
+        frame = p.Notice(v=p.VERSION, kind=announcement.kind, text=announcement.text, job_id=announcement.job_id)
+        told = [conn.send(frame) for conn in list(self.server.connections)]
+        return any(told)
+
     # -- status and reload ------------------------------------------------------------------
 
     def status(self) -> dict:

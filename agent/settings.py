@@ -177,6 +177,37 @@ class IntentsSettings(_Section):
     enabled: bool
 
 
+class VoiceSettings(_Section):
+    """The microphone door (agent.voice): listening, wake phrase, speech to text, spoken replies."""
+
+    enabled: bool
+    input_device: str | int | None
+    output_device: str | int | None
+    wake_mode: Literal["phrase", "push", "always"]
+    wake_phrases: list[str] = Field(min_length=1)
+    wake_similarity: float = Field(gt=0.0, le=1.0)
+    wake_window_s: float = Field(ge=0)
+    follow_up_s: float = Field(ge=0)
+    vad_threshold: float = Field(gt=0.0, lt=1.0)
+    end_silence_ms: int = Field(ge=32)
+    min_speech_ms: int = Field(ge=0)
+    max_utterance_s: float = Field(gt=0)
+    stt_model: str | None
+    stt_compute_type: str = Field(min_length=1)
+    stt_threads: int = Field(ge=0)
+    stt_beam_size: int = Field(ge=1)
+    stt_language: str | None
+    stt_hints: bool
+    min_avg_logprob: float = Field(le=0.0)
+    max_no_speech_prob: float = Field(ge=0.0, le=1.0)
+    max_compression_ratio: float = Field(gt=0.0)
+    ignore_phrases: list[str]
+    tts: Literal["auto", "say", "espeak-ng", "none"]
+    tts_voice: str | None
+    tts_rate: int | None = Field(ge=50, le=600)
+    retry_max_s: float = Field(gt=0)
+
+
 class Settings(_Section):
     """All of agentd's settings (the root of config/default.yaml)."""
 
@@ -187,10 +218,16 @@ class Settings(_Section):
     schedule: ScheduleSettings
     skills: SkillsSettings
     intents: IntentsSettings
+    voice: VoiceSettings
     home: HomeSettings
     # Each automation is checked on its own by agent.schedule, so one bad entry is
     # reported by its id while the rest still load.
     automations: list[Any]
+
+    @field_validator("automations", mode="before")
+    @classmethod
+    def _no_automations(cls, value: Any) -> Any:
+        return [] if value is None else value  # "automations:" with every entry commented out
 
 
 # ---------------------------------------------------------------------------- loading

@@ -331,3 +331,22 @@ def test_store_hooks_write_and_read_a_real_store(home):
         assert (entry.tool, entry.outcome, entry.detail) == ("unlock_door", "not confirmed", "confirmation: timeout")
     finally:
         store.close()
+
+
+def test_announcements_reach_every_connected_client(home):
+    from agent.schedule.spec import Announcement
+
+    async def go():
+        daemon = make(home)
+        async with running(daemon):
+            nobody = daemon.announce(Announcement(job_id="j0", kind="reminder", text="unheard", speak=False, scheduled=None))
+            async with await Client.connect(daemon.socket_path) as a, await Client.connect(daemon.socket_path) as b:
+                await a.status(), await b.status()  # both are connected and served
+                heard = daemon.announce(Announcement(job_id="j1", kind="reminder", text="water the plants", speak=False, scheduled=None))
+                await until(lambda: a.notices and b.notices)
+                return nobody, heard, a.notices, b.notices
+
+    nobody, heard, seen_a, seen_b = run(go())
+    assert nobody is False and heard is True
+    assert [(n.kind, n.text, n.job_id) for n in seen_a] == [("reminder", "water the plants", "j1")]
+    assert seen_a == seen_b

@@ -132,8 +132,6 @@ def test_allow_lets_a_scheduled_prompt_use_that_tool(tmp_path):
     assert runtime.notify.heard[0].kind == "prompt" and runtime.notify.heard[0].text == "Done."
 
 
-@pytest.mark.xfail(strict=True, reason="agent.confirm.Confirmer denies every schedule:* turn before asking the "
-                                       "door's own confirm policy; the schedule report asks for that change")
 def test_allow_works_through_the_daemon_too(home):
     config = settings(unlock_at(datetime.now(UTC) + timedelta(seconds=0.2), allow=["unlock_door"]))
     with Store.open_in(home) as store:

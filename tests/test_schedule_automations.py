@@ -150,6 +150,8 @@ def test_the_config_file_takes_automations_and_schedule_settings(tmp_path):
     path.write_text("schedule:\n  misfire_grace_s: 60\nautomations:" + GOOD.replace("\n", "\n  "))
     settings = load_settings(path)
     assert settings.schedule.misfire_grace_s == 60 and [a["id"] for a in settings.automations] == ["morning", "water-plants", "sum"]
+    path.write_text("automations:\n#  - id: commented out\n")
+    assert load_settings(path).automations == []
     path.write_text("automations: {id: x}\n")
     with pytest.raises(ConfigError, match="automations: expected a list"):
         load_settings(path)

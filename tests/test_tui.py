@@ -238,3 +238,16 @@ def test_a_chat_session_end_to_end(home):
         chat.close(force=True)
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(10) == 0
+
+
+def test_a_notice_is_shown_as_one_line():
+    from io import StringIO
+
+    from rich.console import Console
+
+    from agent.ipc.protocol import Notice
+    from agent.tui.render import notice_line
+
+    console = Console(file=StringIO(), width=80, color_system=None)
+    console.print(notice_line(Notice(v=1, kind="reminder", text="water the plants", job_id="j1")))
+    assert console.file.getvalue().strip() == "⏰ reminder: water the plants"

@@ -23,6 +23,7 @@ from agent.ipc.protocol import (
     FrameTooLong,
     History,
     HistoryReport,
+    Notice,
     ProtocolError,
     Reload,
     Send,
@@ -57,6 +58,7 @@ class Client:
         self._reader = reader
         self._writer = writer
         self._waiting: dict[str, asyncio.Queue] = {}
+        self.notices: list[Notice] = []  # reminders and the like, for the front end to show
         self._ids = itertools.count(1)
         self._reading = asyncio.create_task(self._read_loop(), name="ipc-client-reader")
 
@@ -185,6 +187,9 @@ class Client:
             rid, event = parse_event(line)
         except ProtocolError as exc:
             log.warning("skipped a frame the client does not understand: %s", exc)
+            return
+        if isinstance(event, Notice):  # unasked news (a reminder): kept until the front end shows it
+            self.notices.append(event)
             return
         if rid is None:  # a complaint not tied to a request: everyone waiting should hear it
             targets = list(self._waiting.values())

@@ -122,6 +122,16 @@ class Error(_Frame):
     message: str
 
 
+class Notice(_Frame):
+    """Something the daemon tells every client unasked: a reminder that fired, a missed run."""
+
+    type: Literal["notice"] = "notice"
+    id: str | None = None
+    kind: str
+    text: str
+    job_id: str | None = None
+
+
 class StatusReport(_Frame):
     type: Literal["status"] = "status"
     id: str | None = None
@@ -136,7 +146,7 @@ class HistoryReport(_Frame):
 
 
 ServerEvent = Annotated[
-    Union[ConfirmRequest, Started, Error, StatusReport, HistoryReport], Field(discriminator="type")
+    Union[ConfirmRequest, Started, Error, Notice, StatusReport, HistoryReport], Field(discriminator="type")
 ]
 _server_events: TypeAdapter = TypeAdapter(ServerEvent)
 

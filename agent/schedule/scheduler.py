@@ -160,7 +160,7 @@ class Scheduler:
 
     def reload(self, settings: Any, registry: Any = None) -> SyncReport:
         """New settings (SIGHUP, `agentd reload`), and the agent's tools if they changed: re-sync."""
-        self.settings = settings
+        self.settings = self.runtime.settings = settings
         self.tz = local_zone(settings)
         if registry is not None:
             self.runtime.registry = registry

@@ -26,7 +26,7 @@ from agent.events import Note, ToolStarted
 from agent.ipc.client import Client, DaemonNotRunning, RequestFailed
 from agent.ipc.protocol import ConfirmRequest, Error, Started
 from agent.tui.commands import COMMANDS, Command, CommandError, message_text, parse_command
-from agent.tui.render import ReplyView, confirm_panel, history_view, item_list, status_line
+from agent.tui.render import ReplyView, confirm_panel, history_view, item_list, notice_line, status_line
 
 REFRESH_S = 1 / 15  # redraw at most this often while text streams
 
@@ -62,6 +62,7 @@ class ChatApp:
 
     def _loop(self, runner: asyncio.Runner) -> int:
         while True:
+            self._show_notices()
             try:
                 line = self.console.input("[bold cyan]you ›[/] ")
             except (KeyboardInterrupt, EOFError):
@@ -120,6 +121,12 @@ class ChatApp:
             self.console.print("[yellow]stopped waiting; the reply may still be running (/stop ends it)[/]")
             return
         pump.result()  # raise what went wrong, if anything
+
+    def _show_notices(self) -> None:
+        """Reminders and other news the daemon sent since the last prompt."""
+        while self.client.notices:
+            notice = self.client.notices.pop(0)
+            self.console.print(notice_line(notice))
 
     async def _pump(self, rid: str, text: str) -> None:
         seen_tools: dict[str, ToolStarted] = {}

@@ -66,6 +66,12 @@ def note_line(note: Note) -> Text:
     return Text(f"! {note.text}", style=style)
 
 
+def notice_line(notice: Any) -> Text:
+    """A reminder or other news from the daemon, between replies."""
+    label = {"reminder": "⏰ reminder", "timer": "⏰ timer", "missed": "missed"}.get(notice.kind, notice.kind)
+    return Text.assemble((f"{label}: ", "bold magenta"), notice.text)
+
+
 def status_line(model: str | None, stats: TurnStats | None, stopped_by: str = "done") -> Text:
     """The line under a reply: model, speed, prefix-cache hit, time, how it stopped."""
     parts = [model or "model ?"]

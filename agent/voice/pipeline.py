@@ -1,0 +1,195 @@
+"""The voice pipeline: source -> endpointer -> STT -> guards -> wake -> turn -> speech.
+
+One task listens (VAD runs per 32 ms frame, cheap enough for the event loop) and queues
+utterances; another handles them one at a time. A reply is spoken in the background, so a
+wake phrase heard while it plays cuts it short ("hey agent, stop"), while anything else heard
+then is taken for the speaker's own voice. Windows (wake phrase said alone, follow-up) are
+measured in stream time, so a WAV file behaves as the same words said live would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable
+
+from agent.events import ReplyDone, TextDelta, ToolFinished, ToolStarted
+from agent.phrases import normalize
+from agent.voice.sources import AudioSource
+from agent.voice.stt import Guards, Transcript
+from agent.voice.tts import SentenceSplitter, SilentSpeaker, Speaker
+from agent.voice.vad import Endpointer, Utterance
+from agent.voice.wake import Wake, spoken_numbers
+
+log = logging.getLogger(__name__)
+
+Respond = Callable[[str], AsyncIterator[Any]]  # text -> step events ending with ReplyDone
+STOP_WORDS = {"stop", "cancel", "quiet", "be quiet", "never mind", "nevermind", "shut up", "enough"}
+STAGES = ("transcript", "first_token", "first_tool_done", "first_audio", "done")
+
+
+@dataclass
+class UtteranceReport:
+    """What happened to one utterance; `times` are ms after the end of speech was detected."""
+
+    start_s: float
+    end_s: float
+    heard: str = ""
+    command: str | None = None
+    ignored: str | None = None
+    reply: str = ""
+    tools: list[str] = field(default_factory=list)
+    tool_results: list[str] = field(default_factory=list)
+    times: dict[str, float] = field(default_factory=dict)
+    transcript: Transcript | None = None
+
+    def line(self) -> str:
+        """One log line: what was heard and what came of it."""
+        stages = ", ".join(f"{k} {v:.0f} ms" for k, v in self.times.items())
+        what = f"ignored: {self.ignored}" if self.ignored else f"ran {self.command!r}" + (f" -> {', '.join(self.tools)}" if self.tools else "")
+        return f"heard {self.heard!r} at {self.start_s:.2f}-{self.end_s:.2f} s: {what}" + (f" ({stages})" if stages else "")
+
+
+class VoicePipeline:
+    """Listens on a source and runs the commands it hears."""
+
+    def __init__(self, *, source: AudioSource, endpointer: Endpointer, stt: Any, respond: Respond,
+                 wake: Wake, speaker: Speaker | None = None, mode: str = "phrase", guards: Guards = Guards(),
+                 wake_window_s: float = 8.0, follow_up_s: float = 5.0,
+                 on_report: Callable[[UtteranceReport], None] | None = None):
+        self.source, self.endpointer, self.stt, self.respond = source, endpointer, stt, respond
+        self.wake, self.speaker, self.mode, self.guards = wake, speaker or SilentSpeaker(), mode, guards
+        self.wake_window_s, self.follow_up_s = wake_window_s, follow_up_s
+        self.on_report = on_report
+        self.reports: list[UtteranceReport] = []
+        self._open_until = -1.0  # stream time until which no wake phrase is needed
+        self._speech: asyncio.Task | None = None
+
+    async def run(self, *, once: bool = False) -> list[UtteranceReport]:
+        """Listen until the source ends (or, with `once`, until one command has run)."""
+        queue: asyncio.Queue[Utterance | None] = asyncio.Queue()
+        listener = asyncio.create_task(self._listen(queue), name="voice-listen")
+        try:
+            while (utterance := await queue.get()) is not None:
+                report = await self.handle(utterance, push=once)
+                if once and report.command is not None:
+                    break
+            await self.finish_speaking()
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+            await self.stop_speaking()
+        return self.reports
+
+    async def _listen(self, queue: asyncio.Queue) -> None:
+        try:
+            async for block in self.source.frames():
+                for utterance in self.endpointer.feed(block):
+                    queue.put_nowait(utterance)
+            if (last := self.endpointer.flush()) is not None:
+                queue.put_nowait(last)
+        finally:
+            queue.put_nowait(None)
+
+    async def handle(self, utterance: Utterance, *, push: bool = False) -> UtteranceReport:
+        """Transcribe one utterance and, if it is a command, run it; the report says which."""
+        report = UtteranceReport(start_s=utterance.start_s, end_s=utterance.end_s)
+        try:
+            report.transcript = await self.stt.atranscribe(utterance.audio)
+            report.heard = report.transcript.text
+            report.times["transcript"] = _ms(utterance.ended_at)
+            command = self._command(report, utterance, push=push)
+            if command is not None:
+                report.command = command
+                await self._turn(command, report, utterance)
+        finally:
+            self.reports.append(report)
+            log.info("voice: %s", report.line())
+            if self.on_report is not None:
+                self.on_report(report)
+        return report
+
+    def _command(self, report: UtteranceReport, utterance: Utterance, *, push: bool) -> str | None:
+        """The command in a transcript, or None with `report.ignored` saying why."""
+        if (reason := self.guards.check(report.transcript)) is not None:
+            report.ignored = reason
+            return None
+        woke = self.wake.split(report.heard)
+        speaking = self._speech is not None and not self._speech.done()
+        if woke.woke and speaking:
+            self._speech.cancel()  # barge in: the person wants to say something
+        elif speaking:
+            report.ignored = "heard while speaking (taken for the reply's own sound)"
+            return None
+        if woke.woke and not normalize(woke.command):
+            self._open_until = utterance.end_s + self.wake_window_s
+            report.ignored = f"wake phrase alone; the next {self.wake_window_s:.0f} s need none"
+            return None
+        if woke.woke:
+            command = woke.command
+        elif push or self.mode == "always" or utterance.start_s <= self._open_until:
+            command = report.heard
+        else:
+            report.ignored = "no wake phrase"
+            return None
+        self._open_until = -1.0  # a window lets one command through
+        if normalize(command) in STOP_WORDS:
+            report.ignored = "asked to stop" + (" (speech cut short)" if speaking else "")
+            return None
+        return spoken_numbers(command).strip()
+
+    async def _turn(self, command: str, report: UtteranceReport, utterance: Utterance) -> None:
+        sentences: asyncio.Queue[str | None] = asyncio.Queue()
+        self._speech = asyncio.create_task(self._speak(sentences, report, utterance), name="voice-speak")
+        splitter = SentenceSplitter()
+        try:
+            async for event in self.respond(command):
+                if isinstance(event, (TextDelta, ToolStarted)):
+                    report.times.setdefault("first_token", _ms(utterance.ended_at))
+                if isinstance(event, TextDelta):
+                    for sentence in splitter.add(event.text):
+                        sentences.put_nowait(sentence)
+                elif isinstance(event, ToolFinished):
+                    report.times.setdefault("first_tool_done", _ms(utterance.ended_at))
+                    report.tools.append(event.name)
+                    report.tool_results.append(event.result)
+                elif isinstance(event, ReplyDone):
+                    report.reply = event.text
+                    if not report.reply.strip() and event.stopped_by != "done":
+                        sentences.put_nowait("Sorry, that did not work.")
+        finally:
+            for sentence in splitter.rest():
+                sentences.put_nowait(sentence)
+            sentences.put_nowait(None)
+            report.times["done"] = _ms(utterance.ended_at)
+
+    async def _speak(self, sentences: asyncio.Queue, report: UtteranceReport, utterance: Utterance) -> None:
+        try:
+            while (sentence := await sentences.get()) is not None:
+                report.times.setdefault("first_audio", _ms(utterance.ended_at))
+                await self.speaker.speak(sentence)
+        finally:
+            # The follow-up window opens when the reply has been heard, in stream time.
+            spoken_at = utterance.end_s + (time.perf_counter() - utterance.ended_at)
+            self._open_until = max(self._open_until, spoken_at + self.follow_up_s) if self.follow_up_s else self._open_until
+
+    async def finish_speaking(self) -> None:
+        """Wait for the reply being spoken to end."""
+        if self._speech is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._speech
+
+    async def stop_speaking(self) -> None:
+        """Cut the reply being spoken short."""
+        if self._speech is not None and not self._speech.done():
+            self._speech.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._speech
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 1)

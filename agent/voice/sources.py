@@ -1,0 +1,154 @@
+"""Audio sources: 16 kHz mono float32 blocks from a microphone (sounddevice) or a WAV file.
+
+Every source is an `AudioSource`: `frames()` is an async iterator of 1-D float32 arrays.
+`Resilient` wraps a source factory so a microphone that disappears is reported once, retried
+with growing waits, and picked up again when it comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import wave
+from pathlib import Path
+from typing import AsyncIterator, Callable, Protocol
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+BLOCK = 512  # 32 ms: the frame size Silero VAD takes at 16 kHz
+
+
+class AudioSource(Protocol):
+    """Where sound comes from."""
+
+    name: str
+
+    def frames(self) -> AsyncIterator[np.ndarray]: ...
+
+
+class DeviceLost(OSError):
+    """The microphone stopped delivering sound (unplugged, or taken by another program)."""
+
+
+class WavSource:
+    """A WAV file as a microphone; `realtime` paces it like a live one, `tail_s` adds silence."""
+
+    def __init__(self, path: Path | str, *, realtime: bool = False, tail_s: float = 1.0):
+        self.path = Path(path)
+        self.name = f"file {self.path.name}"
+        self.realtime = realtime
+        self.tail_s = tail_s
+
+    def read(self) -> np.ndarray:
+        """The whole file as 16 kHz mono float32."""
+        return read_wav(self.path)
+
+    async def frames(self) -> AsyncIterator[np.ndarray]:
+        audio = np.concatenate([self.read(), np.zeros(int(self.tail_s * SAMPLE_RATE), np.float32)])
+        for start in range(0, len(audio), BLOCK):
+            yield audio[start : start + BLOCK]
+            # Yield to the loop even when not paced, so a long file never starves other tasks.
+            await asyncio.sleep(BLOCK / SAMPLE_RATE if self.realtime else 0)
+
+
+def read_wav(path: Path) -> np.ndarray:
+    """A 16-bit PCM WAV as 16 kHz mono float32; ValueError says how to convert other files."""
+    with wave.open(str(path), "rb") as w:
+        rate, channels, width = w.getframerate(), w.getnchannels(), w.getsampwidth()
+        data = w.readframes(w.getnframes())
+    if width != 2:
+        raise ValueError(f"{path}: {8 * width}-bit samples; convert it with `sox {path} -b 16 out.wav`")
+    audio = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+    if channels > 1:
+        audio = audio.reshape(-1, channels).mean(axis=1)
+    if rate != SAMPLE_RATE:  # linear interpolation is plenty for speech recognition
+        n = int(round(len(audio) * SAMPLE_RATE / rate))
+        audio = np.interp(np.linspace(0, len(audio) - 1, n), np.arange(len(audio)), audio).astype(np.float32)
+    return audio
+
+
+class MicSource:
+    """A sounddevice input stream; its callback hands blocks to asyncio from PortAudio's thread."""
+
+    def __init__(self, device: str | int | None = None, *, stall_s: float = 2.0):
+        self.device = device
+        self.name = f"microphone {device!r}" if device is not None else "the default microphone"
+        self.stall_s = stall_s  # no sound for this long from a running stream means it is gone
+
+    async def frames(self) -> AsyncIterator[np.ndarray]:
+        import sounddevice as sd
+
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[np.ndarray] = asyncio.Queue()
+
+        def callback(indata, _frames, _time, status) -> None:
+            if status.input_overflow:
+                log.debug("%s: input overflow (the loop was busy)", self.name)
+            loop.call_soon_threadsafe(queue.put_nowait, indata[:, 0].copy())
+
+        try:
+            stream = sd.InputStream(samplerate=SAMPLE_RATE, channels=1, dtype="float32", blocksize=BLOCK,
+                                    device=self.device, callback=callback)
+            stream.start()
+        except (sd.PortAudioError, ValueError) as exc:
+            raise DeviceLost(f"cannot open {self.name}: {exc} (`agentd devices` lists the inputs)") from exc
+        try:
+            while True:
+                try:
+                    yield await asyncio.wait_for(queue.get(), self.stall_s)
+                except asyncio.TimeoutError:
+                    raise DeviceLost(f"{self.name} stopped sending sound") from None
+        finally:
+            stream.abort(ignore_errors=True)
+            stream.close(ignore_errors=True)
+
+
+def rescan_devices() -> None:
+    """Make PortAudio look for devices again (it lists them once, when it starts)."""
+    import sounddevice as sd
+
+    try:
+        sd._terminate()
+        sd._initialize()
+    except Exception:  # a failed rescan just means the next open fails and is retried
+        log.debug("PortAudio rescan failed", exc_info=True)
+
+
+class Resilient:
+    """A source that survives its device going away: report once, back off, reopen."""
+
+    def __init__(self, open_source: Callable[[], AudioSource], *, retry_max_s: float = 30.0,
+                 first_retry_s: float = 0.5, on_retry: Callable[[], None] | None = None):
+        self.open_source = open_source
+        self.retry_max_s = retry_max_s
+        self.first_retry_s = first_retry_s
+        self.on_retry = on_retry
+        self.losses = 0  # how many times the device went away (for status and tests)
+        self.name = "audio"
+
+    async def frames(self) -> AsyncIterator[np.ndarray]:
+        wait, lost = self.first_retry_s, False
+        while True:
+            source = None
+            try:
+                source = self.open_source()
+                self.name = source.name
+                async for block in source.frames():
+                    if lost:
+                        log.info("%s is back", source.name)
+                        lost, wait = False, self.first_retry_s
+                    yield block
+                return  # a source that ends (a file) is finished, not lost
+            except Exception as exc:  # PortAudioError is a plain Exception; any failure means "gone"
+                if not lost:
+                    self.losses += 1
+                    log.warning("%s: %s; retrying (every %.0f s at most) until it is back",
+                                self.name, exc, self.retry_max_s)
+                    lost = True
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, self.retry_max_s)
+            if self.on_retry is not None:
+                self.on_retry()

