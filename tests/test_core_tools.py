@@ -41,15 +41,18 @@ def store(tmp_path):
 
 
 def test_core_tools_register_with_their_risk_tiers():
-    assert REGISTRY.names() == ["get_current_time", "remember", "recall", "forget", "calculate"]
+    assert REGISTRY.names() == ["get_current_time", "remember", "recall", "forget", "calculate", "set_reminder",
+                                "set_timer", "schedule_prompt", "list_schedules", "cancel_schedule"]
     risks = {t.name: t.risk for t in REGISTRY}
-    assert risks == {"get_current_time": "read", "remember": "write", "recall": "read",
-                     "forget": "write", "calculate": "read"}
+    assert risks == {"get_current_time": "read", "remember": "write", "recall": "read", "forget": "write",
+                     "calculate": "read", "set_reminder": "write", "set_timer": "write",
+                     "schedule_prompt": "write", "list_schedules": "read", "cancel_schedule": "write"}
 
 
 def test_schemas_are_described_for_the_model():
     required = {"get_current_time": [], "remember": ["fact"], "recall": [], "forget": ["query"],
-                "calculate": ["expression"]}
+                "calculate": ["expression"], "set_reminder": ["text", "at"], "set_timer": ["duration"],
+                "schedule_prompt": ["prompt"], "list_schedules": [], "cancel_schedule": ["id"]}
     for schema in REGISTRY.schemas():
         function = schema["function"]
         assert 10 < len(function["description"]) < 120, function["name"]

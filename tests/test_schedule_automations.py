@@ -116,7 +116,7 @@ def test_each_bad_automation_is_named_with_its_field_and_the_rest_still_load():
     assert problems == [
         "automation 'bad-cron': trigger.cron: Error validating expression '25': the last value (25) is higher than the maximum value (23)",
         "automation 'short-cron': trigger.cron: expected 5 fields (minute hour day month weekday), got 4 in '0 7 * *'",
-        "automation 'no-such-tool': action.tool: no tool named 'launch_rockets' (known: get_current_time, remember, recall, forget, calculate, unlock_door)",
+        f"automation 'no-such-tool': action.tool: no tool named 'launch_rockets' (known: {', '.join(registry().names())})",
         "automation 'bad-args': action.args: calculate: missing required argument 'expression'; unknown argument 'expr'",
         "automation 'unallowed': action.tool: 'unlock_door' is a confirm-tier tool: name it in allow to run it unattended",
         "automation 'typo-allow': allow: no tool named 'unlock_dor'",

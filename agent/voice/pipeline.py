@@ -68,13 +68,14 @@ class VoicePipeline:
         self._open_until = -1.0  # stream time until which no wake phrase is needed
         self._speech: asyncio.Task | None = None
 
-    async def run(self, *, once: bool = False) -> list[UtteranceReport]:
-        """Listen until the source ends (or, with `once`, until one command has run)."""
+    async def run(self, *, once: bool = False, push: bool = False) -> list[UtteranceReport]:
+        """Listen until the source ends (with `once`, until one command has run); with `push`
+        (push-to-talk) no wake phrase is needed."""
         queue: asyncio.Queue[Utterance | None] = asyncio.Queue()
         listener = asyncio.create_task(self._listen(queue), name="voice-listen")
         try:
             while (utterance := await queue.get()) is not None:
-                report = await self.handle(utterance, push=once)
+                report = await self.handle(utterance, push=push)
                 if once and report.command is not None:
                     break
             await self.finish_speaking()

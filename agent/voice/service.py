@@ -115,7 +115,8 @@ def listen_command(args: argparse.Namespace, *, voice: Any, respond: Respond, hi
         start = time.perf_counter()
         pipeline.stt.load()
         print(f"speech model loaded in {time.perf_counter() - start:.2f} s", file=out)
-        reports = asyncio.run(pipeline.run(once=getattr(args, "once", False) or wav is None and voice.wake_mode == "push"))
+        once = getattr(args, "once", False)
+        reports = asyncio.run(pipeline.run(once=once, push=once or voice.wake_mode == "push"))
     except (OSError, ValueError) as exc:
         print(f"agentd listen: {exc}", file=sys.stderr)
         return 1

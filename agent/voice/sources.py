@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import wave
 from pathlib import Path
 from typing import AsyncIterator, Callable, Protocol
@@ -73,20 +74,29 @@ def read_wav(path: Path) -> np.ndarray:
 class MicSource:
     """A sounddevice input stream; its callback hands blocks to asyncio from PortAudio's thread."""
 
-    def __init__(self, device: str | int | None = None, *, stall_s: float = 2.0):
+    def __init__(self, device: str | int | None = None, *, stall_s: float = 2.0, backlog_s: float = 5.0):
         self.device = device
         self.name = f"microphone {device!r}" if device is not None else "the default microphone"
         self.stall_s = stall_s  # no sound for this long from a running stream means it is gone
+        self.backlog = max(1, int(backlog_s * SAMPLE_RATE / BLOCK))
+        self.dropped = 0
 
     async def frames(self) -> AsyncIterator[np.ndarray]:
         import sounddevice as sd
 
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[np.ndarray] = asyncio.Queue()
+        # Backpressure: when the loop is `backlog_s` behind, the audio thread waits for it
+        # (a live device then drops sound, which PortAudio reports as an overflow) rather
+        # than the backlog growing without bound; a device faster than real time is paced.
+        room = threading.Semaphore(self.backlog)
 
         def callback(indata, _frames, _time, status) -> None:
             if status.input_overflow:
-                log.debug("%s: input overflow (the loop was busy)", self.name)
+                self._dropped()
+            if not room.acquire(timeout=1.0):
+                self._dropped()
+                return
             loop.call_soon_threadsafe(queue.put_nowait, indata[:, 0].copy())
 
         try:
@@ -98,12 +108,21 @@ class MicSource:
         try:
             while True:
                 try:
-                    yield await asyncio.wait_for(queue.get(), self.stall_s)
+                    block = await asyncio.wait_for(queue.get(), self.stall_s)
                 except asyncio.TimeoutError:
                     raise DeviceLost(f"{self.name} stopped sending sound") from None
+                room.release()
+                yield block
         finally:
+            for _ in range(self.backlog):  # never leave the audio thread waiting on a closed stream
+                room.release()
             stream.abort(ignore_errors=True)
             stream.close(ignore_errors=True)
+
+    def _dropped(self) -> None:
+        self.dropped += 1
+        if self.dropped in (1, 100, 10000):  # reported, but not once per block
+            log.warning("%s: sound dropped %d times (agentd is too busy to keep up)", self.name, self.dropped)
 
 
 def rescan_devices() -> None:

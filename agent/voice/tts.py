@@ -8,9 +8,12 @@ sentence plays while the model writes the rest. Speaking is cancellable: cancell
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import re
 import shutil
+import signal
 import sys
 from typing import Protocol
 
@@ -47,13 +50,15 @@ class CommandSpeaker:
     async def speak(self, text: str) -> None:
         process = await asyncio.create_subprocess_exec(
             *self.argv, text, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, start_new_session=True,
         )
         try:
             _, err = await process.communicate()
         except asyncio.CancelledError:
             if process.returncode is None:
-                process.kill()
+                # The whole group: a helper the program started would otherwise keep playing.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
                 await process.wait()
             raise
         if process.returncode:
