@@ -20,33 +20,26 @@ from bench.common import median, percentile
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPT = "What is 12 times 7?"  # one tool call and a short answer: a whole agent turn
-# The trained test model knows the default system prompt and the core tools only, and
-# repeats its lines only when it decodes greedily: no skills (their tools and instructions
-# would change the prompt), no phrase shortcuts, no sampling.
-GREEDY_CONFIG = """\
-model:
-  temperature: 0.0
-  presence_penalty: 0.0
-skills:
-  enabled: []
-intents:
-  enabled: false
-"""
 
 
-def trained_tool_model() -> Path:
-    """The tests' tiny Qwen3.5 trained to call tools: the default model here.
+def test_fixtures():
+    """The tests' model fixtures (tests/fixtures/agent_model.py).
 
-    Its builder records prompts through the real Agent and lives with the test fixtures
-    (offline, cached under .cache/fixtures), so the tests' folder goes on the import path
-    rather than copying the builder into bench/.
+    The trained tiny Qwen3.5 is built from prompts recorded through the real Agent and lives
+    with the test fixtures (offline, cached under .cache/fixtures), so the tests' folder goes
+    on the import path rather than copying the builder into bench/.
     """
     tests = str(REPO / "tests")
     if tests not in sys.path:
         sys.path.insert(0, tests)
-    from fixtures.agent_model import trained_tool_model as build
+    import fixtures.agent_model as agent_model
 
-    return build()
+    return agent_model
+
+
+def trained_tool_model() -> Path:
+    """The tests' tiny Qwen3.5 trained to call tools: the default model here."""
+    return test_fixtures().trained_tool_model()
 
 
 # -- the daemon process ----------------------------------------------------------------------
@@ -195,7 +188,7 @@ def run(model: Path, *, repeats: int = 15, status_requests: int = 200, idle_seco
     home = Path(tempfile.mkdtemp(prefix="ad-bench-", dir="/tmp"))  # short: AF_UNIX paths
     local_home = home / "in-process"
     config = home / "greedy.yaml"
-    config.write_text(GREEDY_CONFIG)
+    config.write_text(test_fixtures().GREEDY_CONFIG)
     app = None
     try:
         pid = start_daemon(home, config, model)

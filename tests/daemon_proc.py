@@ -18,21 +18,10 @@ from pathlib import Path
 
 from agent.ipc import status_sync
 from agent.runtime import running_pid
+from fixtures.agent_model import GREEDY_CONFIG
 
 REPO = Path(__file__).resolve().parents[1]
 AGENTD = REPO / "agentd.py"
-# The trained test model knows the default system prompt and the core tools only, and
-# repeats its lines only when it decodes greedily: no skills (their tools and instructions
-# would change the prompt), no phrase shortcuts, no sampling.
-GREEDY_CONFIG = """\
-model:
-  temperature: 0.0
-  presence_penalty: 0.0
-skills:
-  enabled: []
-intents:
-  enabled: false
-"""
 
 
 def short_home(prefix: str = "ad-") -> Path:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import importlib
 import time
 from datetime import datetime, timedelta, timezone
@@ -19,6 +17,7 @@ from agent.store import Store
 from agent.tools import SystemClock, ToolRegistry, tool
 from agent.turn import Agent
 from fakes import home, make, run, running, until  # noqa: F401  (home is a fixture)
+from scheduling import serving
 from scripted_llm import ScriptedLLM, xml_call
 from tools import CORE_TOOL_MODULES
 
@@ -66,19 +65,6 @@ class Listener:
     def __call__(self, announcement) -> bool:
         self.heard.append(announcement)
         return True
-
-
-@contextlib.asynccontextmanager
-async def serving(scheduler: Scheduler):
-    task = asyncio.create_task(scheduler.serve())
-    await until(lambda: scheduler.running or task.done())
-    try:
-        yield scheduler
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture(autouse=True)

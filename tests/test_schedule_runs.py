@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -18,6 +17,7 @@ from agent.schedule.watch import ClockWatch, report_pending
 from agent.settings import load_settings
 from agent.store import Store
 from fakes import run, until
+from scheduling import serving
 
 UTC = timezone.utc
 
@@ -41,20 +41,6 @@ class Listener:
 
     def texts(self) -> list[str]:
         return [a.text for a in self.heard]
-
-
-@contextlib.asynccontextmanager
-async def serving(scheduler: Scheduler):
-    """The scheduler as the daemon runs it (a service task) for the body of the block."""
-    task = asyncio.create_task(scheduler.serve())
-    await until(lambda: scheduler.running or task.done())
-    try:
-        yield scheduler
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await asyncio.sleep(0.01)  # apscheduler's shutdown runs on the loop
 
 
 @pytest.fixture
