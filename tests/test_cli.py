@@ -1,0 +1,63 @@
+"""The command line as a user meets it: help, errors without tracebacks, doctor, service files."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from agent import service
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def agentd(*args, home=None, timeout=120):
+    command = [sys.executable, str(REPO / "agentd.py"), *args] + (["--home", str(home)] if home else [])
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+def test_help_is_quick_and_lists_the_commands():
+    started = time.monotonic()
+    done = agentd("--help")
+    assert done.returncode == 0
+    for command in ("run", "start", "stop", "status", "chat", "ask", "skills", "jobs", "model", "doctor", "service"):
+        assert command in done.stdout
+    assert time.monotonic() - started < 10  # no MLX, whisper or hub import for --help
+
+
+def test_a_broken_config_is_one_clear_line(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("model:\n  max_tokens: lots\n")
+    done = agentd("doctor", "--config", str(config), home=tmp_path / "home")
+    assert "model.max_tokens: expected an integer, got 'lots'" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+    assert done.returncode == 1
+
+
+def test_a_missing_model_folder_says_what_to_do(tmp_path):
+    done = agentd("ask", "--local", "hi", "--model", str(tmp_path / "nowhere"), home=tmp_path / "home")
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "nowhere" in done.stderr and "agentd model pull" in done.stderr
+
+
+def test_doctor_reports_each_check(tmp_path):
+    done = agentd("doctor", home=tmp_path / "home")
+    lines = done.stdout.splitlines()
+    for name in ("python", "home", "config", "mlx", "model", "daemon", "audio"):
+        assert any(f"] {name}:" in line for line in lines), name
+    assert "[ok  ] home:" in done.stdout and "[ok  ] config:" in done.stdout
+
+
+def test_service_files_start_agentd_and_restart_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(service.Path, "home", staticmethod(lambda: tmp_path))
+    command = [sys.executable, str(REPO / "agentd.py"), "run", "--home", str(tmp_path / "h")]
+    message = service.install(command, tmp_path / "h", load=False)
+    path = service.unit_path()
+    assert path.is_relative_to(tmp_path) and str(path) in message
+    text = path.read_text()
+    if sys.platform == "darwin":
+        assert "<key>KeepAlive</key>" in text and "agentd.py</string>" in text
+    else:
+        assert "Restart=on-failure" in text and f"ExecStart={sys.executable}" in text
+    assert service.uninstall(load=False) == f"removed {path}" and not path.exists()
+    assert service.uninstall(load=False) == "no agentd service was installed"
