@@ -146,12 +146,7 @@ def apply_skills(agent: Agent, settings: Any, home: Path, store: Any = None, slo
     from agent.intents import IntentMatcher
     from agent.skills import load_skills
 
-    if not settings.home.devices and "home" not in settings.skills.disabled:
-        # No devices: keep the home skill's tool schemas out of every prompt (small models
-        # read every word of it on every turn).
-        quiet = settings.skills.model_copy(update={"disabled": [*settings.skills.disabled, "home"]})
-        settings = settings.model_copy(update={"skills": quiet})
-    skills = load_skills(settings, home)
+    skills = load_skills(effective_skill_settings(settings), home)
     registry = core_registry()
     for problem in skills.register(registry):
         log.warning("%s", problem)
@@ -170,6 +165,15 @@ def apply_skills(agent: Agent, settings: Any, home: Path, store: Any = None, slo
                 risk="", outcome="refused", duration_s=0.0, who="skills", detail=refusal.reason,
             )
     return skills
+
+
+def effective_skill_settings(settings: Any) -> Any:
+    """The settings skills are loaded with: the home skill is off while no device is configured,
+    which keeps its tool schemas out of every prompt (a small model reads all of it each turn)."""
+    if settings.home.devices or "home" in settings.skills.disabled:
+        return settings
+    quiet = settings.skills.model_copy(update={"disabled": [*settings.skills.disabled, "home"]})
+    return settings.model_copy(update={"skills": quiet})
 
 
 def start_home_control(settings: Any) -> Any:

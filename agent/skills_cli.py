@@ -26,8 +26,11 @@ def _context(args: argparse.Namespace) -> tuple[Any, Path]:
     from agent.home import resolve_home, select_user_config
     from agent.settings import load_settings
 
+    from agent.app import effective_skill_settings
+
     home = resolve_home(getattr(args, "home", None))
-    return load_settings(select_user_config(home, getattr(args, "config", None))), home
+    settings = load_settings(select_user_config(home, getattr(args, "config", None)))
+    return effective_skill_settings(settings), home
 
 
 def skills_list(args: argparse.Namespace) -> int:
