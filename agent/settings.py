@@ -77,6 +77,8 @@ class ModelSettings(_Section):
     thinking_sampling: SamplingSettings
     seed: int | None = Field(ge=0)
     prefill_step_size: int = Field(ge=1)
+    constrained: bool
+    thinking_budget: int | None = Field(ge=1)
 
     @field_validator("preset", mode="before")
     @classmethod
