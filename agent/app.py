@@ -108,8 +108,11 @@ def clock_from(settings: Any) -> SystemClock:
     return SystemClock(settings.agent.tzinfo())
 
 
-def build_app(settings: Any, home: Path, *, with_store: bool = True) -> App:
-    """Load the configured model (or the demo model) and wire the agent to it."""
+def build_app(settings: Any, home: Path, *, with_store: bool = True, home_control: Any = None) -> App:
+    """Load the configured model (or the demo model) and wire the agent to it.
+
+    `home_control`: a HomeService to use instead of connecting to the configured MQTT broker
+    and Home Assistant (`agentd eval` passes its simulated home)."""
     from agent.home import models_dir
     from agent.llm.catalog import find_model
     from agent.llm.mlx_engine import MLXEngine
@@ -123,7 +126,8 @@ def build_app(settings: Any, home: Path, *, with_store: bool = True) -> App:
         store = Store.open_in(home)
     agent = Agent(llm=engine, registry=core_registry(), system_prompt=settings.agent.system_prompt, store=store)
     configure(agent, settings)
-    home_control = start_home_control(settings)
+    if home_control is None:
+        home_control = start_home_control(settings)
     skills = apply_skills(agent, settings, home, store, device_slots(home_control))
     return App(agent=agent, engine=engine, store=store, model_note=choice.reason, is_demo=choice.is_demo,
                home=home, skills=skills, home_control=home_control)
