@@ -59,7 +59,7 @@ class App:
 
     def warm_up(self) -> None:
         """Prefill the system prompt + tools in the background so the first turn is quick."""
-        self.engine.warm_up(self.agent.system_prompt(), self.agent.registry.schemas())
+        self.engine.warm_up(self.agent.system_prompt(), self.agent.registry.schemas(), constrained=self.agent.constrained)
 
     def close(self) -> None:
         if self.home_control is not None:
@@ -142,6 +142,8 @@ def configure(agent: Agent, settings: Any) -> None:
     agent.sampling = sampling_from(settings.model)
     agent.thinking_sampling = sampling_from(settings.model.thinking_sampling)
     agent.thinking = settings.model.thinking
+    agent.constrained = settings.model.constrained
+    agent.thinking_budget = settings.model.thinking_budget
 
 
 def apply_skills(agent: Agent, settings: Any, home: Path, store: Any = None, slot_values: dict | None = None) -> Any:

@@ -78,6 +78,8 @@ class Agent:
         thinking_sampling: Sampling = Sampling(temperature=1.0, top_p=0.95),
         thinking: bool = False,
         instructions: list[str] | None = None,
+        constrained: bool = False,
+        thinking_budget: int | None = None,
     ):
         self.llm = llm
         self.registry = registry
@@ -90,6 +92,8 @@ class Agent:
         self.sampling = sampling
         self.thinking_sampling = thinking_sampling
         self.thinking = thinking
+        self.constrained = constrained  # tool calls decoded under the tools' grammar
+        self.thinking_budget = thinking_budget
         self.intents: Any = None  # an IntentMatcher: the fast phrase path, when skills give phrases
         self._memory: dict[str, list[dict]] = {}  # conversations when there is no store
 
@@ -218,7 +222,10 @@ class TurnRun:
         tool_format = self.agent.llm.tool_format
         splitter = StreamSplitter(tool_format.tags, thinking=self.thinking)
         sampling = self.agent.thinking_sampling if self.thinking else self.agent.sampling
-        request = Request(messages=list(messages), tools=self.agent.registry.schemas(), thinking=self.thinking, max_tokens=self.limits.max_tokens, sampling=sampling)
+        request = Request(
+            messages=list(messages), tools=self.agent.registry.schemas(), thinking=self.thinking, max_tokens=self.limits.max_tokens,
+            sampling=sampling, constrained=self.agent.constrained, thinking_budget=self.agent.thinking_budget,
+        )
         stop_thread = threading.Event()
         text, raw_calls, finish = [], [], None
         self.p.stats["model_calls"] += 1

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
+from agent.llm.constrained import Guides
+from agent.llm.grammar import style_for
 from agent.llm.prefix_cache import PrefixCache
 from agent.llm.stream import Tags
 
@@ -70,6 +72,8 @@ class Request:
     max_tokens: int
     sampling: Sampling
     logits_processors: list = field(default_factory=list)
+    constrained: bool = False  # tool calls follow the tools' schemas (see constrained.py)
+    thinking_budget: int | None = None  # thinking tokens before </think> is forced
 
 
 class MLXEngine:
@@ -86,6 +90,7 @@ class MLXEngine:
         self.prefix_cache: PrefixCache | None = None
         self._executor.submit(self._load).result()
         self.tool_format = self._tool_format()
+        self._guides: Guides | None = None
 
     def _load(self) -> None:
         import mlx.core as mx
@@ -183,6 +188,11 @@ class MLXEngine:
         s = request.sampling
         sampler = make_sampler(temp=s.temperature, top_p=s.top_p, min_p=s.min_p, top_k=s.top_k)
         processors = list(request.logits_processors)
+        guide = self.guides().processor(
+            request.tools, thinking=request.thinking, thinking_budget=request.thinking_budget, constrained=request.constrained
+        ) if request.constrained or request.thinking_budget else None
+        if guide is not None:
+            processors.insert(0, guide)
         if s.presence_penalty:
             processors += make_logits_processors(presence_penalty=s.presence_penalty)
 
@@ -219,10 +229,20 @@ class MLXEngine:
             prefix_tokens_reused=reused if hit else 0,
         )
 
-    def warm_up(self, system_prompt: str, tools: list[dict]) -> None:
-        """Prefill the prefix now (daemon start), so the first command does not pay for it."""
+    def guides(self) -> Guides:
+        """Constrained decoding for this model (its vocabulary is read on first use)."""
+        if self._guides is None:
+            tok = self.tokenizer
+            self._guides = Guides(tok, style=style_for(tok.tool_parser.__module__), tags=self.tool_format.tags, vocab_width=_logits_width(self.model, tok))
+        return self._guides
+
+    def warm_up(self, system_prompt: str, tools: list[dict], *, constrained: bool = False) -> None:
+        """Prefill the prefix now (daemon start), so the first command does not pay for it;
+        with `constrained`, also read the vocabulary and compile the tools' grammar."""
         def build() -> None:
             self.prefix_cache.prime(self.encode(self.prefix_text(system_prompt, tools)))
+            if constrained:
+                self.guides().matcher(tools, thinking=False)
 
         self._executor.submit(build)
 
@@ -237,6 +257,13 @@ class MLXEngine:
 
         self._executor.submit(mx.clear_streams).result()
         self._executor.shutdown(wait=True)
+
+
+def _logits_width(model: Any, tokenizer: Any) -> int:
+    """How many logits the model outputs (Qwen3.5 pads its 248,077 tokens to 248,320)."""
+    args = getattr(model, "args", None)
+    width = getattr(args, "vocab_size", None) or (getattr(args, "text_config", None) or {}).get("vocab_size")
+    return int(width or len(tokenizer._tokenizer))
 
 
 def _split_system(messages: list[dict]) -> tuple[list[dict], list[dict]]:

@@ -1,0 +1,210 @@
+"""Constrained decoding: the tool grammar (grammar.py) applied token by token with llguidance.
+
+Why llguidance: it is maintained, MIT, needs no torch, and computes a token mask over
+Qwen's 248k vocabulary in microseconds once a grammar state has been seen. It is fed
+through mlx-lm's `logits_processors` hook, which calls `processor(tokens, logits)` before
+each sampled token.
+
+What costs what, and where it is paid:
+- `llguidance.LLTokenizer` over the vocabulary: seconds, once per loaded model (`Guides`).
+- Compiling the grammar of a tool set: milliseconds, once per (tool set, thinking) and kept
+  beside the prefix cache: the tools change only on reload, like the prefix.
+- Per token: reading the sampled token (this waits for mlx-lm's step that was queued ahead,
+  so it costs some pipelining), one mask computation, one `where` over the logits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import OrderedDict
+from typing import Any
+
+from agent.llm.grammar import Style, tool_grammar, tool_name
+from agent.llm.stream import Tags
+
+log = logging.getLogger(__name__)
+
+GRAMMAR_CACHE_SIZE = 4
+
+
+class ConstraintError(ValueError):
+    """Constrained decoding cannot be set up (llguidance missing, a schema it cannot compile)."""
+
+
+def _llguidance() -> Any:
+    try:
+        import llguidance
+        import llguidance.hf
+    except ImportError as exc:
+        raise ConstraintError(
+            "constrained tool calls need the llguidance package (pip install 'llguidance>=1.9,<2'), "
+            f"which cannot be imported: {exc}. Or set model.constrained: false."
+        ) from exc
+    return llguidance
+
+
+class Guides:
+    """The llguidance view of one model's vocabulary, and the grammars compiled for it."""
+
+    def __init__(self, tokenizer: Any, *, style: Style, tags: Tags, vocab_width: int):
+        self.tokenizer = tokenizer
+        self.style = style
+        self.tags = tags
+        self.vocab_width = vocab_width
+        self.setup_s = 0.0
+        self.compiles = 0
+        self.last_compile_s = 0.0
+        self._ll: Any = None
+        self._grammars: OrderedDict[str, Any] = OrderedDict()
+        self.tag_tokens = self._single_token_tags()
+        self.eos_ids = sorted(tokenizer.eos_token_ids)
+
+    def _single_token_tags(self) -> dict[str, int]:
+        found = {}
+        for tag in {self.tags.tool_start, self.tags.tool_end, self.tags.think_start, self.tags.think_end}:
+            ids = self.tokenizer.encode(tag, add_special_tokens=False)
+            if len(ids) == 1:
+                found[tag] = ids[0]
+        return found
+
+    def ll_tokenizer(self) -> Any:
+        """The llguidance tokenizer (built on first use: seconds on a 248k vocabulary)."""
+        if self._ll is None:
+            llguidance = _llguidance()
+            start = time.perf_counter()
+            # The mask must be as wide as the logits (248,320 for Qwen3.5, padded past the
+            # 248,077 real tokens), not as long as the tokenizer.
+            self._ll = llguidance.hf.from_tokenizer(self.tokenizer._tokenizer, n_vocab=self.vocab_width, eos_token=self.eos_ids)
+            self.setup_s = time.perf_counter() - start
+            log.info("llguidance tokenizer ready in %.1f s", self.setup_s)
+        return self._ll
+
+    def matcher(self, tools: list[dict], *, thinking: bool, require_call: bool = False) -> Any:
+        """A fresh matcher for this tool set (compiled once, then copied)."""
+        key = json.dumps([tools, thinking, require_call], sort_keys=True)
+        pristine = self._grammars.get(key)
+        if pristine is None:
+            pristine = self._compile(tools, thinking=thinking, require_call=require_call)
+            self._grammars[key] = pristine
+            while len(self._grammars) > GRAMMAR_CACHE_SIZE:
+                self._grammars.popitem(last=False)
+        else:
+            self._grammars.move_to_end(key)
+        return pristine.deep_copy()
+
+    def _compile(self, tools: list[dict], *, thinking: bool, require_call: bool) -> Any:
+        llguidance = _llguidance()
+        ll = self.ll_tokenizer()
+        start = time.perf_counter()
+        grammar = tool_grammar(tools, style=self.style, tags=self.tags, tag_tokens=self.tag_tokens, thinking=thinking, require_call=require_call)
+        matcher = llguidance.LLMatcher(ll, grammar, log_level=0)
+        if matcher.is_error():
+            raise ConstraintError(self._explain(tools, matcher.get_error()))
+        self.compiles += 1
+        self.last_compile_s = time.perf_counter() - start
+        log.info("tool grammar for %d tools compiled in %.1f ms", len(tools), self.last_compile_s * 1000)
+        return matcher
+
+    def _explain(self, tools: list[dict], error: str) -> str:
+        """Name the tool whose schema breaks the grammar (each compiled alone to find it)."""
+        llguidance = _llguidance()
+        for tool in tools:
+            alone = tool_grammar([tool], style=self.style, tags=self.tags, tag_tokens=self.tag_tokens)
+            problem = llguidance.LLMatcher.validate_grammar(alone, self.ll_tokenizer())
+            if problem:
+                return f"the schema of tool {tool_name(tool)!r} cannot be compiled into a tool-call grammar: {problem.strip().splitlines()[0]}"
+        return f"the tool-call grammar cannot be compiled: {error.strip()}"
+
+    def processor(self, tools: list[dict] | None, *, thinking: bool, thinking_budget: int | None, constrained: bool, require_call: bool = False) -> "Guide | None":
+        """The logits processor for one model call, or None when there is nothing to do."""
+        budget = thinking_budget if thinking else None
+        if not constrained and budget is None:
+            return None
+        matcher = self.matcher(tools or [], thinking=thinking, require_call=require_call) if constrained else None
+        think_end = self.tag_tokens.get(self.tags.think_end)
+        if budget is not None and think_end is None:
+            log.warning("this model's %r is not one token; model.thinking_budget is ignored", self.tags.think_end)
+            budget = None
+        return Guide(matcher, width=self.vocab_width, thinking=thinking, budget=budget, think_end=think_end)
+
+
+class Guide:
+    """An mlx-lm logits processor: the grammar's mask, and the thinking budget.
+
+    mlx-lm's first call passes the prompt tokens (of this call, after the prefix cache): they
+    are not the model's writing and are never fed to the matcher. Each later call passes
+    one more token, the one just sampled.
+    """
+
+    def __init__(self, matcher: Any, *, width: int, thinking: bool, budget: int | None, think_end: int | None):
+        import numpy as np
+
+        self.matcher = matcher
+        self.width = width
+        self.thinking = thinking and think_end is not None
+        self.budget = budget
+        self.think_end = think_end
+        self.thought = 0  # tokens written inside <think> so far
+        self.seen: int | None = None
+        self.failed = False
+        self._words = np.full((1, (width + 31) // 32), -1, dtype=np.int32)
+        self._last_words: bytes | None = None
+        self._last_mask: Any = None
+
+    def __call__(self, tokens: Any, logits: Any) -> Any:
+        if self.seen is None:
+            self.seen = len(tokens)
+        elif self.matcher is not None or self.thinking:
+            # .item() waits for the token mlx-lm queued: the price of a mask that depends on it.
+            self._accept(int(tokens[-1].item()))
+            self.seen = len(tokens)
+        if self.thinking and self.budget is not None and self.thought >= self.budget and self._allows(self.think_end):
+            return self._only(self.think_end, logits)
+        if self.matcher is None or self.failed:
+            return logits
+        return self._apply(logits)
+
+    def _accept(self, token: int) -> None:
+        if self.thinking:
+            if token == self.think_end:
+                self.thinking = False
+            else:
+                self.thought += 1
+        if self.matcher is not None and not self.failed and not self.matcher.consume_token(token):
+            # Cannot happen while the mask is applied; if it does, stop constraining rather
+            # than sample from an all-forbidden distribution.
+            self.failed = True
+            log.warning("constrained decoding stopped: %s", self.matcher.get_error()[:200])
+
+    def _allows(self, token: int) -> bool:
+        if self.matcher is None:
+            return True
+        self._fill()
+        return bool((int(self._words[0, token // 32]) >> (token % 32)) & 1)
+
+    def _fill(self) -> None:
+        from llguidance.numpy import fill_next_token_bitmask
+
+        fill_next_token_bitmask(self.matcher, self._words)
+
+    def _only(self, token: int, logits: Any) -> Any:
+        import mlx.core as mx
+
+        keep = mx.arange(logits.shape[-1]) == token
+        return mx.where(keep, logits, -mx.inf)
+
+    def _apply(self, logits: Any) -> Any:
+        import mlx.core as mx
+        import numpy as np
+
+        self._fill()
+        words = self._words.tobytes()
+        if words != self._last_words:  # free text asks for the same mask token after token
+            bits = np.unpackbits(self._words.view(np.uint8), bitorder="little")
+            mask = np.zeros(logits.shape[-1], dtype=bool)
+            n = min(len(bits), len(mask))
+            mask[:n] = bits[:n]
+            self._last_words, self._last_mask = words, mx.array(mask)
+        return mx.where(self._last_mask, logits, -mx.inf)

@@ -1,0 +1,198 @@
+"""Constrained tool calls on real MLX: a random-weight Qwen3.5 with the real 248k vocabulary
+writes only calls that mlx-lm's parser reads and the tools' schemas accept; unconstrained, the
+same model writes garbage. Also the thinking budget, the grammar cache, and the errors."""
+
+import sys
+from typing import Literal
+
+import pytest
+
+from agent.llm.constrained import ConstraintError, Guides
+from agent.llm.mlx_engine import Chunk, Finished, MLXEngine, Request, Sampling
+from agent.tool_calls import check_call, parse_call
+from agent.tools import ToolRegistry, build_tool
+
+SAMPLES = 10
+RANDOM = Sampling(temperature=1.0, top_p=1.0, top_k=0, presence_penalty=0.0)
+
+
+def set_light(room: Literal["kitchen", "bedroom", "hall"], level: int, on: bool = True, scene: str = "") -> str:
+    """Set a room's light.
+
+    Args:
+        room: The room.
+        level: Brightness in percent.
+        on: True to switch it on.
+        scene: A named scene, if the user gave one.
+    """
+    return "ok"
+
+
+def get_weather(place: str, days: int = 1, units: Literal["metric", "imperial"] = "metric") -> str:
+    """The forecast.
+
+    Args:
+        place: A city.
+        days: Days ahead.
+        units: Unit system.
+    """
+    return "sunny"
+
+
+def stop_music() -> str:
+    """Stop the music."""
+    return "stopped"
+
+
+REGISTRY = ToolRegistry([build_tool(set_light), build_tool(get_weather), build_tool(stop_music)])
+TOOLS = REGISTRY.schemas()
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_qwen_vocab):
+    engine = MLXEngine(tiny_qwen_vocab, seed=0)
+    engine.run_on_thread(lambda: engine.guides().ll_tokenizer())
+    yield engine
+    engine.close()
+
+
+def messages(i: int) -> list[dict]:
+    return [{"role": "system", "content": "You are a test assistant."}, {"role": "user", "content": f"request {i}"}]
+
+
+def generate(engine, req: Request) -> tuple[str, Finished]:
+    items = engine.run_on_thread(lambda: list(engine.generate_sync(req)))
+    return "".join(i.text for i in items if isinstance(i, Chunk)), items[-1]
+
+
+def calls_in(engine, text: str, finish: str) -> list:
+    """The tool calls of a reply, split and parsed as a turn does it, each checked."""
+    from agent.llm.stream import StreamSplitter
+
+    splitter = StreamSplitter(engine.tool_format.tags)
+    pieces = splitter.feed(text) + splitter.finish()
+    calls = [parse_call(p.kind, p.text, finish, engine.tool_format, REGISTRY) for p in pieces if "tool_call" in p.kind]
+    return [(call, check_call(call, REGISTRY)) for call in calls]
+
+
+def test_constrained_calls_always_parse_and_fit_the_schemas(engine):
+    valid = 0
+    for i in range(SAMPLES):
+        guide = engine.guides().processor(TOOLS, thinking=False, thinking_budget=None, constrained=True, require_call=True)
+        text, finished = generate(engine, Request(messages(i), TOOLS, False, 200, RANDOM, logits_processors=[guide]))
+        checked = calls_in(engine, text, finished.finish_reason)
+        assert checked, text
+        for call, problem in checked:
+            assert problem is None, (problem, text)
+            assert call.name in REGISTRY.names()
+        valid += finished.finish_reason == "stop"
+    assert valid == SAMPLES
+
+
+def test_unconstrained_the_same_model_writes_invalid_calls(engine):
+    from mlx_lm import stream_generate
+    from mlx_lm.sample_utils import make_sampler
+
+    invalid = 0
+    for i in range(SAMPLES):
+        # Start it inside a tool call, as the constrained run is made to be.
+        prompt = engine.render(messages(i), TOOLS, thinking=False) + "<tool_call>\n"
+        text = "".join(r.text for r in engine.run_on_thread(
+            lambda: list(stream_generate(engine.model, engine.tokenizer, engine.encode(prompt), max_tokens=40, sampler=make_sampler(temp=1.0)))))
+        checked = calls_in(engine, "<tool_call>\n" + text, "length")
+        invalid += any(problem for _, problem in checked)
+    assert invalid == SAMPLES
+
+
+def test_free_text_stays_possible_and_cannot_spell_the_tag(engine):
+    text, finished = generate(engine, Request(messages(0), TOOLS, False, 24, RANDOM, constrained=True))
+    assert text.strip() and "<tool_call>" not in text
+    guides = engine.guides()
+    matcher = guides.matcher(TOOLS, thinking=False)
+    spelled = [engine.encode(piece)[0] for piece in ("Hi", " <", "tool", "_call", ">")]
+    assert matcher.validate_tokens(spelled) == len(spelled) - 1  # the ">" that would close it
+    assert matcher.consume_token(guides.tag_tokens["<tool_call>"])  # the real token opens a call
+
+
+def test_no_tools_means_text_only(engine):
+    text, _ = generate(engine, Request(messages(1), [], False, 16, RANDOM, constrained=True))
+    assert text.strip() and "<tool_call>" not in text
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_thinking_budget_closes_thinking(engine, constrained):
+    req = Request(messages(2), TOOLS, True, 20, RANDOM, constrained=constrained, thinking_budget=5)
+    ids = engine.run_on_thread(lambda: [t for t in _token_ids(engine, req)])
+    think_end = engine.guides().tag_tokens["</think>"]
+    assert ids[5] == think_end, ids[:8]
+
+
+def _token_ids(engine, req):
+    """The token ids the engine samples, read through a pass-through processor."""
+    seen = []
+
+    def record(tokens, logits):
+        seen.append(tokens)
+        return logits
+
+    req.logits_processors = [*req.logits_processors, record]
+    list(engine.generate_sync(req))
+    return [int(t[-1].item()) for t in seen[1:]]
+
+
+def test_off_means_no_processor(engine):
+    guides = engine.guides()
+    assert guides.processor(TOOLS, thinking=False, thinking_budget=None, constrained=False) is None
+    assert guides.processor(TOOLS, thinking=False, thinking_budget=50, constrained=False) is None  # no thinking, no budget
+    assert guides.processor(TOOLS, thinking=True, thinking_budget=50, constrained=False).matcher is None
+
+
+def test_settings_reach_the_request():
+    from agent.app import configure
+    from agent.settings import load_settings
+    from agent.turn import Agent
+
+    agent = Agent(llm=None, registry=REGISTRY, system_prompt="x")
+    configure(agent, load_settings())
+    assert agent.constrained is True and agent.thinking_budget is None
+    configure(agent, load_settings(overrides={"model.constrained": False, "model.thinking_budget": 256}))
+    assert agent.constrained is False and agent.thinking_budget == 256
+
+
+def test_grammar_is_compiled_once_per_tool_set(engine):
+    guides = engine.guides()
+    guides.matcher(TOOLS, thinking=False)
+    compiles = guides.compiles
+    guides.matcher(TOOLS, thinking=False)
+    assert guides.compiles == compiles
+    guides.matcher(TOOLS[:2], thinking=False)  # a reload changed the tools
+    assert guides.compiles == compiles + 1
+
+
+def test_json_style_calls_parse_with_the_json_parser(engine):
+    import json
+
+    guides = Guides(engine.tokenizer, style="json", tags=engine.tool_format.tags, vocab_width=engine.guides().vocab_width)
+    guides._ll = engine.guides().ll_tokenizer()  # same vocabulary: skip the seconds of set-up
+    for i in range(3):
+        guide = guides.processor(TOOLS, thinking=False, thinking_budget=None, constrained=True, require_call=True)
+        text, finished = generate(engine, Request(messages(i), TOOLS, False, 160, RANDOM, logits_processors=[guide]))
+        assert finished.finish_reason == "stop", text
+        body = text.split("<tool_call>", 1)[1].split("</tool_call>", 1)[0]
+        call = json.loads(body)
+        tool = REGISTRY.get(call["name"])
+        tool.validate(call["arguments"])
+
+
+def test_a_schema_that_cannot_compile_names_the_tool(engine):
+    broken = {"type": "function", "function": {"name": "broken_tool", "parameters": {
+        "type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/$defs/missing"}}}, "required": ["items"]}}}
+    with pytest.raises(ConstraintError, match="broken_tool"):
+        engine.guides().matcher([*TOOLS, broken], thinking=False)
+
+
+def test_missing_llguidance_is_a_clear_error(engine, monkeypatch):
+    monkeypatch.setitem(sys.modules, "llguidance", None)
+    guides = Guides(engine.tokenizer, style="xml", tags=engine.tool_format.tags, vocab_width=100)
+    with pytest.raises(ConstraintError, match="pip install 'llguidance"):
+        guides.matcher(TOOLS, thinking=False)
