@@ -133,10 +133,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     # handler would otherwise print every line a second time.
     for handler in list(logging.getLogger().handlers):
         logging.getLogger().removeHandler(handler)
+    from agent.home_control.state_watch import StateWatch
     from agent.schedule import Runtime, Scheduler
 
     runtime = Runtime(store=app.store, registry=app.agent.registry, settings=settings, clock=app.agent.clock)
-    scheduler = Scheduler(home, settings, runtime=runtime)
+    # State triggers follow app.home_control, which app.reload replaces (the re-sync rebinds).
+    state_watch = StateWatch(lambda: app.home_control, lambda job_id, spec: scheduler.fire(job_id, spec))
+    scheduler = Scheduler(home, settings, runtime=runtime, state_hook=state_watch)
 
     def reload() -> None:
         new = load_context(args)[0]
@@ -150,7 +153,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         **store_hooks(app.store),
         status=lambda: {**app.status(), **scheduler.status()},
         reload=reload,
-        on_close=app.close,
+        on_close=lambda: (state_watch.close(), app.close()),
     )
     runtime.submit = daemon.submit  # scheduled turns run as who="schedule:ID"
     runtime.notify = daemon.announce

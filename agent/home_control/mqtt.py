@@ -37,6 +37,9 @@ class Reading:
     seq: int  # increases with every message, so a waiter can tell new from old
 
 
+Listener = Callable[[str, str, bool], None]  # (topic, payload, retained), on paho's thread
+
+
 class StateCache:
     """The last payload seen on each topic; safe to use from any thread."""
 
@@ -44,12 +47,31 @@ class StateCache:
         self._values: dict[str, Reading] = {}
         self._seq = 0
         self._changed = threading.Condition()  # an RLock underneath, so predicates may call get()
+        self._listeners: list[Listener] = []
 
-    def put(self, topic: str, payload: str) -> None:
+    def put(self, topic: str, payload: str, *, retained: bool = False) -> None:
         with self._changed:
             self._seq += 1
             self._values[topic] = Reading(payload, self._seq)
             self._changed.notify_all()
+            listeners = list(self._listeners)
+        for listener in listeners:  # outside the lock; a listener must be quick (hand it on)
+            try:
+                listener(topic, payload, retained)
+            except Exception:
+                log.exception("a state listener failed on %s", topic)
+
+    def listen(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener` with every message from now on; returns what stops that."""
+        with self._changed:
+            self._listeners.append(listener)
+
+        def stop() -> None:
+            with self._changed:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return stop
 
     def get(self, topic: str) -> Reading | None:
         with self._changed:
@@ -155,7 +177,8 @@ class MqttBackend:
             log.warning("lost the MQTT broker at %s (%s); reconnecting", self.where, reason_code)
 
     def _on_message(self, client, userdata, message) -> None:
-        self.cache.put(message.topic, message.payload.decode("utf-8", "replace"))
+        # retained: sent because we (re)subscribed, an old state rather than a change now
+        self.cache.put(message.topic, message.payload.decode("utf-8", "replace"), retained=bool(message.retain))
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -11,9 +11,9 @@
 A bad automation (bad cron line, unknown tool, arguments that do not fit the tool's schema)
 is reported as "automation 'ID': FIELD: why" and skipped; the others still load.
 
-Extension point, not built yet: `trigger: {state: {device, to, for}}` parses here, but runs
-only when home control hands the scheduler a `state_hook` (see Scheduler); until then such
-an automation is reported as a problem.
+State triggers, `trigger: {state: {device, to, for}}`, parse here but are not apscheduler
+jobs: the scheduler hands them to its `state_hook` (agent.home_control.state_watch, which
+listens to the devices' MQTT state topics); with no hook they are reported as a problem.
 """
 
 from __future__ import annotations

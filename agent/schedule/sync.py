@@ -84,7 +84,9 @@ def _hand_over_state_triggers(scheduler: Any, watched: list[LoadedAutomation], r
         )
         return
     try:
-        scheduler.state_hook(watched)  # always called, so removed state automations stop being watched
+        # Always called, so removed state automations stop being watched; it may return the
+        # problems it found with some (an unknown device), one message each.
+        report.problems.extend(scheduler.state_hook(watched) or [])
     except Exception as exc:
         log.exception("home control refused the state automations")
         report.problems.append(f"state automations: home control refused them: {exc}")

@@ -1,0 +1,153 @@
+"""State triggers: run an automation when a home device reaches a state (and holds it a while).
+
+    trigger: {state: {device: hall motion, to: "on", for: 30s}}
+
+The scheduler hands a `StateWatch` its state automations at every sync (its `state_hook`);
+the watch listens to the MQTT state topics of their devices and calls `fire(id, spec)` once
+per change into the state, after `for` if given (a change away before then cancels it).
+Retained messages (sent on every (re)connect) only tell the watch where things stand: they
+are old news, not changes. Home Assistant devices are not watched yet; they are reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Awaitable, Callable
+
+from agent.home_control.devices import Device, HomeError
+from agent.schedule.timewords import parse_duration
+
+log = logging.getLogger(__name__)
+
+Fire = Callable[[str, dict], Awaitable[Any]]  # Scheduler.fire
+
+
+class StateWatch:
+    """The scheduler's `state_hook`: follows the current HomeService, fires state automations."""
+
+    def __init__(self, home: Callable[[], Any], fire: Fire):
+        self.home, self.fire = home, fire  # home(): the HomeService now (it changes on reload)
+        self.watched: dict[str, list[tuple[Any, Device, str, float]]] = {}  # topic -> (automation, ...)
+        self.last: dict[str, str] = {}  # device name -> the state it last reported
+        self.pending: dict[str, tuple[asyncio.TimerHandle, str]] = {}  # automation id -> (timer, fingerprint)
+        self.tasks: set[asyncio.Task] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._bound: Any = None
+        self._unlisten: Callable[[], None] | None = None
+
+    def __call__(self, automations: list) -> list[str]:
+        """Watch these automations (LoadedAutomation) from now on; the problems, one per automation."""
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            pass  # a sync outside the loop (tests); events wait for the next sync on it
+        service = self.home()
+        watched: dict[str, list] = {}
+        problems: list[str] = []
+        for item in automations:
+            try:
+                topic, entry = self._entry(item, service)
+            except HomeError as exc:
+                problems.append(f"automation {item.id!r}: trigger.state: {exc}")
+                continue
+            if item.automation.enabled:
+                watched.setdefault(topic, []).append(entry)
+        keep = {e[0].spec["fingerprint"] for entries in watched.values() for e in entries}
+        for job_id, (timer, fingerprint) in list(self.pending.items()):
+            if fingerprint not in keep:  # removed or changed: its wait no longer counts
+                timer.cancel()
+                del self.pending[job_id]
+        self.watched = watched
+        self._bind(service)
+        return problems
+
+    def _entry(self, item: Any, service: Any) -> tuple[str, tuple]:
+        state = item.automation.trigger.state
+        if service is None:
+            raise HomeError("home control is not running (home.devices lists no devices)")
+        match = service.registry.find(state.device)
+        if match.group:
+            raise HomeError(f"device: {state.device!r} names several devices; name one")
+        device = match.devices[0]
+        if device.mqtt is None:
+            raise HomeError(f"device: {device.name} is a Home Assistant entity; only MQTT devices trigger yet")
+        if not device.mqtt.state_topic:
+            raise HomeError(f"device: {device.name} has no state_topic, so its state is never heard")
+        try:
+            hold = parse_duration(state.for_).total_seconds() if state.for_ is not None else 0.0
+        except ValueError as exc:
+            raise HomeError(f"for: {exc}") from None
+        return device.mqtt.state_topic, (item, device, _word(state.to), hold)
+
+    def _bind(self, service: Any) -> None:
+        """Listen to the service's MQTT messages (a reload brings a new service)."""
+        if service is self._bound:
+            return
+        if self._unlisten is not None:
+            self._unlisten()
+        self._bound, self._unlisten = service, None
+        if service is not None and service.mqtt is not None:
+            self._unlisten = service.mqtt.cache.listen(self._heard)
+
+    def _heard(self, topic: str, payload: str, retained: bool) -> None:
+        """On paho's thread: hand the message to the event loop."""
+        loop = self._loop
+        if topic in self.watched and loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self._changed, topic, payload, retained)
+            except RuntimeError:  # the loop closed meanwhile
+                pass
+
+    def _changed(self, topic: str, payload: str, retained: bool) -> None:
+        entries = self.watched.get(topic, [])
+        if not entries:
+            return
+        device = entries[0][1]
+        now = _state_of(device, payload)
+        if self.last.get(device.name) == now:
+            return  # the same state again: no new change
+        self.last[device.name] = now
+        for item, _, to, hold in entries:
+            if item.id in self.pending and now != to:
+                self.pending.pop(item.id)[0].cancel()  # it did not hold
+            elif now == to and not retained and item.id not in self.pending:
+                if hold:
+                    timer = self._loop.call_later(hold, self._run, item)
+                    self.pending[item.id] = (timer, item.spec["fingerprint"])
+                else:
+                    self._run(item)
+
+    def _run(self, item: Any) -> None:
+        self.pending.pop(item.id, None)
+        log.info("state trigger: %s", item.id)
+        task = asyncio.ensure_future(self.fire(item.id, item.spec))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def close(self) -> None:
+        """Stop listening and drop waits (the daemon is stopping)."""
+        if self._unlisten is not None:
+            self._unlisten()
+        self._bound = self._unlisten = None
+        for timer, _ in self.pending.values():
+            timer.cancel()
+        self.pending.clear()
+
+
+def _word(value: Any) -> str:
+    """A `to:` as a state word: YAML reads an unquoted on/off as true/false."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value).strip().lower()
+
+
+def _state_of(device: Device, payload: str) -> str:
+    """The state word a payload reports, without a sensor's unit; 'unavailable' for none."""
+    from agent.home_control.mqtt import NO_STATE, parse_state  # paho only where MQTT is in use
+
+    if payload.strip().lower() in NO_STATE:
+        return "unavailable"
+    state = (parse_state(device, payload).state or "").strip().lower()
+    unit = (device.unit or "").lower()
+    return state[: -len(unit)].strip() if unit and state.endswith(unit) else state
