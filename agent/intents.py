@@ -130,6 +130,18 @@ class IntentMatcher:
                 self._always.append(entry)
         self._count = len(entries)
 
+    def vocabulary(self) -> list[str]:
+        """The words the phrases listen for (device names and rooms first, then other slot
+        values such as units), for biasing speech recognition toward them."""
+        entries = sorted({id(e): e for es in [*self._index.values(), self._always] for e in es}.values(),
+                         key=lambda e: e.order)
+        first, rest = {}, {}
+        for entry in entries:
+            for slot, forms in entry.choices.items():
+                words = (f for f in forms if len(f) > 2)  # "c", "ml": nothing a speaker says
+                (first if slot in ("device", "room") else rest).update(dict.fromkeys(words))
+        return [*first, *(w for w in rest if w not in first)]
+
     def clean(self, text: str) -> str:
         """What is matched: normalized text without fillers such as "please" or "could you"."""
         text = normalize(text)

@@ -272,7 +272,10 @@ class TurnRun:
         if remaining <= 0:
             raise TimeoutError
         try:
-            return await asyncio.wait_for(anext(stream), remaining)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can lose a cancellation
+            # (a stop) that lands just as a token arrives, and then the turn runs on.
+            async with asyncio.timeout(remaining):
+                return await anext(stream)
         except StopAsyncIteration:
             return None
 
@@ -325,7 +328,8 @@ class TurnRun:
         ok, outcome = True, "ok"
         try:
             remaining = max(self.deadline - time.monotonic(), 0.001)
-            result = await asyncio.wait_for(tool.call(call.arguments, self.ctx), remaining)
+            async with asyncio.timeout(remaining):
+                result = await tool.call(call.arguments, self.ctx)
         except ToolError as exc:
             ok, outcome, result = False, "error", f"Error: {exc}"
         except TimeoutError:

@@ -366,3 +366,12 @@ def test_bench_figure_1000_templates():
     assert result["matched"] > 1000
     # The goal is 1 ms; this machine is shared with other work, so allow it some noise.
     assert result["p99_ms"] <= 2.0
+
+
+def test_vocabulary_lists_device_names_first_for_speech_recognition(setup):
+    matcher, _, _ = setup
+    words = matcher.vocabulary()
+    devices = [w for w in words if w in {normalize(d) for d in SLOT_VALUES["device"]}]
+    assert devices and words[: len(devices)] == devices  # the names a speaker says most
+    assert "switched on" in words  # other slots' spoken forms follow
+    assert all(len(w) > 2 for w in words) and len(words) == len(set(words))

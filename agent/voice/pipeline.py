@@ -91,6 +91,8 @@ class VoicePipeline:
             async for block in self.source.frames():
                 for utterance in self.endpointer.feed(block):
                     queue.put_nowait(utterance)
+                # A source with sound already waiting never suspends; let the handler run.
+                await asyncio.sleep(0)
             if (last := self.endpointer.flush()) is not None:
                 queue.put_nowait(last)
         finally:

@@ -94,22 +94,26 @@ class MicSource:
         def callback(indata, _frames, _time, status) -> None:
             if status.input_overflow:
                 self._dropped()
-            if not room.acquire(timeout=1.0):
+            if not room.acquire(timeout=5.0):
                 self._dropped()
                 return
-            loop.call_soon_threadsafe(queue.put_nowait, indata[:, 0].copy())
+            loop.call_soon_threadsafe(queue.put_nowait, indata[:, 0].astype(np.float32) / 32768.0)
 
         try:
-            stream = sd.InputStream(samplerate=SAMPLE_RATE, channels=1, dtype="float32", blocksize=BLOCK,
+            # int16: what microphones deliver natively (and what a raw s16 test device holds).
+            stream = sd.InputStream(samplerate=SAMPLE_RATE, channels=1, dtype="int16", blocksize=BLOCK,
                                     device=self.device, callback=callback)
             stream.start()
         except (sd.PortAudioError, ValueError) as exc:
             raise DeviceLost(f"cannot open {self.name}: {exc} (`agentd devices` lists the inputs)") from exc
         try:
             while True:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancellation
+                # that lands as the queue hands over a block, and a busy stream always has one.
                 try:
-                    block = await asyncio.wait_for(queue.get(), self.stall_s)
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(self.stall_s):
+                        block = await queue.get()
+                except TimeoutError:
                     raise DeviceLost(f"{self.name} stopped sending sound") from None
                 room.release()
                 yield block
