@@ -68,6 +68,17 @@ def check_call(call: ToolCall, registry: ToolRegistry) -> str | None:
     return None
 
 
+def checked_calls(text: str, finish: str | None, tool_format: Any, registry: ToolRegistry) -> list[tuple[ToolCall, str | None]]:
+    """Every tool call in a whole reply, split, parsed and checked as a turn does it
+    (for measuring a model's calls outside a turn: benchmarks, tests)."""
+    from agent.llm.stream import StreamSplitter
+
+    splitter = StreamSplitter(tool_format.tags)
+    pieces = splitter.feed(text) + splitter.finish()
+    calls = [parse_call(p.kind, p.text, finish, tool_format, registry) for p in pieces if p.kind.endswith("tool_call")]
+    return [(call, check_call(call, registry)) for call in calls]
+
+
 def cap_output(text: str, limit: int) -> str:
     """Tool output is capped before it goes back to the model (small context, small model)."""
     if len(text) <= limit:

@@ -9,7 +9,7 @@ import pytest
 
 from agent.llm.constrained import ConstraintError, Guides
 from agent.llm.mlx_engine import Chunk, Finished, MLXEngine, Request, Sampling
-from agent.tool_calls import check_call, parse_call
+from agent.tool_calls import checked_calls
 from agent.tools import ToolRegistry, build_tool
 
 SAMPLES = 10
@@ -66,13 +66,7 @@ def generate(engine, req: Request) -> tuple[str, Finished]:
 
 
 def calls_in(engine, text: str, finish: str) -> list:
-    """The tool calls of a reply, split and parsed as a turn does it, each checked."""
-    from agent.llm.stream import StreamSplitter
-
-    splitter = StreamSplitter(engine.tool_format.tags)
-    pieces = splitter.feed(text) + splitter.finish()
-    calls = [parse_call(p.kind, p.text, finish, engine.tool_format, REGISTRY) for p in pieces if "tool_call" in p.kind]
-    return [(call, check_call(call, REGISTRY)) for call in calls]
+    return checked_calls(text, finish, engine.tool_format, REGISTRY)
 
 
 def test_constrained_calls_always_parse_and_fit_the_schemas(engine):
@@ -196,3 +190,31 @@ def test_missing_llguidance_is_a_clear_error(engine, monkeypatch):
     guides = Guides(engine.tokenizer, style="xml", tags=engine.tool_format.tags, vocab_width=100)
     with pytest.raises(ConstraintError, match="pip install 'llguidance"):
         guides.matcher(TOOLS, thinking=False)
+
+
+@pytest.mark.slow
+def test_the_trained_model_keeps_its_calls_and_cannot_invent_a_tool():
+    from agent.events import Note, ReplyDone, ToolStarted
+    from fixtures.agent_model import make_agent, run_turn, trained_tool_model
+
+    engine = MLXEngine(trained_tool_model())
+    try:
+        agent = make_agent(engine)
+        agent.constrained = True
+        events = run_turn(agent, "What is 12 times 7?")
+        assert [(e.name, e.arguments) for e in events if isinstance(e, ToolStarted)] == [("calculate", {"expression": "12*7"})]
+        assert isinstance(events[-1], ReplyDone) and events[-1].text == "12 times 7 is 84."
+        # Unconstrained, this model calls a tool that does not exist (test_agent_e2e).
+        events = run_turn(agent, "Launch the rocket.")
+        assert all(e.name in agent.registry.names() for e in events if isinstance(e, ToolStarted))
+        assert not [e for e in events if isinstance(e, Note) and "invalid tool call" in e.text]
+    finally:
+        engine.close()
+
+
+def test_an_unknown_tool_call_format_says_how_to_go_on():
+    from agent.llm.grammar import style_for
+
+    assert style_for("mlx_lm.tool_parsers.qwen3_coder") == "xml" and style_for("mlx_lm.tool_parsers.json_tools") == "json"
+    with pytest.raises(ValueError, match="model.constrained: false"):
+        style_for("mlx_lm.tool_parsers.mistral")

@@ -21,7 +21,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from agent.llm.grammar import Style, tool_grammar, tool_name
+from agent.llm.grammar import Style, style_for, tool_grammar, tool_name
 from agent.llm.stream import Tags
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,15 @@ class Guides:
         self.tag_tokens = self._single_token_tags()
         self.eos_ids = sorted(tokenizer.eos_token_ids)
 
+    @classmethod
+    def for_model(cls, tokenizer: Any, *, tags: Tags, vocab_width: int) -> "Guides":
+        """Guides in the tool-call style of the model's mlx-lm parser."""
+        try:
+            style = style_for(tokenizer.tool_parser.__module__)
+        except ValueError as exc:
+            raise ConstraintError(str(exc)) from None
+        return cls(tokenizer, style=style, tags=tags, vocab_width=vocab_width)
+
     def _single_token_tags(self) -> dict[str, int]:
         found = {}
         for tag in {self.tags.tool_start, self.tags.tool_end, self.tags.think_start, self.tags.think_end}:
@@ -93,6 +102,10 @@ class Guides:
         else:
             self._grammars.move_to_end(key)
         return pristine.deep_copy()
+
+    def clear(self) -> None:
+        """Forget the compiled grammars (benchmarks time a fresh compile with it)."""
+        self._grammars.clear()
 
     def _compile(self, tools: list[dict], *, thinking: bool, require_call: bool) -> Any:
         llguidance = _llguidance()
@@ -147,19 +160,18 @@ class Guide:
         self.budget = budget
         self.think_end = think_end
         self.thought = 0  # tokens written inside <think> so far
-        self.seen: int | None = None
+        self.started = False
         self.failed = False
         self._words = np.full((1, (width + 31) // 32), -1, dtype=np.int32)
         self._last_words: bytes | None = None
-        self._last_mask: Any = None
+        self._last_bias: Any = None
 
     def __call__(self, tokens: Any, logits: Any) -> Any:
-        if self.seen is None:
-            self.seen = len(tokens)
+        if not self.started:
+            self.started = True  # the prompt: not the model's writing
         elif self.matcher is not None or self.thinking:
             # .item() waits for the token mlx-lm queued: the price of a mask that depends on it.
             self._accept(int(tokens[-1].item()))
-            self.seen = len(tokens)
         if self.thinking and self.budget is not None and self.thought >= self.budget and self._allows(self.think_end):
             return self._only(self.think_end, logits)
         if self.matcher is None or self.failed:
@@ -203,8 +215,10 @@ class Guide:
         words = self._words.tobytes()
         if words != self._last_words:  # free text asks for the same mask token after token
             bits = np.unpackbits(self._words.view(np.uint8), bitorder="little")
-            mask = np.zeros(logits.shape[-1], dtype=bool)
-            n = min(len(bits), len(mask))
-            mask[:n] = bits[:n]
-            self._last_words, self._last_mask = words, mx.array(mask)
-        return mx.where(self._last_mask, logits, -mx.inf)
+            allowed = np.zeros(logits.shape[-1], dtype=bool)
+            n = min(len(bits), len(allowed))
+            allowed[:n] = bits[:n]
+            # An added 0 / -inf bias: a quarter of the time of mx.where over 248k logits.
+            bias = np.where(allowed, 0.0, -np.inf).astype(np.float32)
+            self._last_words, self._last_bias = words, mx.array(bias).astype(logits.dtype)
+        return logits + self._last_bias

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
 from agent.llm.constrained import Guides
-from agent.llm.grammar import style_for
 from agent.llm.prefix_cache import PrefixCache
 from agent.llm.stream import Tags
 
@@ -233,7 +232,7 @@ class MLXEngine:
         """Constrained decoding for this model (its vocabulary is read on first use)."""
         if self._guides is None:
             tok = self.tokenizer
-            self._guides = Guides(tok, style=style_for(tok.tool_parser.__module__), tags=self.tool_format.tags, vocab_width=_logits_width(self.model, tok))
+            self._guides = Guides.for_model(tok, tags=self.tool_format.tags, vocab_width=_logits_width(self.model, tok))
         return self._guides
 
     def warm_up(self, system_prompt: str, tools: list[dict], *, constrained: bool = False) -> None:
