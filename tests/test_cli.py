@@ -19,7 +19,8 @@ def test_help_is_quick_and_lists_the_commands():
     started = time.monotonic()
     done = agentd("--help")
     assert done.returncode == 0
-    for command in ("run", "start", "stop", "status", "chat", "ask", "skills", "jobs", "model", "doctor", "service"):
+    for command in ("run", "start", "stop", "status", "chat", "ask", "listen", "devices", "skills", "jobs", "model",
+                    "doctor", "service"):
         assert command in done.stdout
     assert time.monotonic() - started < 10  # no MLX, whisper or hub import for --help
 
@@ -61,3 +62,33 @@ def test_service_files_start_agentd_and_restart_it(tmp_path, monkeypatch):
         assert "Restart=on-failure" in text and f"ExecStart={sys.executable}" in text
     assert service.uninstall(load=False) == f"removed {path}" and not path.exists()
     assert service.uninstall(load=False) == "no agentd service was installed"
+
+
+def test_listen_runs_a_recording_through_the_pipeline_and_prints_each_stage(tmp_path, tiny_qwen_bpe):
+    from speech import need, silence, speech, whisper_model, write
+
+    need("espeak-ng", "sox")
+    whisper_model()  # skips, saying what to install, when there is no speech model
+    wav = write(tmp_path / "cmd.wav", silence(0.4), speech("hey agent, convert two hundred celsius to fahrenheit",
+                                                            tmp_path / "s.wav"), silence(0.4))
+    config = tmp_path / "config.yaml"
+    config.write_text("voice:\n  tts: none\n")
+    done = agentd("listen", "--local", "--wav", str(wav), "--model", str(tiny_qwen_bpe), "--config", str(config),
+                  home=tmp_path / "home", timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "heard: 'hey agent convert 200 celsius to fahrenheit" in done.stdout.lower()
+    assert "tools: convert_units" in done.stdout and "392" in done.stdout
+    for stage in ("transcript", "first_tool_done", "done"):
+        assert f"    {stage}" in done.stdout
+
+    missing = agentd("listen", "--local", "--wav", str(tmp_path / "nothing.wav"), "--model", str(tiny_qwen_bpe),
+                     home=tmp_path / "home", timeout=300)
+    assert missing.returncode == 1 and "nothing.wav" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_devices_lists_inputs_and_outputs_or_says_what_is_missing():
+    done = agentd("devices")
+    if done.returncode == 0:
+        assert "inputs:" in done.stdout and "outputs:" in done.stdout
+    else:  # no PortAudio on this machine: one line naming the package
+        assert "libportaudio2" in done.stderr and "Traceback" not in done.stderr

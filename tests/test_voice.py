@@ -17,27 +17,25 @@ from agent.settings import load_settings
 from agent.turn import Agent
 from agent.voice.pipeline import VoicePipeline
 from agent.voice.sources import Resilient, WavSource
-from agent.voice.stt import Guards, Transcript, WhisperSTT
+from agent.voice.stt import Guards, Transcript
 from agent.voice.tts import CommandSpeaker, SentenceSplitter, SilentSpeaker
 from agent.voice.vad import Endpointer, SileroVAD
 from agent.voice.wake import Wake
 from scripted_llm import ScriptedLLM
-from speech import need, silence, speech, synth, whisper_model, write
+from speech import need, silence, speech, synth, write
 
 COMMAND = "hey agent, convert two hundred celsius to fahrenheit"
 
 
-@pytest.fixture(scope="module")
-def stt():
-    model = WhisperSTT(whisper_model(), hints=["hey agent", "okay agent"])
-    model.load()
-    yield model
-    model.close()
+@pytest.fixture
+def stt(whisper_stt):
+    return whisper_stt
 
 
-def kitchen_agent(tmp_path, outputs=()) -> Agent:
+def kitchen_agent(tmp_path, outputs=(), store=None) -> Agent:
     """A real Agent whose fast phrase path has the bundled skills (kitchen among them)."""
-    agent = Agent(llm=ScriptedLLM(list(outputs)), registry=core_registry(), system_prompt="You are a test agent.")
+    agent = Agent(llm=ScriptedLLM(list(outputs)), registry=core_registry(), system_prompt="You are a test agent.",
+                  store=store)
     apply_skills(agent, load_settings(), tmp_path)
     assert agent.intents is not None
     return agent
@@ -45,11 +43,9 @@ def kitchen_agent(tmp_path, outputs=()) -> Agent:
 
 def pipeline(source, stt, agent, **options) -> VoicePipeline:
     options.setdefault("speaker", SilentSpeaker())
-    return VoicePipeline(
-        source=source, endpointer=Endpointer(SileroVAD()), stt=stt,
-        respond=lambda text: agent.respond(text, who="voice", thinking=False),
-        wake=Wake(["hey agent", "okay agent"]), **options,
-    )
+    options.setdefault("respond", lambda text: agent.respond(text, who="voice", thinking=False))
+    return VoicePipeline(source=source, endpointer=Endpointer(SileroVAD()), stt=stt,
+                         wake=Wake(["hey agent", "okay agent"]), **options)
 
 
 def run(p: VoicePipeline, **kw):
@@ -97,7 +93,29 @@ def test_llm_turn_thinking_off_and_reply_spoken_by_sentence(tmp_path, stt):
     assert report.command and report.tools == []
     assert agent.llm.requests[0].thinking is False
     assert speaker.said == ["It is a fine day.", "Take a coat anyway!"]
-    assert report.times["first_audio"] <= report.times["done"]
+    assert {"first_token", "first_audio", "done"} <= set(report.times)
+
+
+def test_the_first_sentence_is_spoken_while_the_model_still_writes(tmp_path, stt):
+    from agent.events import ReplyDone, TextDelta
+
+    speaker = SilentSpeaker()
+    spoken_before_the_rest = []
+
+    async def respond(text):
+        yield TextDelta(text="It is a fine day. Take")
+        for _ in range(100):  # the model is still writing; the first sentence should play now
+            if speaker.said:
+                break
+            await asyncio.sleep(0.01)
+        spoken_before_the_rest.append(list(speaker.said))
+        yield TextDelta(text=" a coat anyway!")
+        yield ReplyDone(text="It is a fine day. Take a coat anyway!", stopped_by="done", stats=None)
+
+    wav = write(tmp_path / "q.wav", silence(0.3), speech("hey agent, what is the weather like", tmp_path / "s.wav"), silence(0.3))
+    run(pipeline(WavSource(wav), stt, None, speaker=speaker, respond=respond))
+    assert spoken_before_the_rest == [["It is a fine day."]]
+    assert speaker.said == ["It is a fine day.", "Take a coat anyway!"]
 
 
 def test_silence_noise_tones_and_speech_without_the_wake_phrase_run_nothing(tmp_path, stt):
@@ -208,3 +226,88 @@ def test_sentences_split_as_the_reply_streams():
     s = SentenceSplitter()
     assert s.add("It is 20 de") == [] and s.add("grees. Take a") == ["It is 20 degrees."]
     assert s.add(" coat!\nBye") == ["Take a coat!"] and s.rest() == ["Bye"]
+
+
+# -- the daemon's microphone door ---------------------------------------------------------------
+
+
+def test_the_door_runs_commands_as_voice_turns_keeps_them_and_tells_chat_windows(tmp_path, stt):
+    from agent.ipc import Client
+    from agent.settings import load_settings as settings_
+    from agent.store import Store
+    from agent.voice.door import VoiceDoor
+    from agent.voice.service import daemon_respond
+    from fakes import make, running, until
+
+    wav = write(tmp_path / "talk.wav", silence(0.3), speech("the weather is lovely today", tmp_path / "a.wav"),
+                silence(0.8), speech(COMMAND, tmp_path / "b.wav"), silence(0.3))
+    store = Store(tmp_path / "agentd.db")
+    agent = kitchen_agent(tmp_path, store=store)
+    home = tmp_path / "home"
+    home.mkdir()
+
+    async def go():
+        async with running(make(home, agent)) as daemon:
+            async with await Client.connect(daemon.socket_path) as client:
+                door = VoiceDoor(daemon, settings_().voice, store=store,
+                                 pipeline=pipeline(WavSource(wav), stt, agent, respond=daemon_respond(daemon)))
+                await door.serve()
+                await client.status()  # the notices sent before this reply have arrived
+                await until(lambda: len(client.notices) == 2)
+                return door.status(), [n.text for n in client.notices]
+
+    status, notices = run_async(go())
+    ignored, ran = store.utterances()[::-1]
+    assert ignored.ignored == "no wake phrase" and ran.command.lower().startswith("convert 200 celsius")
+    assert ran.tools == ["convert_units"] and "392" in ran.reply
+    assert {"transcript", "first_tool_done", "done"} <= set(ran.times)
+    assert notices[0].startswith("heard") and "ignored (no wake phrase)" in notices[0]
+    assert "convert_units" in notices[1]
+    summary = status["voice"]
+    assert summary["utterances"] == 2 and summary["commands"] == 1
+    assert summary["median_ms"]["transcript"] == round(ran.times["transcript"])
+    assert store.audit_entries()[0].who == "voice"  # the turn ran as the voice door
+
+
+def test_the_door_speaks_announcements_that_ask_for_it(tmp_path, stt):
+    from agent.schedule.spec import Announcement
+    from agent.settings import load_settings as settings_
+    from agent.voice.door import VoiceDoor
+    from datetime import datetime
+
+    speaker = SilentSpeaker()
+
+    class Daemon:
+        told = []
+
+        def announce(self, a):
+            self.told.append(a.text)
+            return False  # nobody connected
+
+    door = VoiceDoor(Daemon(), settings_().voice, pipeline=pipeline(WavSource(__file__), stt, None, speaker=speaker))
+
+    async def go():
+        now = datetime.now()
+        quiet = door.announce(Announcement(job_id="a", kind="reminder", text="Water the plants", speak=False, scheduled=now))
+        loud = door.announce(Announcement(job_id="b", kind="reminder", text="Take the cake out", speak=True, scheduled=now))
+        await asyncio.sleep(0.05)
+        return quiet, loud
+
+    assert run_async(go()) == (False, True)  # spoken counts as heard, so the reminder is not "unheard"
+    assert Daemon.told == ["Water the plants", "Take the cake out"] and speaker.said == ["Take the cake out"]
+
+
+def test_voice_is_off_with_the_reason_when_the_speech_model_cannot_load(tmp_path):
+    from agent.settings import load_settings as settings_
+    from agent.voice.door import VoiceDoor
+    from agent.voice.stt import WhisperSTT
+
+    door = VoiceDoor(object(), settings_().voice,
+                     pipeline=pipeline(WavSource(__file__), WhisperSTT(str(tmp_path / "no-model")), None))
+    run_async(door.serve())
+    assert "cannot load speech model" in door.status()["voice"]["off"]
+    assert "no-model" in door.status()["voice"]["off"]
+
+
+def run_async(coro):
+    return asyncio.run(asyncio.wait_for(coro, 60))

@@ -67,7 +67,9 @@ def note_line(note: Note) -> Text:
 
 
 def notice_line(notice: Any) -> Text:
-    """A reminder or other news from the daemon, between replies."""
+    """A reminder, what the microphone heard, or other news from the daemon, between replies."""
+    if notice.kind == "voice":  # frequent and secondary: quieter than a reminder
+        return Text("🎤 " + notice.text, style="dim")
     label = {"reminder": "⏰ reminder", "timer": "⏰ timer", "missed": "missed"}.get(notice.kind, notice.kind)
     return Text.assemble((f"{label}: ", "bold magenta"), notice.text)
 

@@ -1,5 +1,5 @@
-"""Voice wiring: the pipeline built from settings, the daemon's voice service, and the
-`agentd listen` / `agentd devices` commands (which take parsed args; agentd.py adds parsers).
+"""Voice wiring: the pipeline built from settings, the ways a command reaches an agent, and
+the `agentd listen` / `agentd devices` commands (the daemon's side is agent.voice.door).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, AsyncIterator, Callable, Iterable
 
 from agent.voice.pipeline import Respond, UtteranceReport, VoicePipeline
 from agent.voice.sources import AudioSource, MicSource, Resilient, WavSource, rescan_devices
@@ -73,21 +73,6 @@ def socket_respond(socket_path: Path | str) -> Respond:
                     yield event
 
     return respond
-
-
-def voice_service(daemon: Any, voice: Any, *, hints: Iterable[str] = ()) -> Callable[[], Awaitable[None]]:
-    """The daemon's `voice` service: `daemon.add_service("voice", voice_service(daemon, settings.voice))`."""
-
-    async def run() -> None:
-        if voice.wake_mode == "push":
-            log.info("voice: push-to-talk; `agentd listen --once` takes a command")
-            await asyncio.Event().wait()
-        pipeline = build_pipeline(voice, respond=daemon_respond(daemon), hints=hints)
-        await asyncio.get_running_loop().run_in_executor(pipeline.stt._pool, pipeline.stt.load)
-        log.info("voice: listening on %s (wake: %s)", pipeline.source.name, voice.wake_mode)
-        await pipeline.run()
-
-    return run
 
 
 def listen_command(args: argparse.Namespace, *, voice: Any, respond: Respond, hints: Iterable[str] = (),
