@@ -284,29 +284,34 @@ FIXTURE_CONFIG = """\
 model:
   temperature: 0.0
   presence_penalty: 0.0
-  constrained: false
 """
 
 
-def test_the_cli_runs_cases_on_the_trained_fixture_model(tmp_path, capsys):
+def test_the_cli_compares_constrained_decoding_on_the_trained_fixture_model(tmp_path, capsys):
     model = trained_tool_model()
     cases = write(tmp_path, FIXTURE_CASES)
     config = write(tmp_path, FIXTURE_CONFIG, "config.yaml")
     report = tmp_path / "report.json"
     parser = argparse.ArgumentParser()
     cli.add_parser(parser.add_subparsers())
-    args = parser.parse_args(["eval", str(cases), "--home", str(tmp_path / "home"), "--config", str(config),
-                              "--model", str(model), "--max-tokens", "64", "--json", str(report)])
+    args = parser.parse_args(["eval", str(cases), "--home", str(tmp_path / "home"), "--config", str(config), "--model", str(model),
+                              "--max-tokens", "64", "--json", str(report), "--compare-constrained"])
     assert args.handler(args) == 0
     out = capsys.readouterr().out
-    assert "task success" in out and "rocket" in out  # figures, and the failure table
-    data = json.loads(report.read_text())
-    [(variant, body)] = data["variants"].items()
-    summary = body["summary"]
+    assert "task success" in out and "constrained" in out and "rocket" in out  # figures side by side, failures
+    variants = json.loads(report.read_text())["variants"]
+    assert list(variants) == ["constrained", "unconstrained"]
+    free, guided = variants["unconstrained"], variants["constrained"]
+    # unconstrained, the model replays its training: an invented tool, a tool error it corrects
+    summary = free["summary"]
     assert (summary["successes"], summary["cases"]) == (3, 4)
-    assert (summary["valid_calls"], summary["calls"]) == (3, 4)  # launch_rocket is no tool
+    assert (summary["valid_calls"], summary["calls"]) == (3, 4)
     assert (summary["irrelevance_accuracy"], summary["wrong_tool_rate"]) == (0.5, 0.0)
-    results = {r["id"]: r for r in body["results"]}
+    results = {r["id"]: r for r in free["results"]}
+    assert [(c["name"], c["valid"]) for c in results["rocket"]["calls"]] == [("launch_rocket", False)]
     assert [(c["name"], c["outcome"]) for c in results["add"]["calls"]] == [("calculate", "error"), ("calculate", "ok")]
-    assert results["rocket"]["calls"][0]["name"] == "launch_rocket" and not results["rocket"]["calls"][0]["valid"]
     assert summary["latency_median_s"] > 0
+    # constrained, the same model cannot write a call outside the tools' schemas
+    assert guided["summary"]["cases"] == 4 and guided["summary"]["calls"] >= 1
+    assert guided["summary"]["validity"] == 1.0
+    assert all(c["name"] != "launch_rocket" for r in guided["results"] for c in r["calls"])

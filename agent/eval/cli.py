@@ -114,29 +114,28 @@ def _run(args: argparse.Namespace) -> int:
     else:
         variants = [(_variant_name(settings), None)]
     console = Console(stderr=False)
-    results: dict[str, list] = {}
     meta: dict[str, Any] = {"cases_file": str(path), "home_file": str(loaded.home_path) if loaded.home_path else None,
                             "cases": len(cases), "of_cases": len(loaded.cases), "with_intents": args.with_intents,
                             "max_tokens": args.max_tokens, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    variant_settings = {name: eval_settings(base, home_file, with_intents=args.with_intents, skills=loaded.file.skills,
+                                            constrained=constrained) for name, constrained in variants}
     with tempfile.TemporaryDirectory(prefix="agentd-eval-") as work:
-        for name, constrained in variants:
-            variant_settings = eval_settings(base, home_file, with_intents=args.with_intents, skills=loaded.file.skills,
-                                             constrained=constrained)
-            results[name], model = _run_variant(name, variant_settings, home, loaded, home_file, cases, Path(work), console,
-                                                full_replies=args.full_replies)
-            meta["model"] = model
+        results, meta["model"], meta["interrupted"] = _run_all(variant_settings, home, loaded, home_file, cases, Path(work),
+                                                               console, full_replies=args.full_replies)
     from agent.eval.report import failures_table, figures_table, report_dict, summarize
 
-    summaries = [summarize(name, results[name]) for name, _ in variants]
-    console.print(figures_table(summaries, title=f"agentd eval: {meta.get('model')}, {len(cases)} of {len(loaded.cases)} cases"))
-    all_results = [r for name, _ in variants for r in results[name]]
+    summaries = [summarize(name, results[name]) for name in variant_settings]
+    done = len(results[next(iter(variant_settings))])
+    note = f", interrupted after {done}" if meta["interrupted"] else ""
+    console.print(figures_table(summaries, title=f"agentd eval: {meta['model']}, {len(cases)} of {len(loaded.cases)} cases{note}"))
+    all_results = [r for name in variant_settings for r in results[name]]
     if any(not r.verdict.success for r in all_results):
         console.print(failures_table(all_results))
     if args.json:
         Path(args.json).write_text(json.dumps(report_dict(summaries, results, meta), indent=2, ensure_ascii=False, default=str) + "\n",
                                    encoding="utf-8")
         console.print(f"report written to {args.json}")
-    return 0
+    return 130 if meta["interrupted"] else 0
 
 
 def _variant_name(settings: Any) -> str:
@@ -144,34 +143,55 @@ def _variant_name(settings: Any) -> str:
     return "result" if constrained is None else ("constrained" if constrained else "unconstrained")
 
 
-def _run_variant(name: str, settings: Any, home: Path, loaded: Any, home_file: Any, cases: list, work: Path, console: Any,
-                 *, full_replies: bool) -> tuple[list, str]:
-    """Build the agent for one variant, run the cases with a progress bar, close it."""
+def _run_all(variant_settings: dict[str, Any], home: Path, loaded: Any, home_file: Any, cases: list, work: Path,
+             console: Any, *, full_replies: bool) -> tuple[dict[str, list], str, bool]:
+    """Load the model once, prefill its prompt prefix, then run each case under every variant.
+
+    The variants share one engine and differ only in their settings, applied with
+    `agent.app.configure` as a reload applies them; each case runs under all variants in turn,
+    so an interrupted run still compares them on the same cases. Ctrl-C stops the run and
+    keeps what is done.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    from agent.app import configure
     from agent.eval.build import build_agent_app, make_runner, simulated_home
     from agent.eval.runner import eval_schedule
 
-    sim = simulated_home(settings) if home_file is not None else None
-    folder = work / name
-    folder.mkdir()
-    console.print(f"[dim]{name}: loading the model...[/dim]")
-    app = build_agent_app(settings, home, sim)
+    first = next(iter(variant_settings.values()))
+    sim = simulated_home(first) if home_file is not None else None
+    console.print("[dim]loading the model and prefilling its system prompt and tools (once)...[/dim]")
+    app = build_agent_app(first, home, sim)
     model = app.engine.name + (" (demo model)" if app.is_demo else "")
+    results: dict[str, list] = {name: [] for name in variant_settings}
+    interrupted = False
     try:
-        runner = make_runner(app.agent, settings, home, loaded, home_file, sim, folder, variant=name, full_replies=full_replies)
+        app.warm_up()
+        app.engine.run_on_thread(lambda: None)  # wait for it: latency is per turn, as in a warm daemon
+        runners = {}
+        for name, settings in variant_settings.items():
+            (work / name).mkdir()
+            runners[name] = make_runner(app.agent, settings, home, loaded, home_file, sim, work / name, variant=name,
+                                        full_replies=full_replies)
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[score]}"),
                    TimeElapsedColumn(), TimeRemainingColumn()]
-        with Progress(*columns, console=console, transient=False) as progress, eval_schedule(folder, settings):
-            task = progress.add_task(f"{name} ({model})", total=len(cases), score="")
-            passed = [0, 0]
 
-            def done(result: Any) -> None:
-                passed[0] += result.verdict.success
-                passed[1] += 1
-                progress.update(task, advance=1, score=f"{passed[0]}/{passed[1]} right")
+        async def run(progress: Any, task: Any) -> None:
+            for case in cases:
+                for name, settings in variant_settings.items():
+                    configure(app.agent, settings)
+                    result = await runners[name].run_case(case)
+                    results[name].append(result)
+                    score = "  ".join(f"{n}: {sum(r.verdict.success for r in rs)}/{len(rs)}" for n, rs in results.items())
+                    progress.update(task, advance=1, score=score)
 
-            results = asyncio.run(runner.run(cases, on_done=done))
+        with Progress(*columns, console=console) as progress, eval_schedule(work, first):
+            task = progress.add_task(model, total=len(cases) * len(variant_settings), score="")
+            try:
+                asyncio.run(run(progress, task))
+            except KeyboardInterrupt:
+                interrupted = True
     finally:
         app.close()
-    return results, model
+    shortest = min(len(rs) for rs in results.values())  # a pair cut in half is left out
+    return {name: rs[:shortest] for name, rs in results.items()}, model, interrupted
