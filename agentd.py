@@ -13,6 +13,9 @@ EXIT_USAGE = 2
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:  # its options are the bench suite's own
+        return cmd_bench(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -78,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--local", action="store_true", help="run the commands in this process even if the daemon runs")
     listen.set_defaults(handler=cmd_listen)
     sub.add_parser("devices", help="list the audio inputs and outputs").set_defaults(handler=cmd_devices)
+    # Listed for --help; main() hands `agentd bench ...` to the bench suite's own parser.
+    sub.add_parser("bench", add_help=False, help="run the benchmarks that fit this machine (--help for options)")
 
     from agent.skills_cli import add_parser as add_skills_parser
 
@@ -209,6 +214,18 @@ def cmd_devices(args: argparse.Namespace) -> int:
     from agent.voice.service import devices_command
 
     return devices_command(args)
+
+
+def cmd_bench(argv: list[str]) -> int:
+    """The bench/ suite, which lives next to this file in a source checkout."""
+    checkout = Path(__file__).resolve().parent
+    if not (checkout / "bench" / "suite.py").exists():
+        print("agentd bench: the benchmarks ship with the source checkout (bench/), not with the package", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(checkout))
+    from bench.suite import main as bench_main
+
+    return bench_main(argv)
 
 
 def cmd_start(args: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
-"""`python -m bench` (make bench): run every benchmark that fits this machine."""
+"""`python -m bench` (make bench): every benchmark that fits this machine, as one table."""
 
-from bench import intents, ipc, prefix_cache, schedule, turn_overhead
+import sys
 
-for module in (prefix_cache, turn_overhead, ipc, intents, schedule):
-    print(f"== {module.__name__}: {module.__doc__.strip().splitlines()[0]}")
-    module.main([])
+from bench.suite import main
+
+sys.exit(main())

@@ -1,5 +1,6 @@
 """The command line as a user meets it: help, errors without tracebacks, doctor, service files."""
 
+import json
 import subprocess
 import sys
 import time
@@ -92,3 +93,25 @@ def test_devices_lists_inputs_and_outputs_or_says_what_is_missing():
         assert "inputs:" in done.stdout and "outputs:" in done.stdout
     else:  # no PortAudio on this machine: one line naming the package
         assert "libportaudio2" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_bench_runs_the_chosen_benchmarks_into_one_table_and_json(tmp_path):
+    report = tmp_path / "bench.json"
+    done = agentd("bench", "--only", "intents", "--json", str(report), timeout=300)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(report.read_text())
+    assert list(figures) == ["intents"] and figures["intents"]["templates"] == 1000
+    row = next(line for line in done.stdout.splitlines() if "phrase match" in line)
+    assert "p99 <= 1 ms" in row and ("met" in row or "missed" in row)
+
+
+def test_a_failing_benchmark_is_a_row_not_a_crash():
+    from rich.console import Console
+
+    from bench.suite import table
+
+    console = Console(width=200, record=True)
+    console.print(table({"intents": {"error": "SystemExit: needs espeak-ng"}, "schedule": {"late_p50_ms": 1.0}}))
+    text = console.export_text()
+    assert "failed: SystemExit: needs espeak-ng" in text
+    assert "no figure" in text  # a result missing a figure says so instead of raising

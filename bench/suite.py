@@ -1,0 +1,179 @@
+"""`agentd bench` / `make bench`: every benchmark that fits this machine, as one table.
+
+Each benchmark module's `main(argv)` returns its figures; `LINES` says which of them a person
+reads, next to its goal. Model benchmarks run on the configured Qwen3.5 when one is installed,
+else on the tests' tiny Qwen3.5 with the real 248k vocabulary (`--tiny` forces it; `--model`
+picks a folder). The figures are ratios measured side by side in one run wherever a goal is
+relative, because absolute times on a shared machine are noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Line:
+    """One row of the table: a figure from a benchmark's result, its goal, and whether it is met."""
+
+    label: str
+    figure: Callable[[dict], str]
+    goal: str = ""
+    met: Callable[[dict], bool] | None = None
+
+
+@dataclass(frozen=True)
+class Bench:
+    name: str
+    module: str
+    argv: Callable[[argparse.Namespace], list[str]]
+    lines: tuple[Line, ...]
+
+
+def _model(args: argparse.Namespace) -> list[str]:
+    return ["--model", args.model] if args.model else (["--tiny"] if args.tiny else [])
+
+
+BENCHES = (
+    Bench("prefix_cache", "bench.prefix_cache", lambda a: [*_model(a), "--repeats", "3"], (
+        Line("prefix cache: TTFT cold -> cached",
+             lambda r: f"{r['ttft_cold_s']:.3f} s -> {r['ttft_cached_s']:.3f} s = {r['speedup']}x ({r['prompt_tokens']} tok)",
+             ">= 20x", lambda r: r["speedup"] >= 20),
+    )),
+    Bench("turn_overhead", "bench.turn_overhead", lambda a: [*_model(a), "--repeats", "3"], (
+        Line("agent turn vs bare mlx-lm", lambda r: f"{r['agent_turn_s']:.3f} s vs {r['bare_stream_generate_s']:.3f} s = {r['ratio']}x",
+             "<= 1.05x", lambda r: r["ratio"] <= 1.05),
+    )),
+    Bench("decode", "bench.decode", lambda a: [*_model(a), "--repeats", "3"], (
+        Line("decode speed", lambda r: f"{r['decode_tokens_per_s']} tok/s ({r['weights_mb']} MB of weights)"),
+        Line("share of the memory-bandwidth bound",
+             lambda r: f"{r['share_of_bandwidth_bound']:.0%} of {r['bandwidth_bound_tokens_per_s']} tok/s on {r['chip']}"
+             if r["share_of_bandwidth_bound"] is not None else f"n/a ({r['chip']})"),
+    )),
+    Bench("constrained", "bench.constrained", lambda a: [*_model(a), "--repeats", "3", "--samples", "10"], (
+        Line("constrained decoding cost per token",
+             lambda r: f"{r['constrained_ms_per_token']} vs {r['unconstrained_ms_per_token']} ms = {r['ratio']}x "
+                       f"(vocab {r['vocab_width']})", "<= 1.10x", lambda r: r["ratio"] <= 1.10),
+        Line("schema-valid sampled tool calls",
+             lambda r: f"{r['valid_calls_constrained']} constrained, {r['valid_calls_unconstrained']} not",
+             "all constrained", lambda r: r["valid_calls_constrained"].split("/")[0] == r["valid_calls_constrained"].split("/")[1]),
+    )),
+    Bench("intents", "bench.intents", lambda a: ["--calls", "5000"], (
+        Line("phrase match, 1,000 templates", lambda r: f"p50 {r['p50_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms",
+             "p99 <= 1 ms", lambda r: r["p99_ms"] <= 1.0),
+    )),
+    Bench("ipc", "bench.ipc", lambda a: ["--repeats", "10", "--idle-seconds", "10"], (
+        Line("turn via socket vs in-process", lambda r: f"{r['socket_ratio']}x ({r['socket_overhead_ms']:+.1f} ms)",
+             "<= 1.05x", lambda r: r["socket_ratio"] <= 1.05),
+        Line("status round trip", lambda r: f"p50 {r['status_p50_ms']} ms, p99 {r['status_p99_ms']} ms"),
+        Line("daemon idle CPU", lambda r: f"{r['idle_cpu_percent']}% of a core", "<= 1%", lambda r: r["idle_cpu_percent"] <= 1),
+        Line("daemon RSS (tiny model)", lambda r: f"{r['rss_mb']} MB", "<= 200 MB", lambda r: r["rss_mb"] <= 200),
+    )),
+    Bench("schedule", "bench.schedule", lambda a: ["--repeats", "2"], (
+        Line("100 jobs due at once: lateness", lambda r: f"p50 {r['late_p50_ms']} ms, p99 {r['late_p99_ms']} ms",
+             "p99 <= 50 ms", lambda r: r["late_p99_ms"] <= 50),
+        Line("start-up with 1,000 stored jobs", lambda r: f"{r['startup_ms']} ms"),
+    )),
+    Bench("voice", "bench.voice", lambda a: ["--rounds", "4", "--idle-seconds", "20"], (
+        Line("STT in agentd vs bare faster-whisper", lambda r: f"{r['stt_agentd_s']} vs {r['stt_bare_s']} s = {r['stt_ratio']}x",
+             "<= 1.10x", lambda r: r["stt_ratio"] <= 1.10),
+        Line("end of speech -> tool done (fast path)",
+             lambda r: f"p50 {r['speech_end_to_tool_p50_ms']} ms, p95 {r['speech_end_to_tool_p95_ms']} ms "
+                       f"({r['utterances'] - r['tool_missed']}/{r['utterances']} heard right)",
+             "p50 <= 600 ms", lambda r: (r["speech_end_to_tool_p50_ms"] or 1e9) <= 600),
+        Line("CPU while listening to silence", lambda r: f"{r['listening_cpu_percent']}% of a core", "<= 5%",
+             lambda r: r["listening_cpu_percent"] <= 5),
+    )),
+)
+
+
+def run_all(args: argparse.Namespace, log=print) -> dict[str, Any]:
+    """Run the chosen benchmarks; {name: figures} (or {"error": ...} for one that failed)."""
+    results: dict[str, Any] = {}
+    for bench in BENCHES:
+        if args.only and bench.name not in args.only:
+            continue
+        log(f"== {bench.name}")
+        started = time.perf_counter()
+        try:
+            results[bench.name] = importlib.import_module(bench.module).main(bench.argv(args))
+        except (Exception, SystemExit) as exc:  # one broken benchmark must not hide the others
+            results[bench.name] = {"error": f"{type(exc).__name__}: {exc}"}
+        results[bench.name]["bench_s"] = round(time.perf_counter() - started, 1)
+    return results
+
+
+def table(results: dict[str, Any]):
+    from rich.table import Table
+
+    machine = f"{platform.machine()} {platform.system()}, {_cores()} cores"
+    out = Table(title=f"agentd bench on {machine}")
+    for column in ("benchmark", "figure", "goal", ""):
+        out.add_column(column)
+    for bench in BENCHES:
+        result = results.get(bench.name)
+        if result is None:
+            continue
+        if "error" in result:
+            out.add_row(bench.name, f"[red]failed: {result['error']}[/red]", "", "")
+            continue
+        for line in bench.lines:
+            try:
+                figure = line.figure(result)
+                mark = "" if line.met is None else ("[green]met[/green]" if line.met(result) else "[red]missed[/red]")
+            except (KeyError, TypeError, ValueError) as exc:
+                figure, mark = f"[red]no figure ({exc})[/red]", ""
+            out.add_row(line.label, figure, line.goal, mark)
+    return out
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="agentd bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=[b.name for b in BENCHES], help="run just these")
+    parser.add_argument("--model", help="MLX model folder for the model benchmarks")
+    parser.add_argument("--tiny", action="store_true", help="measure the tiny real-vocabulary Qwen3.5 (default when no Qwen3.5 is installed)")
+    parser.add_argument("--json", help="also write every figure to this file")
+    args = parser.parse_args(argv)
+    if not args.model and not args.tiny:
+        args.model = _installed_qwen()
+        args.tiny = args.model is None
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    results = run_all(args, log=lambda text: console.print(f"[dim]{text}[/dim]"))
+    Console().print(table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+    return 1 if any("error" in r for r in results.values()) else 0
+
+
+def _installed_qwen() -> str | None:
+    """The Qwen3.5 agentd itself would run, if one is installed (the demo model does not count)."""
+    from agent.home import models_dir, resolve_home
+    from agent.llm.catalog import find_model
+    from agent.settings import load_settings
+
+    settings = load_settings()
+    try:
+        choice = find_model(settings.model.path, models_dir(resolve_home(None)), settings.model.preset)
+    except Exception:  # a broken model.path: the tiny model still measures agentd's own costs
+        return None
+    return None if choice.is_demo else str(choice.path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
