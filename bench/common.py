@@ -33,6 +33,14 @@ def resolve_model(args: argparse.Namespace) -> Path:
     return find_model(settings.model.path, models_dir(home), settings.model.preset).path
 
 
+def show(result: dict) -> dict:
+    """Print a benchmark's figures one per line, names aligned; the figures, for main() to return."""
+    width = max(map(len, result), default=0) + 2
+    for key, value in result.items():
+        print(f"{key:{width}} {value}")
+    return result
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 

@@ -8,7 +8,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-from bench.common import median, model_arg_parser, resolve_model
+from bench.common import median, model_arg_parser, resolve_model, show
 
 # Unified-memory bandwidth in GB/s (Apple's figures; binned Max chips have less).
 APPLE_BANDWIDTH_GBS = {
@@ -67,9 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tokens", type=int, default=64)
     args = parser.parse_args(argv)
     result = run(resolve_model(args), tokens=args.tokens, repeats=args.repeats)
-    for key, value in result.items():
-        print(f"{key:30} {value}")
-    return result
+    return show(result)
 
 
 if __name__ == "__main__":

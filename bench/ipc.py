@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import median, percentile
+from bench.common import median, percentile, show
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPT = "What is 12 times 7?"  # one tool call and a short answer: a whole agent turn
@@ -221,9 +221,7 @@ def main(argv: list[str] | None = None) -> dict:
     model = Path(args.model) if args.model else trained_tool_model()
     result = run(model, repeats=args.repeats, status_requests=args.status_requests,
                  idle_seconds=args.idle_seconds, prompt=args.prompt)
-    for key, value in result.items():
-        print(f"{key:22} {value}")
-    return result
+    return show(result)
 
 
 if __name__ == "__main__":

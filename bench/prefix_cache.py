@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from bench.common import median, model_arg_parser, resolve_model, synthetic_tool_schemas
+from bench.common import median, model_arg_parser, resolve_model, show, synthetic_tool_schemas
 
 
 def measure(engine, messages: list[dict], tools: list[dict], *, cold: bool) -> tuple[float, int, bool]:
@@ -56,9 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tools", type=int, default=24, help="number of tool schemas in the prefix")
     args = parser.parse_args(argv)
     result = run(resolve_model(args), repeats=args.repeats, tool_count=args.tools)
-    for key, value in result.items():
-        print(f"{key:22} {value}")
-    return result
+    return show(result)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from bench.common import median, percentile
+from bench.common import median, percentile, show
 
 UTC = timezone.utc
 
@@ -106,9 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="agentd-bench-") as first, tempfile.TemporaryDirectory(prefix="agentd-bench-") as second:
         result = {**lateness(Path(first), args.jobs), **startup(Path(second), args.stored, args.repeats)}
-    for key, value in result.items():
-        print(f"{key:24} {value}")
-    return result
+    return show(result)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bench.common import median, model_arg_parser, resolve_model
+from bench.common import median, model_arg_parser, resolve_model, show
 
 PROMPT = "Write four short lines about the sea at night."
 
@@ -83,9 +83,7 @@ def run(model_path, *, repeats: int = 3, max_tokens: int = 48) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     args = model_arg_parser(__doc__).parse_args(argv)
     result = run(resolve_model(args), repeats=args.repeats)
-    for key, value in result.items():
-        print(f"{key:24} {value}")
-    return result
+    return show(result)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import median, percentile
+from bench.common import median, percentile, show
 
 COMMANDS = [
     "hey agent, convert two hundred celsius to fahrenheit",
@@ -155,9 +155,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     args = parser.parse_args(argv)
     result = measure(args.repeats, args.rounds, args.idle_seconds)
-    for key, value in result.items():
-        print(f"{key:28} {value}")
-    return result
+    return show(result)
 
 
 if __name__ == "__main__":
