@@ -44,6 +44,7 @@ def one_case(expect: str, extra: str = "") -> str:
     (one_case("{tool: set_device, args: {device: {regex: '('}}}"), "case 'c1': expect.args.device"),
     (one_case("{tool: set_device, args: {device: {one_of: [a], regex: b}}}"), "exactly one of one_of, contains, regex"),
     (one_case("none", "    sya: typo\n"), "case 'c1': sya: unknown key"),
+    (one_case("{tool: set_device, args: {state: [1]}}"), "case 'c1': expect.args.state: expected text, a number, true/false or a matcher"),
     ("cases:\n  - id: a\n    say: x\n    expect: none\n  - id: a\n    say: y\n    expect: none\n", "two cases have the id 'a'"),
     ("cases:\n  - id: ok\n    say: x\n    expect: none\n  - say: y\n    expect: none\n", "case #2: id: Field required"),
     ("cases:\n  - id: x\n    say: [unclosed\n", "line "),
@@ -121,6 +122,20 @@ def test_every_shipped_expectation_is_met_by_the_call_it_describes(shipped):
         if unmatched:
             continue  # regex/contains on free text: covered by the scoring tests below
         assert judge(case, calls, comparer).success, case.id
+
+
+def test_limit_takes_cases_in_turn_from_each_category(shipped):
+    loaded = shipped[0]
+    chosen = cli.select(loaded.cases, 32, None)
+    assert len(chosen) == 32
+    counts = {}
+    for case in chosen:
+        counts[case.category] = counts.get(case.category, 0) + 1
+    assert len(counts) == 16 and set(counts.values()) == {2}  # every category, evenly
+    order = [c.id for c in loaded.cases]
+    assert [c.id for c in chosen] == sorted((c.id for c in chosen), key=order.index)  # file order kept
+    assert {c.category for c in cli.select(loaded.cases, 5, ["Locks", "time"])} == {"locks", "time"}
+    assert cli.select(loaded.cases, None, None) == loaded.cases
 
 
 # ---------------------------------------------------------------------------- scoring

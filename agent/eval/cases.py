@@ -242,11 +242,25 @@ def load_cases(path: Path | str) -> LoadedCases:
     return LoadedCases(path=path, file=file, home_path=home)
 
 
+_BRANCHES = {"Matcher", "CallSpec", "Expect", "Turn", "Case", "str", "bool", "int", "float", "none"}
+_VALUE_BRANCHES = {"str", "bool", "int", "float", "none"}
+
+
 def explain(path: Path, exc: ValidationError, data: Any) -> str:
     """One line per problem: `<file>: case '<id>': <key.path>: <why>`."""
     lines = []
     for err in exc.errors(include_url=False):
         loc = list(err["loc"])
+        # An argument is a value or a matcher: a mapping is judged as a matcher, anything else
+        # as a value, said once rather than once per type it is not.
+        tag = next((i for i, p in enumerate(loc) if isinstance(p, str) and ("Matcher" in p or p in _VALUE_BRANCHES)), None)
+        if tag is not None:
+            inside_matcher = "Matcher" in loc[tag] and tag < len(loc) - 1  # a matcher's own field failed
+            as_matcher = inside_matcher or isinstance(err.get("input"), dict)
+            if as_matcher != ("Matcher" in loc[tag]) or (not as_matcher and loc[tag] != "str"):
+                continue
+            if not as_matcher:
+                err = {**err, "type": "value", "msg": "expected text, a number, true/false or a matcher ({one_of: [...]}, {contains: ...}, {regex: ...})"}
         where = ""
         if len(loc) >= 2 and loc[0] == "cases" and isinstance(loc[1], int):
             raw = data.get("cases") or []
@@ -254,7 +268,7 @@ def explain(path: Path, exc: ValidationError, data: Any) -> str:
             where = f"case {case_id!r}: " if case_id else f"case #{loc[1] + 1}: "
             loc = loc[2:]
         # pydantic names union branches in the path (Matcher, str, ...); they are not keys
-        key = ".".join(str(p) for p in loc if not (isinstance(p, str) and (p[:1].isupper() or "[" in p))) or "(top level)"
+        key = ".".join(str(p) for p in loc if not (isinstance(p, str) and (p in _BRANCHES or "[" in p))) or "(top level)"
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown key"
