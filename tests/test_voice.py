@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import numpy as np
 import pytest
@@ -311,3 +312,31 @@ def test_voice_is_off_with_the_reason_when_the_speech_model_cannot_load(tmp_path
 
 def run_async(coro):
     return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+def test_stop_cancels_the_running_turn_too(tmp_path, stt):
+    """The handler keeps hearing while a turn runs, so "hey agent, stop" reaches it."""
+    from agent.events import ReplyDone, TextDelta
+
+    ended = {}
+
+    async def slow_turn(text):
+        try:
+            for i in range(3000):  # a long reply, one word every 10 ms
+                await asyncio.sleep(0.01)
+                yield TextDelta(text=f"word{i} ")
+            yield ReplyDone(text="...", stopped_by="done", stats=None)
+        finally:
+            ended["at"] = time.perf_counter()
+
+    wav = write(tmp_path / "stop.wav", silence(0.3), speech(COMMAND, tmp_path / "a.wav"), silence(0.6),
+                speech("hey agent, stop", tmp_path / "b.wav"), silence(0.3))
+    p = pipeline(WavSource(wav), stt, None, respond=slow_turn, follow_up_s=0)
+    reports = asyncio.run(asyncio.wait_for(p.run(), 30))
+    stop = next(r for r in reports if r.ignored and r.ignored.startswith("asked to stop"))
+    assert "turn" in stop.ignored, stop.ignored
+    command = next(r for r in reports if r.command)
+    assert command.times["done"] < 10_000  # cut short, not the 30 s the reply would take
+    # From the stop being understood to the turn having ended: no waiting on the turn's pace.
+    assert stop.times["stopped"] - stop.times["transcript"] < 200, stop.times
+    assert "at" in ended

@@ -1,9 +1,10 @@
 """The voice pipeline: source -> endpointer -> STT -> guards -> wake -> turn -> speech.
 
 One task listens (VAD runs per 32 ms frame, cheap enough for the event loop) and queues
-utterances; another handles them one at a time. A reply is spoken in the background, so a
-wake phrase heard while it plays cuts it short ("hey agent, stop"), while anything else heard
-then is taken for the speaker's own voice. Windows (wake phrase said alone, follow-up) are
+utterances; the handler transcribes them one at a time. A command's turn, and the spoken
+reply, run as tasks of their own, so the handler keeps hearing while they run: a wake phrase
+heard meanwhile cuts the speech short, and "hey agent, stop" also cancels the turn; anything
+else heard while the reply plays is taken for the speaker's own voice. Windows (wake phrase said alone, follow-up) are
 measured in stream time, so a WAV file behaves as the same words said live would.
 """
 
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 
 Respond = Callable[[str], AsyncIterator[Any]]  # text -> step events ending with ReplyDone
 STOP_WORDS = {"stop", "cancel", "quiet", "be quiet", "never mind", "nevermind", "shut up", "enough"}
-STAGES = ("transcript", "first_token", "first_tool_done", "first_audio", "done")
+STAGES = ("transcript", "first_token", "first_tool_done", "first_audio", "done", "stopped")
 
 
 @dataclass
@@ -67,6 +68,7 @@ class VoicePipeline:
         self.reports: list[UtteranceReport] = []
         self._open_until = -1.0  # stream time until which no wake phrase is needed
         self._speech: asyncio.Task | None = None
+        self._turn_task: asyncio.Task | None = None  # the command being carried out
 
     async def run(self, *, once: bool = False, push: bool = False) -> list[UtteranceReport]:
         """Listen until the source ends (with `once`, until one command has run); with `push`
@@ -75,14 +77,17 @@ class VoicePipeline:
         listener = asyncio.create_task(self._listen(queue), name="voice-listen")
         try:
             while (utterance := await queue.get()) is not None:
-                report = await self.handle(utterance, push=push)
+                report = await self.handle(utterance, push=push, wait=once)
                 if once and report.command is not None:
                     break
+            await self._finish_turn()
             await self.finish_speaking()
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
+            if self._turn_task is not None:
+                self._turn_task.cancel()
             await self.stop_speaking()
         return self.reports
 
@@ -98,23 +103,49 @@ class VoicePipeline:
         finally:
             queue.put_nowait(None)
 
-    async def handle(self, utterance: Utterance, *, push: bool = False) -> UtteranceReport:
-        """Transcribe one utterance and, if it is a command, run it; the report says which."""
+    async def handle(self, utterance: Utterance, *, push: bool = False, wait: bool = True) -> UtteranceReport:
+        """Transcribe one utterance and, if it is a command, start it (after the one before it
+        ends); with `wait`, until it is done. The report says what came of it once it is final."""
         report = UtteranceReport(start_s=utterance.start_s, end_s=utterance.end_s)
+        command = None
         try:
             report.transcript = await self.stt.atranscribe(utterance.audio)
             report.heard = report.transcript.text
             report.times["transcript"] = _ms(utterance.ended_at)
             command = self._command(report, utterance, push=push)
-            if command is not None:
-                report.command = command
-                await self._turn(command, report, utterance)
+            if report.ignored and report.ignored.startswith("asked to stop"):
+                await self._finish_turn()
+                await self.stop_speaking()
+                report.times["stopped"] = _ms(utterance.ended_at)  # turn and speech have ended
         finally:
-            self.reports.append(report)
-            log.info("voice: %s", report.line())
-            if self.on_report is not None:
-                self.on_report(report)
+            if command is None:
+                self._done(report)
+        if command is None:
+            return report
+        report.command = command
+        await self._finish_turn()  # one command at a time, in the order they were said
+        self._turn_task = asyncio.create_task(self._carry_out(command, report, utterance), name="voice-turn")
+        if wait:
+            await self._finish_turn()
         return report
+
+    async def _carry_out(self, command: str, report: UtteranceReport, utterance: Utterance) -> None:
+        try:
+            await self._turn(command, report, utterance)
+        finally:
+            self._done(report)
+
+    def _done(self, report: UtteranceReport) -> None:
+        self.reports.append(report)
+        log.info("voice: %s", report.line())
+        if self.on_report is not None:
+            self.on_report(report)
+
+    async def _finish_turn(self) -> None:
+        """Wait for the command being carried out (a cancelled one just ends)."""
+        if self._turn_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._turn_task
 
     def _command(self, report: UtteranceReport, utterance: Utterance, *, push: bool) -> str | None:
         """The command in a transcript, or None with `report.ignored` saying why."""
@@ -123,6 +154,7 @@ class VoicePipeline:
             return None
         woke = self.wake.split(report.heard)
         speaking = self._speech is not None and not self._speech.done()
+        working = self._turn_task is not None and not self._turn_task.done()
         if woke.woke and speaking:
             self._speech.cancel()  # barge in: the person wants to say something
         elif speaking:
@@ -141,7 +173,10 @@ class VoicePipeline:
             return None
         self._open_until = -1.0  # a window lets one command through
         if normalize(command) in STOP_WORDS:
-            report.ignored = "asked to stop" + (" (speech cut short)" if speaking else "")
+            if working:
+                self._turn_task.cancel()
+            cut = [what for what, was in (("turn", working), ("speech", speaking)) if was]
+            report.ignored = "asked to stop" + (f" ({' and '.join(cut)} cut short)" if cut else "")
             return None
         return spoken_numbers(command).strip()
 
