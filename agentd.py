@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing = model_sub.add_parser("list", parents=[common], help="installed models and their sizes")
     listing.set_defaults(handler=cmd_model_list)
     pull = model_sub.add_parser("pull", parents=[common], help="download a model (the only command that uses the network)")
-    pull.add_argument("name", help="a preset (qwen3.5-0.8b, qwen3.5-2b, qwen3.5-4b, qwen3.5-9b) or a Hugging Face repo id")
+    pull.add_argument("name", help="a preset (qwen3.5-0.8b, -2b, -4b, -9b; whisper-tiny.en, -base.en, -small.en, "
+                                   "-medium.en, whisper-large-v3) or a Hugging Face repo id")
     pull.set_defaults(handler=cmd_model_pull)
     return parser
 
@@ -169,7 +170,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         on_close=lambda: (state_watch.close(), app.close()),
     )
     runtime.submit = daemon.submit  # scheduled turns run as who="schedule:ID"
-    voice = voice_door(daemon, app, settings)
+    voice = voice_door(daemon, app, settings, home)
     runtime.notify = voice.announce if voice else daemon.announce  # speaks `speak: true` ones
     daemon.add_service("schedule", scheduler.serve)
     if voice:
@@ -177,15 +178,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return daemon.run_forever()
 
 
-def voice_door(daemon, app, settings):
+def voice_door(daemon, app, settings, home: Path):
     """The microphone door when voice.enabled; None (with the reason logged) when it cannot be."""
     if not settings.voice.enabled:
         return None
+    from agent.home import models_dir
     from agent.voice.door import VoiceDoor, house_words
     from agent.voice.stt import ModelNotFound
 
     try:
-        return VoiceDoor(daemon, settings.voice, store=app.store, hints=house_words(app.agent))
+        return VoiceDoor(daemon, settings.voice, store=app.store, hints=house_words(app.agent),
+                         models_dir=models_dir(home))
     except (ModelNotFound, ValueError) as exc:  # no speech model, no speech program
         logging.getLogger("agentd").error("voice is off: %s", exc)
         return None
@@ -196,16 +199,20 @@ def cmd_listen(args: argparse.Namespace) -> int:
     from agent.voice.door import house_words
     from agent.voice.service import agent_respond, listen_command, socket_respond
 
+    from agent.home import models_dir
+
     settings, home = load_context(args)
     if not args.local:
         from agent.home import socket_path
         from agent.runtime import running_pid
 
         if running_pid(home) is not None:  # the daemon runs the commands (push-to-talk)
-            return listen_command(args, voice=settings.voice, respond=socket_respond(socket_path(home)))
+            return listen_command(args, voice=settings.voice, respond=socket_respond(socket_path(home)),
+                                  models_dir=models_dir(home))
     app = build_local_app(args)
     try:
-        return listen_command(args, voice=settings.voice, respond=agent_respond(app.agent), hints=house_words(app.agent))
+        return listen_command(args, voice=settings.voice, respond=agent_respond(app.agent),
+                              hints=house_words(app.agent), models_dir=models_dir(home))
     finally:
         app.close()
 

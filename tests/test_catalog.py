@@ -295,3 +295,17 @@ def test_pull_unknown_repo_says_so(tmp_path, monkeypatch, online):
         with pytest.raises(PullError, match="someone/Missing was not found"):
             pull("someone/Missing", tmp_path, console=quiet_console())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_whisper_presets_pull_and_resolve_for_voice(tmp_path, monkeypatch, online):
+    from agent.voice.stt import ModelNotFound, resolve_model
+
+    with pytest.raises(ModelNotFound, match="agentd model pull whisper-small.en"):
+        resolve_model("whisper-small.en", tmp_path)
+    files = {"config.json": b"{}", "model.bin": os.urandom(50_000), "tokenizer.json": b"{}", "vocabulary.txt": b"a\n"}
+    with FakeHub("Systran/faster-whisper-small.en", files) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        path = pull("whisper-small.en", tmp_path, console=quiet_console())
+    assert (path / "model.bin").read_bytes() == files["model.bin"]  # CTranslate2 weights are pulled too
+    assert resolve_model("whisper-small.en", tmp_path) == str(path)
+    assert find_model(None, tmp_path, "qwen3.5-4b").is_demo  # a speech model is never taken for the LLM

@@ -27,6 +27,15 @@ PRESETS: dict[str, str] = {
 }
 DEFAULT_PRESET = "qwen3.5-4b"
 
+# faster-whisper speech models (CTranslate2) for voice.stt_model, by the same `model pull`.
+WHISPER_PRESETS: dict[str, str] = {
+    "whisper-tiny.en": "Systran/faster-whisper-tiny.en",
+    "whisper-base.en": "Systran/faster-whisper-base.en",
+    "whisper-small.en": "Systran/faster-whisper-small.en",
+    "whisper-medium.en": "Systran/faster-whisper-medium.en",
+    "whisper-large-v3": "Systran/faster-whisper-large-v3",
+}
+
 # The files mlx_lm.load needs (as mlx-lm's own downloader), plus the chat template file.
 ALLOW_PATTERNS = [
     "*.json",
@@ -37,6 +46,7 @@ ALLOW_PATTERNS = [
     "*.txt",
     "*.jsonl",
     "*.jinja",
+    "model.bin",  # a CTranslate2 (faster-whisper) model's weights
 ]
 PROBE_TIMEOUT_S = 5.0
 _OFFLINE_VALUES = {"1", "on", "yes", "true"}
@@ -91,10 +101,12 @@ def resolve_repo(name_or_repo: str) -> str:
     """The Hugging Face repo id for a preset name, or the repo id itself."""
     if name_or_repo in PRESETS:
         return PRESETS[name_or_repo]
+    if name_or_repo in WHISPER_PRESETS:
+        return WHISPER_PRESETS[name_or_repo]
     if name_or_repo.count("/") == 1 and all(name_or_repo.split("/")):
         return name_or_repo
     raise UnknownModelError(
-        f"unknown model {name_or_repo!r}: use a preset ({', '.join(PRESETS)}) "
+        f"unknown model {name_or_repo!r}: use a preset ({', '.join([*PRESETS, *WHISPER_PRESETS])}) "
         "or a Hugging Face repo id like 'mlx-community/Qwen3.5-4B-4bit'"
     )
 
@@ -197,7 +209,7 @@ def pull(name_or_repo: str, models_dir: Path, *, console: Any = None) -> Path:
         )
     remote = _probe(repo_id)
     if "config.json" not in remote.files:
-        raise PullError(f"{repo_id} has no config.json, so it is not a model mlx-lm can load")
+        raise PullError(f"{repo_id} has no config.json, so it is not a model agentd can load")
     # Download into a hidden folder (resumable: a second pull picks up where this one stopped)
     # and rename it into place only when complete, so no half-pulled model is ever loaded.
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -383,6 +395,7 @@ __all__ = [
     "ModelChoice",
     "ModelNotFoundError",
     "PRESETS",
+    "WHISPER_PRESETS",
     "PullError",
     "RemoteModel",
     "UnknownModelError",

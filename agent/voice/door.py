@@ -12,6 +12,7 @@ import asyncio
 import logging
 import statistics
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable
 
 from agent.voice.pipeline import STAGES, UtteranceReport, VoicePipeline
@@ -33,11 +34,12 @@ class VoiceDoor:
     """Listens while the daemon runs; `serve` is the service, `announce` the schedule's notify."""
 
     def __init__(self, daemon: Any, voice: Any, *, store: Any = None, hints: Iterable[str] = (),
-                 pipeline: VoicePipeline | None = None):
+                 models_dir: Path | None = None, pipeline: VoicePipeline | None = None):
         from agent.voice.service import build_pipeline, daemon_respond
 
         self.daemon, self.voice, self.store = daemon, voice, store
-        self.pipeline = pipeline or build_pipeline(voice, respond=daemon_respond(daemon), hints=hints)
+        self.pipeline = pipeline or build_pipeline(voice, respond=daemon_respond(daemon), hints=hints,
+                                                   models_dir=models_dir)
         self.pipeline.on_report = self.heard
         self._speaking: set[asyncio.Task] = set()
         self.problem: str | None = None  # why voice is off, when it is

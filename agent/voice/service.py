@@ -23,13 +23,14 @@ log = logging.getLogger(__name__)
 
 
 def build_pipeline(voice: Any, *, respond: Respond, source: AudioSource | None = None, stt: Any = None,
-                   speaker: Speaker | None = None, hints: Iterable[str] = (),
+                   speaker: Speaker | None = None, hints: Iterable[str] = (), models_dir: Path | None = None,
                    on_report: Callable[[UtteranceReport], None] | None = None) -> VoicePipeline:
     """A pipeline from the `voice` settings section; the microphone unless `source` is given."""
     if stt is None:
         words = [*voice.wake_phrases, *hints] if voice.stt_hints else []
         stt = WhisperSTT(voice.stt_model, compute_type=voice.stt_compute_type, threads=voice.stt_threads,
-                         beam_size=voice.stt_beam_size, language=voice.stt_language, hints=words)
+                         beam_size=voice.stt_beam_size, language=voice.stt_language, hints=words,
+                         models_dir=models_dir)
     endpointer = Endpointer(SileroVAD(), threshold=voice.vad_threshold, end_silence_ms=voice.end_silence_ms,
                             min_speech_ms=voice.min_speech_ms, max_utterance_s=voice.max_utterance_s)
     guards = Guards(voice.min_avg_logprob, voice.max_no_speech_prob, voice.max_compression_ratio,
@@ -76,7 +77,7 @@ def socket_respond(socket_path: Path | str) -> Respond:
 
 
 def listen_command(args: argparse.Namespace, *, voice: Any, respond: Respond, hints: Iterable[str] = (),
-                   out=None) -> int:
+                   models_dir: Path | None = None, out=None) -> int:
     """`agentd listen [--wav FILE] [--once] [--realtime]`: the pipeline, each stage printed with its time."""
     out = out or sys.stdout
     wav = getattr(args, "wav", None)
@@ -96,7 +97,8 @@ def listen_command(args: argparse.Namespace, *, voice: Any, respond: Respond, hi
         out.flush()
 
     try:
-        pipeline = build_pipeline(voice, respond=respond, source=source, hints=hints, on_report=show)
+        pipeline = build_pipeline(voice, respond=respond, source=source, hints=hints, models_dir=models_dir,
+                                  on_report=show)
         start = time.perf_counter()
         pipeline.stt.load()
         print(f"speech model loaded in {time.perf_counter() - start:.2f} s", file=out)

