@@ -28,6 +28,7 @@ def run_checks(home_arg: str | None, config_arg: str | None, model_arg: str | No
         check_model,
         check_daemon,
         lambda s: check_audio(),
+        check_speech,
     ]
     failed = 0
     for check in checks:
@@ -125,3 +126,22 @@ def check_audio() -> Check:
     if not inputs:
         return Check("audio", None, "no microphone found", "plug in a microphone (voice is optional)")
     return Check("audio", True, f"{len(inputs)} input device(s): {', '.join(inputs[:3])}")
+
+
+def check_speech(state: dict) -> Check:
+    """The speech model and the speech program voice would use (a failure only if voice is on)."""
+    from agent.home import models_dir
+    from agent.voice.stt import ModelNotFound, resolve_model
+    from agent.voice.tts import make_speaker
+
+    settings = state.get("settings")
+    if settings is None:
+        return Check("speech", None, "skipped: no config")
+    voice = settings.voice
+    try:
+        model = resolve_model(voice.stt_model, models_dir(state["home"]))
+        speaker = make_speaker(voice.tts, voice=voice.tts_voice, rate=voice.tts_rate)
+    except (ModelNotFound, ValueError) as exc:
+        return Check("speech", False if voice.enabled else None, str(exc), "see the voice section of config/default.yaml")
+    off = "" if voice.enabled else " (voice.enabled is false)"
+    return Check("speech", True, f"recognition model {model}, replies spoken by {speaker.name}{off}")

@@ -116,3 +116,11 @@ def test_a_failing_benchmark_is_a_row_not_a_crash():
     text = console.export_text()
     assert "failed: SystemExit: needs espeak-ng" in text
     assert "no figure" in text  # a result missing a figure says so instead of raising
+
+
+def test_doctor_fails_speech_when_voice_is_on_and_its_model_is_not_installed(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("voice:\n  enabled: true\n  stt_model: whisper-small.en\n")
+    done = agentd("doctor", "--config", str(config), home=tmp_path / "home")
+    assert done.returncode == 1
+    assert "[FAIL] speech: voice.stt_model 'whisper-small.en' is not installed: run `agentd model pull whisper-small.en`" in done.stdout
