@@ -36,7 +36,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser | None = None) -> argpa
     parser.add_argument("--with-intents", action="store_true", help="let the fast phrase path answer what it matches (off: the model answers every case)")
     parser.add_argument("--compare-constrained", action="store_true", help="run every case twice, with model.constrained on and off, side by side")
     parser.add_argument("--json", metavar="FILE", help="write the full report (figures and every case) to FILE")
-    parser.add_argument("--limit", type=int, metavar="N", help="run N cases, taken in turn from each category")
+    parser.add_argument("--limit", type=int, metavar="N", help="run N cases, taken in turn from each category (and run in that order)")
     parser.add_argument("--category", action="append", metavar="NAME", help="only cases of this category (repeatable)")
     parser.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, metavar="N",
                         help=f"most tokens per model call (default {DEFAULT_MAX_TOKENS}: a tool call or a short reply fits)")
@@ -66,13 +66,12 @@ def select(cases: list, limit: int | None, categories: list[str] | None) -> list
     groups: dict[str, list] = {}
     for case in cases:
         groups.setdefault(case.category, []).append(case)
-    chosen: list = []
+    chosen: list = []  # in turn from each category, so a run cut short still covers them all
     while len(chosen) < limit:
         for group in groups.values():
             if group and len(chosen) < limit:
                 chosen.append(group.pop(0))
-    order = {id(c): i for i, c in enumerate(cases)}
-    return sorted(chosen, key=lambda c: order[id(c)])
+    return chosen
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -123,6 +122,7 @@ def _run(args: argparse.Namespace) -> int:
                             "max_tokens": args.max_tokens, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     variant_settings = {name: eval_settings(base, home_file, with_intents=args.with_intents, skills=loaded.file.skills,
                                             constrained=constrained) for name, constrained in variants}
+    meta["settings"] = {name: _figures_of(s) for name, s in variant_settings.items()}
     with tempfile.TemporaryDirectory(prefix="agentd-eval-") as work:
         results, meta["model"], meta["interrupted"] = _run_all(variant_settings, home, loaded, home_file, cases, Path(work),
                                                                console, full_replies=args.full_replies)
@@ -140,6 +140,14 @@ def _run(args: argparse.Namespace) -> int:
                                    encoding="utf-8")
         console.print(f"report written to {args.json}")
     return 130 if meta["interrupted"] else 0
+
+
+def _figures_of(settings: Any) -> dict:
+    """The settings that shape the figures, for the report."""
+    m, a = settings.model, settings.agent
+    return {"constrained": getattr(m, "constrained", None), "thinking": m.thinking, "temperature": m.temperature,
+            "top_p": m.top_p, "top_k": m.top_k, "presence_penalty": m.presence_penalty, "seed": m.seed,
+            "max_tokens": m.max_tokens, "max_model_calls": a.max_model_calls, "turn_timeout_s": a.turn_timeout_s}
 
 
 def _variant_name(settings: Any) -> str:
