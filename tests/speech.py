@@ -73,3 +73,29 @@ def write(path: Path, *parts: np.ndarray) -> Path:
 def s16(audio: np.ndarray) -> bytes:
     """Raw little-endian s16 samples (what the ALSA `file` plugin reads)."""
     return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+ASOUNDRC = """
+pcm.!default {{ type asym; capture.pcm "mic"; playback.pcm "speaker" }}
+pcm.mic {{ type plug; slave {{ pcm "micfile"; format S16_LE; rate 16000; channels 1 }} }}
+pcm.micfile {{ type file; slave.pcm "null"; file "/dev/null"; infile "{infile}"; format "raw" }}
+pcm.speaker {{ type plug; slave {{ pcm "spkfile"; format S16_LE; rate 16000; channels 1 }} }}
+pcm.spkfile {{ type file; slave.pcm "null"; file "{outfile}"; format "raw"; truncate false }}
+"""
+
+
+def alsa_file_device(home: Path, audio: list[np.ndarray]) -> Path:
+    """Make `home/.asoundrc` an ALSA default device whose microphone plays `audio` (raw s16
+    from a file) and whose speaker appends to a file; that file's path. PortAudio reads
+    .asoundrc from $HOME when it starts, so the code under test runs with HOME=home in a
+    child process. Skips, naming the package, when PortAudio or ALSA's plugins are missing."""
+    import ctypes.util
+
+    if ctypes.util.find_library("portaudio") is None:
+        pytest.skip("PortAudio not installed (apt-get install libportaudio2)")
+    if not list(Path("/usr/lib").glob("*/alsa-lib")) and not Path("/usr/lib/alsa-lib").exists():
+        pytest.skip("ALSA plugins not installed (apt-get install libasound2-plugins)")
+    infile, outfile = home / "mic.raw", home / "speaker.raw"
+    infile.write_bytes(b"".join(s16(a) for a in audio))
+    (home / ".asoundrc").write_text(ASOUNDRC.format(infile=infile, outfile=outfile))
+    return outfile

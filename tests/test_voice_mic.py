@@ -9,26 +9,18 @@ runs faster than real time; MicSource's backpressure paces it to the pipeline.
 
 from __future__ import annotations
 
-import ctypes.util
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-import pytest
+import pytest  # noqa: F401  (skips come from speech.py)
 
-from speech import need, s16, silence, speech, whisper_model
+from speech import alsa_file_device, need, silence, speech, whisper_model
 
 ROOT = Path(__file__).resolve().parent.parent
-
-ASOUNDRC = """
-pcm.!default {{ type asym; capture.pcm "mic"; playback.pcm "speaker" }}
-pcm.mic {{ type plug; slave {{ pcm "micfile"; format S16_LE; rate 16000; channels 1 }} }}
-pcm.micfile {{ type file; slave.pcm "null"; file "/dev/null"; infile "{infile}"; format "raw" }}
-pcm.speaker {{ type plug; slave {{ pcm "spkfile"; format S16_LE; rate 16000; channels 1 }} }}
-pcm.spkfile {{ type file; slave.pcm "null"; file "{outfile}"; format "raw"; truncate false }}
-"""
 
 CHILD = r"""
 import asyncio, json, sys, tempfile
@@ -63,16 +55,10 @@ print(json.dumps([{"heard": r.heard, "command": r.command, "ignored": r.ignored,
 
 def test_spoken_command_through_a_real_capture_device(tmp_path):
     need("espeak-ng", "sox")
-    if ctypes.util.find_library("portaudio") is None:
-        pytest.skip("PortAudio not installed (apt-get install libportaudio2)")
-    if not Path("/usr/lib/x86_64-linux-gnu/alsa-lib").exists() and not list(Path("/usr/lib").glob("*/alsa-lib")):
-        pytest.skip("ALSA plugins not installed (apt-get install libasound2-plugins)")
     model = whisper_model()
-    infile, outfile = tmp_path / "mic.raw", tmp_path / "speaker.raw"
     audio = [silence(1.0), speech("the weather is lovely today", tmp_path / "a.wav"), silence(1.0),
              speech("hey agent, convert five hundred grams to pounds", tmp_path / "b.wav"), silence(1.0)]
-    infile.write_bytes(b"".join(s16(a) for a in audio))
-    (tmp_path / ".asoundrc").write_text(ASOUNDRC.format(infile=infile, outfile=outfile))
+    outfile = alsa_file_device(tmp_path, audio)
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(ROOT), "LANG": "C.UTF-8"}
     done = subprocess.run([sys.executable, "-c", CHILD, model], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=180)
@@ -86,3 +72,36 @@ def test_spoken_command_through_a_real_capture_device(tmp_path):
     assert last["tools"] == ["convert_units"] and "1.1" in last["results"][0], last["results"]
     assert {"transcript", "first_tool_done", "first_audio"} <= set(last["times"])
     assert outfile.exists() and outfile.stat().st_size > 16000, "espeak-ng spoke nothing to the ALSA device"
+
+
+def test_the_daemon_hears_a_spoken_command_and_runs_it(tmp_path, monkeypatch, tiny_qwen_bpe):
+    """`agentd run` with voice.enabled, on the ALSA file microphone: the command's tool shows up in
+    the audit log as a voice turn, and `agentd status` reports the voice door's stage times."""
+    from agent.ipc import status_sync
+    from agent.store import Store
+    from daemon_proc import RealDaemon, short_home
+
+    need("espeak-ng", "sox")
+    whisper_model()
+    alsa_file_device(tmp_path, [silence(1.0), speech("hey agent, convert five hundred grams to pounds",
+                                                     tmp_path / "b.wav"), silence(2.0)])
+    monkeypatch.setenv("HOME", str(tmp_path))  # where PortAudio finds .asoundrc
+    home = short_home()
+    config = home / "voice.yaml"
+    config.write_text("voice:\n  enabled: true\n  tts: none\n")
+    daemon = RealDaemon(home, config, tiny_qwen_bpe)  # the phrase path answers; the model is never asked
+    try:
+        daemon.start()
+        with Store(home / "agentd.db") as store:
+            deadline = time.monotonic() + 90
+            while not [e for e in store.audit_entries() if e.tool == "convert_units"]:
+                assert time.monotonic() < deadline, daemon.output()
+                time.sleep(0.2)
+            call = next(e for e in store.audit_entries() if e.tool == "convert_units")
+            heard = store.utterances()
+        assert call.who == "voice" and call.arguments["amount"] == 500, call
+        assert any(u.command and u.tools == ["convert_units"] for u in heard), heard
+        voice = status_sync(daemon.socket)["voice"]
+        assert voice["commands"] >= 1 and "transcript" in voice["median_ms"], voice
+    finally:
+        daemon.close()
