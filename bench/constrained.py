@@ -33,33 +33,47 @@ def decode_ms_per_token(engine, request) -> tuple[float, int]:
 CALL_MAX_TOKENS = {True: 320, False: 96}
 
 
+class StartWith:
+    """A logits processor that makes the model write these tokens first, then leaves it free:
+    the unconstrained side of the validity count starts inside a tool call this way."""
+
+    def __init__(self, ids: list[int]):
+        self.ids, self.calls = ids, 0
+
+    def __call__(self, tokens, logits):
+        import mlx.core as mx
+
+        self.calls += 1  # the first call is the prompt's: it samples the first generated token
+        if self.calls > len(self.ids):
+            return logits
+        return mx.where(mx.arange(logits.shape[-1]) == self.ids[self.calls - 1], logits, -mx.inf)
+
+
 def valid_calls(engine, registry, system: str, *, samples: int, constrained: bool) -> int:
     """How many of `samples` sampled tool calls parse and fit the tools' schemas.
 
     Both sides are made to write a call: the constrained one by a grammar that requires one,
-    the unconstrained one by starting it after the tool-call start tag. Sampling is plain
-    (temperature 1), the hardest case for a grammar-free model.
+    the unconstrained one by being made to write the tool-call start tag first. Sampling is
+    plain (temperature 1), the hardest case for a grammar-free model. Both go through the
+    engine, so the prefilled system prompt and tools are reused.
     """
-    from mlx_lm import stream_generate
-    from mlx_lm.sample_utils import make_sampler
-
+    from agent.llm.mlx_engine import Chunk, Finished, Request, Sampling
     from agent.tool_calls import checked_calls
 
-    tools, tag = registry.schemas(), engine.tool_format.tags.tool_start + "\n"
+    tools = registry.schemas()
+    plain = Sampling(temperature=1.0, top_p=1.0, top_k=0, presence_penalty=0.0)
     good = 0
     for i in range(samples):
         messages = [{"role": "system", "content": system}, {"role": "user", "content": CALL_PROMPTS[i % len(CALL_PROMPTS)]}]
-        prompt = engine.render(messages, tools, thinking=False)
-        guide = engine.guides().processor(tools, thinking=False, thinking_budget=None, constrained=True, require_call=True) if constrained else None
-        start = "" if constrained else tag
-        tokens = engine.encode(prompt + start)
-
-        def once():
-            return list(stream_generate(engine.model, engine.tokenizer, tokens, max_tokens=CALL_MAX_TOKENS[constrained], sampler=make_sampler(temp=1.0),
-                                        logits_processors=[guide] if guide else None))
-
-        responses = engine.run_on_thread(once)
-        checked = checked_calls(start + "".join(r.text for r in responses), responses[-1].finish_reason, engine.tool_format, registry)
+        if constrained:
+            first = engine.guides().processor(tools, thinking=False, thinking_budget=None, constrained=True, require_call=True)
+        else:
+            first = StartWith(engine.encode(engine.tool_format.tags.tool_start + "\n"))
+        request = Request(messages, tools, False, CALL_MAX_TOKENS[constrained], plain, logits_processors=[first])
+        items = engine.run_on_thread(lambda: list(engine.generate_sync(request)))
+        text = "".join(item.text for item in items if isinstance(item, Chunk))
+        finish = next(item.finish_reason for item in items if isinstance(item, Finished))
+        checked = checked_calls(text, finish, engine.tool_format, registry)
         good += bool(checked) and all(problem is None for _, problem in checked)
     return good
 

@@ -41,8 +41,8 @@ def style_for(parser_module: str) -> Style:
     if parser_module.endswith("json_tools"):
         return "json"
     raise ValueError(
-        f"constrained decoding knows mlx-lm's qwen3_coder and json_tools tool-call formats, not {parser_module!r}; "
-        "set model.constrained: false for this model"
+        f"constrained decoding knows mlx-lm's qwen3_coder and json_tools tool-call formats, not {parser_module!r}: "
+        "this model's tool calls are not constrained"
     )
 
 

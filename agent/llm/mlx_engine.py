@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
-from agent.llm.constrained import Guides
+from agent.llm.constrained import Guides, require_llguidance
 from agent.llm.prefix_cache import PrefixCache
 from agent.llm.stream import Tags
 
@@ -89,7 +89,8 @@ class MLXEngine:
         self.prefix_cache: PrefixCache | None = None
         self._executor.submit(self._load).result()
         self.tool_format = self._tool_format()
-        self._guides: Guides | None = None
+        # Cheap: the vocabulary is read, and grammars compiled, on first constrained use.
+        self._guides = Guides.for_model(self.tokenizer, tags=self.tool_format.tags, vocab_width=_logits_width(self.model, self.tokenizer))
 
     def _load(self) -> None:
         import mlx.core as mx
@@ -187,9 +188,9 @@ class MLXEngine:
         s = request.sampling
         sampler = make_sampler(temp=s.temperature, top_p=s.top_p, min_p=s.min_p, top_k=s.top_k)
         processors = list(request.logits_processors)
-        guide = self.guides().processor(
+        guide = self._guides.processor(
             request.tools, thinking=request.thinking, thinking_budget=request.thinking_budget, constrained=request.constrained
-        ) if request.constrained or request.thinking_budget else None
+        ) if self._guides and (request.constrained or request.thinking_budget) else None
         if guide is not None:
             processors.insert(0, guide)
         if s.presence_penalty:
@@ -228,20 +229,21 @@ class MLXEngine:
             prefix_tokens_reused=reused if hit else 0,
         )
 
-    def guides(self) -> Guides:
-        """Constrained decoding for this model (its vocabulary is read on first use)."""
-        if self._guides is None:
-            tok = self.tokenizer
-            self._guides = Guides.for_model(tok, tags=self.tool_format.tags, vocab_width=_logits_width(self.model, tok))
+    def guides(self) -> Guides | None:
+        """Constrained decoding for this model; None when its tool-call format is not known."""
         return self._guides
 
     def warm_up(self, system_prompt: str, tools: list[dict], *, constrained: bool = False) -> None:
         """Prefill the prefix now (daemon start), so the first command does not pay for it;
         with `constrained`, also read the vocabulary and compile the tools' grammar."""
+        constrained = constrained and self._guides is not None
+        if constrained:
+            require_llguidance()  # missing: say so now, not at the first command
+
         def build() -> None:
             self.prefix_cache.prime(self.encode(self.prefix_text(system_prompt, tools)))
             if constrained:
-                self.guides().matcher(tools, thinking=False)
+                self._guides.matcher(tools, thinking=False)
 
         self._executor.submit(build)
 
