@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.schedule.cli import add_jobs_parser
 
     add_jobs_parser(sub, common)
+    from agent.eval.cli import add_parser as add_eval_parser
+
+    add_eval_parser(sub, common)
 
     service = sub.add_parser("service", help="install agentd as a login service (launchd or systemd --user)")
     service.add_argument("action", choices=["install", "uninstall"])
