@@ -20,8 +20,8 @@ def test_help_is_quick_and_lists_the_commands():
     started = time.monotonic()
     done = agentd("--help")
     assert done.returncode == 0
-    for command in ("run", "start", "stop", "status", "chat", "ask", "listen", "devices", "eval", "bench", "skills", "jobs", "model",
-                    "doctor", "service"):
+    for command in ("run", "start", "stop", "status", "chat", "ask", "listen", "devices", "eval", "bench",
+                    "skills", "jobs", "model", "doctor", "service"):
         assert command in done.stdout
     assert time.monotonic() - started < 10  # no MLX, whisper or hub import for --help
 
