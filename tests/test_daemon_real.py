@@ -173,6 +173,18 @@ def test_the_audit_log_holds_the_tool_call(daemon):
     assert entry.conversation_id
 
 
+def test_the_model_sets_a_reminder_that_the_schedule_keeps(daemon):
+    """The trained model calls set_reminder in a real turn; the job lands in jobs.db."""
+    agentd("ask", "--home", str(daemon.home), "Remind me in 20 minutes to water the plants.", timeout=120)
+    with Store(daemon.home / "agentd.db") as store:
+        entry = store.audit_entries(limit=1, tool="set_reminder")[0]
+    assert entry.arguments == {"text": "water the plants", "at": "in 20 minutes"} and entry.outcome == "ok", entry
+    jobs = agentd("jobs", *daemon.options)
+    assert jobs.returncode == 0, jobs.stderr
+    line = next(line for line in jobs.stdout.splitlines() if "water the plants" in line)
+    assert "reminder" in line
+
+
 # -- life cycle (last: these restart the module's daemon) ----------------------------------
 
 
