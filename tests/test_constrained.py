@@ -163,6 +163,17 @@ def test_grammar_is_compiled_once_per_tool_set(engine):
     assert guides.compiles == compiles + 1
 
 
+def test_warm_up_compiles_the_grammar_ahead_of_the_first_call(engine):
+    guides = engine.guides()
+    guides.clear()
+    before = guides.compiles
+    engine.warm_up("You are a test assistant.", TOOLS, constrained=True)
+    engine.run_on_thread(lambda: None)  # the warm-up runs on the MLX thread
+    assert guides.compiles == before + 1
+    guides.matcher(TOOLS, thinking=False)
+    assert guides.compiles == before + 1
+
+
 def test_json_style_calls_parse_with_the_json_parser(engine):
     import json
 
