@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import platform
 import sys
 import time
@@ -136,8 +137,6 @@ def table(results: dict[str, Any]):
 
 
 def _cores() -> int:
-    import os
-
     return os.cpu_count() or 1
 
 
@@ -158,7 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     Console().print(table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
-    return 1 if any("error" in r for r in results.values()) else 0
+    code = 1 if any("error" in r for r in results.values()) else 0
+    # Skip interpreter teardown: after several MLX models (and llguidance, CTranslate2) have
+    # lived in one process, native destructors at exit can segfault (seen here: exit 139 after
+    # the table was printed). Everything is printed and written by now.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _installed_qwen() -> str | None:
