@@ -136,6 +136,9 @@ def test_limit_takes_cases_in_turn_from_each_category(shipped):
     assert [c.id for c in chosen[:16]] == firsts  # one of each category before any second one
     assert {c.category for c in cli.select(loaded.cases, 5, ["Locks", "time"])} == {"locks", "time"}
     assert cli.select(loaded.cases, None, None) == loaded.cases
+    everything = cli.select(loaded.cases, 10_000, None)  # a limit past the end still goes round
+    assert sorted(c.id for c in everything) == sorted(c.id for c in loaded.cases)
+    assert [c.id for c in everything[:16]] == firsts
 
 
 # ---------------------------------------------------------------------------- scoring

@@ -61,8 +61,9 @@ def select(cases: list, limit: int | None, categories: list[str] | None) -> list
     if categories:
         wanted = {c.lower() for c in categories}
         cases = [c for c in cases if c.category.lower() in wanted]
-    if limit is None or limit >= len(cases):
+    if limit is None:
         return list(cases)
+    limit = min(limit, len(cases))  # a generous limit still runs in turn over the categories
     groups: dict[str, list] = {}
     for case in cases:
         groups.setdefault(case.category, []).append(case)
