@@ -61,7 +61,8 @@ def test_spoken_command_runs_the_kitchen_tool(tmp_path, stt):
     wav = write(tmp_path / "cmd.wav", silence(0.5), speech(COMMAND, tmp_path / "s.wav"), silence(0.3))
     reports = run(pipeline(WavSource(wav), stt, kitchen_agent(tmp_path)))
     [report] = reports
-    assert report.command.lower().rstrip(".") == "convert 200 celsius to fahrenheit", report.heard
+    assert report.command is not None, report.line()
+    assert report.command.lower().rstrip(".") == "convert 200 celsius to fahrenheit", report.line()
     assert report.tools == ["convert_units"] and "392" in report.tool_results[0]
     assert "392" in report.reply
     times = report.times
