@@ -162,6 +162,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         new = load_context(args)[0]
         app.reload(new)
         scheduler.reload(new, registry=app.agent.registry)
+        if voice:  # new devices or rooms: their names join the speech model's hints
+            from agent.voice.door import house_words
+
+            voice.use_words(house_words(app.agent))
 
     daemon = Daemon(
         agent=app.agent,

@@ -341,3 +341,18 @@ def test_stop_cancels_the_running_turn_too(tmp_path, stt):
     # From the stop being understood to the turn having ended: no waiting on the turn's pace.
     assert stop.times["stopped"] - stop.times["transcript"] < 200, stop.times
     assert "at" in ended
+
+
+def test_the_door_takes_new_house_words_after_a_reload():
+    from agent.settings import load_settings as settings_
+    from agent.voice.door import VoiceDoor
+    from agent.voice.stt import WhisperSTT
+    from speech import whisper_model
+
+    voice = settings_().voice
+    stt = WhisperSTT(whisper_model(), hints=voice.wake_phrases)  # not loaded: only its options are read
+    door = VoiceDoor(object(), voice, pipeline=pipeline(WavSource(__file__), stt, None))
+    assert "porch light" not in (stt.options()["initial_prompt"] or "")
+    door.use_words(["porch light", "attic"])
+    prompt = stt.options()["initial_prompt"]
+    assert "porch light" in prompt and "attic" in prompt and voice.wake_phrases[0] in prompt

@@ -67,6 +67,13 @@ class VoiceDoor:
             for task in list(self._speaking):
                 task.cancel()
 
+    def use_words(self, hints: Iterable[str]) -> None:
+        """Bias recognition toward these words from now on (after a reload changed the home)."""
+        from agent.voice.stt import hint_prompt
+
+        if hasattr(self.pipeline.stt, "prompt") and self.voice.stt_hints:
+            self.pipeline.stt.prompt = hint_prompt([*self.voice.wake_phrases, *hints])
+
     def heard(self, report: UtteranceReport) -> None:
         """Keep the utterance and tell the chat windows; a failure here never stops listening."""
         try:
