@@ -311,9 +311,12 @@ def ensure_daemon(args: argparse.Namespace) -> Path:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
+    from agent.home import models_dir
     from agent.tui import run_chat
+    from agent.voice.service import hear_once
 
-    return run_chat(ensure_daemon(args))
+    settings, home = load_context(args)
+    return run_chat(ensure_daemon(args), hear=hear_once(settings.voice, models_dir=models_dir(home)))
 
 
 def cmd_ask(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-import pytest  # noqa: F401  (skips come from speech.py)
+import pytest
 
 from speech import alsa_file_device, need, silence, speech, whisper_model
 
@@ -105,3 +105,37 @@ def test_the_daemon_hears_a_spoken_command_and_runs_it(tmp_path, monkeypatch, ti
         assert voice["commands"] >= 1 and "transcript" in voice["median_ms"], voice
     finally:
         daemon.close()
+
+
+def test_push_to_talk_in_the_chat_window(tmp_path, monkeypatch):
+    """`/listen` in `agentd chat`: one utterance from the microphone is sent as the message."""
+    pexpect = pytest.importorskip("pexpect")
+    from fakes import spawn
+
+    need("espeak-ng", "sox")
+    whisper_model()
+    alsa_file_device(tmp_path, [silence(0.5), speech("convert five hundred grams to pounds", tmp_path / "a.wav"),
+                                silence(2.0)])
+    home = tmp_path / "h"
+    home.mkdir(mode=0o700)
+    daemon, _ = spawn(home, "5")  # a scripted daemon: it answers with the words it was sent
+    code = ("import sys; from agent.tui import run_chat; from agent.settings import load_settings; "
+            "from agent.voice.service import hear_once; "
+            f"sys.exit(run_chat({str(home / 'agentd.sock')!r}, hear=hear_once(load_settings().voice)))")
+    env = {"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}", "TERM": "xterm", "HOME": str(tmp_path), "PATH": os.environ["PATH"]}
+    chat = pexpect.spawn(sys.executable, ["-c", code], cwd=str(ROOT), encoding="utf-8", timeout=60,
+                         dimensions=(40, 120), env=env)
+    try:
+        chat.expect("you ›")
+        chat.sendline("/listen")
+        chat.expect("listening")
+        chat.expect(r"you \(spoken\) › ([^\r\n]+)")
+        assert "convert 500 grams to pounds" in chat.match.group(1).lower()  # spoken numbers as digits
+        chat.expect("tok/s")  # the daemon's reply to the spoken message came back
+        chat.expect("you ›")
+        chat.sendeof()
+        chat.expect(pexpect.EOF)
+    finally:
+        chat.close(force=True)
+        daemon.terminate()
+        daemon.wait(10)

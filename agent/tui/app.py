@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from rich.console import Console
 from rich.live import Live
@@ -34,9 +34,11 @@ REFRESH_S = 1 / 15  # redraw at most this often while text streams
 class ChatApp:
     """One chat session with the daemon."""
 
-    def __init__(self, socket_path: Path | str, console: Console | None = None):
+    def __init__(self, socket_path: Path | str, console: Console | None = None,
+                 hear: Callable[[], Awaitable[str | None]] | None = None):
         self.socket_path = socket_path
         self.console = console or Console()
+        self.hear = hear  # /listen: one utterance from the microphone, as text (None: nothing heard)
         self.client: Client | None = None
         self.conversation_id: str | None = None
         self.thinking: bool | None = None
@@ -199,6 +201,17 @@ class ChatApp:
         elif name in ("skills", "jobs"):
             status = await self.client.status()
             print_(item_list(name, status.get(name)))
+        elif name == "listen":
+            if self.hear is None:
+                print_("[yellow]no microphone in this chat window[/]")
+                return True
+            print_("[dim]🎤 listening… say your message[/]")
+            text = await self.hear()
+            if not text:
+                print_("[yellow]heard nothing to send[/]")
+            else:
+                print_(Text.assemble(("you (spoken) › ", "bold cyan"), text))
+                await self._reply(text)
         elif name == "stop":
             if self.detached is None:
                 print_("[dim]nothing to stop (Ctrl-C stops a reply while it streams)[/]")
@@ -242,6 +255,7 @@ def read_line(timeout: float, stream: Any = None) -> str | None:
     return os.read(stream.fileno(), 4096).decode(errors="replace")  # a terminal hands over one line
 
 
-def run_chat(socket_path: Path | str, console: Console | None = None) -> int:
+def run_chat(socket_path: Path | str, console: Console | None = None,
+             hear: Callable[[], Awaitable[str | None]] | None = None) -> int:
     """`agentd chat`: the interactive client; its exit code."""
-    return ChatApp(socket_path, console).run()
+    return ChatApp(socket_path, console, hear).run()

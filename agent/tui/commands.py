@@ -11,6 +11,7 @@ COMMANDS: dict[str, str] = {
     "skills": "list the enabled skills",
     "jobs": "list the scheduled jobs",
     "stop": "stop a reply you stopped waiting for",
+    "listen": "push-to-talk: say one message into the microphone (no wake phrase)",
     "help": "this list",
     "quit": "leave the chat (the daemon keeps running)",
 }

@@ -76,6 +76,36 @@ def socket_respond(socket_path: Path | str) -> Respond:
     return respond
 
 
+def hear_once(voice: Any, *, models_dir: Path | None = None, source: AudioSource | None = None,
+              timeout_s: float = 15.0) -> Callable[[], Any]:
+    """Push-to-talk for a chat window: `await hear()` is the next utterance from the microphone
+    as text (no wake phrase needed), or None if nothing was said within `timeout_s`."""
+    from agent.events import ReplyDone
+    from agent.voice.tts import SilentSpeaker
+
+    loaded: dict = {}
+
+    async def hear() -> str | None:
+        said: list[str] = []
+
+        async def keep(text: str) -> AsyncIterator[Any]:
+            said.append(text)
+            yield ReplyDone(text="", stopped_by="done")
+
+        pipeline = build_pipeline(voice, respond=keep, source=source, stt=loaded.get("stt"), models_dir=models_dir,
+                                  speaker=SilentSpeaker())
+        loaded["stt"] = stt = pipeline.stt  # the speech model is loaded once per chat window
+        await asyncio.get_running_loop().run_in_executor(stt._pool, stt.load)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await pipeline.run(once=True, push=True)
+        except TimeoutError:
+            return None
+        return said[0] if said else None
+
+    return hear
+
+
 def listen_command(args: argparse.Namespace, *, voice: Any, respond: Respond, hints: Iterable[str] = (),
                    models_dir: Path | None = None, out=None) -> int:
     """`agentd listen [--wav FILE] [--once] [--realtime]`: the pipeline, each stage printed with its time."""
