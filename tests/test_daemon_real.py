@@ -11,6 +11,7 @@ import json
 import shutil
 import sys
 
+import pexpect
 import pytest
 
 from agent.app import core_registry
@@ -104,7 +105,6 @@ def test_ask_without_a_daemon_says_how_to_start_one():
 
 
 def test_chat_in_a_terminal(daemon):
-    pexpect = pytest.importorskip("pexpect")
     env = {**child_env(), "TERM": "xterm"}
     chat = pexpect.spawn(sys.executable, [str(AGENTD), "chat", "--home", str(daemon.home)], cwd=str(REPO),
                          env=env, encoding="utf-8", timeout=20, dimensions=(40, 100))

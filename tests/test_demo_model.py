@@ -3,13 +3,13 @@
 import json
 import time
 
+import mlx.core as mx
+import mlx_lm
 import pytest
 
 from agent.llm import demo_model
 from agent.llm.demo_model import DEMO_FOLDER, DemoModelError, ensure_demo_model
 
-mx = pytest.importorskip("mlx.core")
-mlx_lm = pytest.importorskip("mlx_lm")
 
 WEATHER_TOOL = {
     "type": "function",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import stat
+import tempfile
 from pathlib import Path
 
 import platformdirs
@@ -22,6 +24,8 @@ from agent.home import (
     user_config_path,
 )
 from agent.settings import load_settings
+
+NOBODY = 65534
 
 
 def mode_of(path: Path) -> int:
@@ -133,7 +137,7 @@ def test_a_home_that_cannot_be_created_is_a_clear_error(tmp_path, monkeypatch, u
     assert "cannot use home folder" in str(caught.value) and f"${HOME_ENV}" in str(caught.value)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to a read-only folder")
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to a read-only folder (the next test runs this case as nobody)")
 def test_a_read_only_home_is_a_clear_error(tmp_path, user_data):
     home = tmp_path / "home"
     home.mkdir()
@@ -143,6 +147,41 @@ def test_a_read_only_home_is_a_clear_error(tmp_path, user_data):
             resolve_home(str(home))
     finally:
         home.chmod(0o700)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run as another user (the test above covers non-root)")
+def test_a_read_only_home_is_a_clear_error_run_as_an_unprivileged_user():
+    """The read-only case as root runs it: a forked child drops to `nobody`, for whom a folder
+    it owns with mode 0500 is really read-only (no exec: the interpreter may sit in /root)."""
+    shared = Path(tempfile.mkdtemp(prefix="ro-home-", dir="/tmp"))  # tmp_path is root-only
+    try:
+        shared.chmod(0o755)
+        home = shared / "home"
+        home.mkdir()
+        os.chown(home, NOBODY, NOBODY)
+        home.chmod(0o500)
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: become nobody, try the folder, report the error's text
+            try:
+                os.setgroups([])
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+                try:
+                    resolve_home(str(home))
+                    message = "no error"
+                except HomeError as error:
+                    message = str(error)
+                os.write(write, message.encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as pipe:
+            message = pipe.read()
+        os.waitpid(pid, 0)
+        assert "cannot use home folder" in message and str(home) in message, message
+    finally:
+        shutil.rmtree(shared)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a folder to another user")

@@ -5,6 +5,7 @@ import sys
 from io import StringIO
 from pathlib import Path
 
+import pexpect
 import pytest
 from rich.console import Console
 
@@ -178,7 +179,6 @@ def test_chat_without_a_daemon_says_how_to_start_one(home):
 
 
 def chat_process(home):
-    pexpect = pytest.importorskip("pexpect")
     code = f"import sys; from agent.tui import run_chat; sys.exit(run_chat({str(home / 'agentd.sock')!r}))"
     return pexpect, pexpect.spawn(sys.executable, ["-c", code], cwd=str(TESTS.parent), encoding="utf-8", timeout=15,
                                   dimensions=(40, 100), env={"PYTHONPATH": str(TESTS.parent), "TERM": "xterm"})
@@ -201,7 +201,6 @@ def test_ctrl_c_at_the_prompt_leaves_the_chat_not_the_daemon(home):
 
 
 def test_a_chat_session_end_to_end(home):
-    pexpect = pytest.importorskip("pexpect")
     daemon, _ = spawn(home, "5")
     code = f"import sys; from agent.tui import run_chat; sys.exit(run_chat({str(home / 'agentd.sock')!r}))"
     chat = pexpect.spawn(sys.executable, ["-c", code], cwd=str(TESTS.parent), encoding="utf-8",

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import pexpect
 import pytest
 
 from speech import alsa_file_device, need, silence, speech, whisper_model
@@ -109,7 +110,6 @@ def test_the_daemon_hears_a_spoken_command_and_runs_it(tmp_path, monkeypatch, ti
 
 def test_push_to_talk_in_the_chat_window(tmp_path, monkeypatch):
     """`/listen` in `agentd chat`: one utterance from the microphone is sent as the message."""
-    pexpect = pytest.importorskip("pexpect")
     from fakes import spawn
 
     need("espeak-ng", "sox")
