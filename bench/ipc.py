@@ -89,26 +89,25 @@ def parse_cpu_time(text: str) -> float:
 # -- measurements ----------------------------------------------------------------------------
 
 
-async def socket_turn(client, text: str):
-    """One turn through the daemon; (seconds, its ReplyDone)."""
+async def timed_turn(events):
+    """Run one turn's step events to its ReplyDone; (seconds, the ReplyDone)."""
     from agent.events import ReplyDone
 
-    start = time.perf_counter()
-    async for event in client.reply(text):
+    start = time.perf_counter()  # the generator starts on the first anext, so this is the start
+    async for event in events:
         if isinstance(event, ReplyDone):
             return time.perf_counter() - start, event
-    raise RuntimeError("the reply ended without a ReplyDone")
+    raise RuntimeError("the turn ended without a ReplyDone")
+
+
+async def socket_turn(client, text: str):
+    """One turn through the daemon; (seconds, its ReplyDone)."""
+    return await timed_turn(client.reply(text))
 
 
 async def local_turn(agent, text: str):
     """The same turn in this process; (seconds, its ReplyDone)."""
-    from agent.events import ReplyDone
-
-    start = time.perf_counter()
-    async for event in agent.respond(text):
-        if isinstance(event, ReplyDone):
-            return time.perf_counter() - start, event
-    raise RuntimeError("the turn ended without a ReplyDone")
+    return await timed_turn(agent.respond(text))
 
 
 def same_tokens(a, b) -> bool:

@@ -128,8 +128,8 @@ def measure(repeats: int = 5, rounds: int = 4, idle_seconds: float = 60.0) -> di
     from agent.voice.sources import read_wav
     from agent.voice.stt import WhisperSTT
 
+    _need("espeak-ng", "sox")  # checked here: the tests' helpers would skip, outside pytest
     speech = speech_helpers()
-    speech.need = _need  # outside pytest a missing program is an error, not a skip
     folder = Path(tempfile.mkdtemp())
     wavs = [speech.write(folder / f"c{i}.wav", speech.silence(0.3), speech.speech(text, folder / f"s{i}.wav"))
             for i, text in enumerate(COMMANDS)]

@@ -52,7 +52,7 @@ class VoiceDoor:
         """
         stt = self.pipeline.stt
         try:
-            await asyncio.get_running_loop().run_in_executor(getattr(stt, "_pool", None), stt.load)
+            await stt.aload()
         except ModelNotFound as exc:
             self.problem = str(exc)
             log.error("voice is off: %s", exc)

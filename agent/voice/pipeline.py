@@ -46,6 +46,7 @@ class UtteranceReport:
     tool_results: list[str] = field(default_factory=list)
     times: dict[str, float] = field(default_factory=dict)
     transcript: Transcript | None = None
+    stop: bool = False  # it asked to stop what was running
 
     def line(self) -> str:
         """One log line: what was heard and what came of it."""
@@ -113,7 +114,7 @@ class VoicePipeline:
             report.heard = report.transcript.text
             report.times["transcript"] = _ms(utterance.ended_at)
             command = self._command(report, utterance, push=push)
-            if report.ignored and report.ignored.startswith("asked to stop"):
+            if report.stop:
                 await self._finish_turn()
                 await self.stop_speaking()
                 report.times["stopped"] = _ms(utterance.ended_at)  # turn and speech have ended
@@ -176,6 +177,7 @@ class VoicePipeline:
             if working:
                 self._turn_task.cancel()
             cut = [what for what, was in (("turn", working), ("speech", speaking)) if was]
+            report.stop = True
             report.ignored = "asked to stop" + (f" ({' and '.join(cut)} cut short)" if cut else "")
             return None
         return spoken_numbers(command).strip()

@@ -95,7 +95,7 @@ def hear_once(voice: Any, *, models_dir: Path | None = None, source: AudioSource
         pipeline = build_pipeline(voice, respond=keep, source=source, stt=loaded.get("stt"), models_dir=models_dir,
                                   speaker=SilentSpeaker())
         loaded["stt"] = stt = pipeline.stt  # the speech model is loaded once per chat window
-        await asyncio.get_running_loop().run_in_executor(stt._pool, stt.load)
+        await stt.aload()
         try:
             async with asyncio.timeout(timeout_s):
                 await pipeline.run(once=True, push=True)

@@ -114,6 +114,10 @@ class WhisperSTT:
             seconds=time.perf_counter() - start,
         )
 
+    async def aload(self):
+        """`load` on the model's thread, without blocking the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self.load)
+
     async def atranscribe(self, audio: np.ndarray) -> Transcript:
         """`transcribe` on the model's thread, without blocking the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, self.transcribe, audio)
