@@ -269,7 +269,12 @@ def cmd_stop(args: argparse.Namespace) -> int:
     from agent.runtime import stop_daemon
 
     _, home = load_context(args)
-    pid = stop_daemon(home)
+    try:
+        pid = stop_daemon(home)
+    except TimeoutError as exc:  # e.g. a model call on a slow CPU that has not reached a stop point
+        print(f"agentd: {exc}; it stops when its current model step ends (`kill -9 PID` stops it now)",
+              file=sys.stderr)
+        return 1
     print(f"agentd (pid {pid}) stopped" if pid else "agentd was not running")
     return 0
 

@@ -100,6 +100,22 @@ def test_warm_up_builds_the_prefix_before_the_first_call(engine):
     assert finished.prefix_hit
 
 
+def test_a_prefix_build_ahead_of_time_gives_up_when_told_to_stop(engine):
+    """close() sets the stop: a daemon stopping during a slow warm-up does not wait it out."""
+    req = request()
+    prefix = engine.encode(engine.prefix_text(req.messages[0]["content"], req.tools))
+    assert len(prefix) > 64  # more than one step, so there is a point to stop at
+    engine.prefix_cache.clear()
+    stop = threading.Event()
+    stop.set()
+    engine.run_on_thread(engine.prefix_cache.prime, prefix, stop)
+    assert engine.prefix_cache._tokens is None  # nothing half-built is kept
+    engine.run_on_thread(engine.prefix_cache.prime, prefix)
+    assert engine.prefix_cache._tokens == prefix
+    _, finished = generate(engine, req)
+    assert finished.prefix_hit  # built in small steps, it serves the call like any other
+
+
 def test_cancel_stops_generation(engine):
     cancel = threading.Event()
     cancel.set()

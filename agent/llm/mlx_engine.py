@@ -83,6 +83,7 @@ class MLXEngine:
         self.name = self.path.name
         self.prefill_step_size = prefill_step_size
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlx")
+        self._closing = threading.Event()  # set by close(): background warm-up gives up
         self._seed = seed
         self.model: Any = None
         self.tokenizer: Any = None
@@ -241,7 +242,7 @@ class MLXEngine:
             require_llguidance()  # missing: say so now, not at the first command
 
         def build() -> None:
-            self.prefix_cache.prime(self.encode(self.prefix_text(system_prompt, tools)))
+            self.prefix_cache.prime(self.encode(self.prefix_text(system_prompt, tools)), stop=self._closing)
             if constrained:
                 self._guides.matcher(tools, thinking=False)
 
@@ -256,6 +257,7 @@ class MLXEngine:
         aborts at exit ("terminate called without an active exception", mlx#3126)."""
         import mlx.core as mx
 
+        self._closing.set()
         self._executor.submit(mx.clear_streams).result()
         self._executor.shutdown(wait=True)
 

@@ -15,6 +15,9 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+# Tokens per step when the prefix is built ahead of time (a stop is heard between steps).
+PRIME_STEP = 64
+
 
 @dataclass
 class PrefixStats:
@@ -70,23 +73,29 @@ class PrefixCache:
             return None
         return prefix
 
-    def _build(self, prefix: list[int]) -> None:
+    def _build(self, prefix: list[int], *, step_size: int | None = None, stop: Any = None) -> None:
         import mlx.core as mx
         from mlx_lm.models.cache import make_prompt_cache
 
         cache = make_prompt_cache(self.model)
-        for start in range(0, len(prefix), self.step_size):
-            chunk = mx.array(prefix[start : start + self.step_size])[None]
+        step = step_size or self.step_size
+        for start in range(0, len(prefix), step):
+            if stop is not None and stop.is_set():
+                log.info("prefix cache build stopped after %d of %d tokens", start, len(prefix))
+                return
+            chunk = mx.array(prefix[start : start + step])[None]
             self.model(chunk, cache=cache)
             mx.eval([c.state for c in cache])
         self._tokens, self._cache = list(prefix), cache
         self.stats.builds += 1
         log.info("prefix cache built: %d tokens", len(prefix))
 
-    def prime(self, prefix: list[int]) -> None:
-        """Build the cache for this prefix ahead of the first call."""
+    def prime(self, prefix: list[int], stop: Any = None) -> None:
+        """Build the cache for this prefix ahead of the first call. In small steps, checking
+        `stop` (a threading.Event) between them: on a slow CPU a big step takes minutes, and
+        a daemon asked to stop meanwhile should not have to wait for it."""
         if self.enabled and prefix != self._tokens:
-            self._build(prefix)
+            self._build(prefix, step_size=min(self.step_size, PRIME_STEP), stop=stop)
 
     def clear(self) -> None:
         """Forget the prefix (tools or instructions changed)."""
