@@ -99,6 +99,7 @@ def limits_from(settings: Any) -> TurnLimits:
         max_repeated_calls=a.max_repeated_calls,
         timeout_s=a.turn_timeout_s,
         tool_output_max_chars=a.tool_output_max_chars,
+        tool_timeout_s=a.tool_timeout_s,
         history_messages=a.history_messages,
         max_tokens=settings.model.max_tokens,
     )

@@ -33,6 +33,10 @@ class ConfirmDecision:
     reason: str  # approved | denied | timeout | client gone | non-interactive | cancelled | no one to ask
     waited_s: float
 
+    def __bool__(self) -> bool:
+        # The executor reads the answer as a bool and its `reason` into the call's audit row.
+        return self.approved
+
 
 def interactive(who: str) -> bool:
     """Whether someone can be asked to confirm (nobody watches a scheduled job)."""
@@ -51,8 +55,8 @@ class Confirmer:
         self.timeout_s = timeout_s
         self.audit = audit or (lambda decision: None)
 
-    async def ask(self, request: TurnRequest, tool: Any, arguments: dict) -> bool:
-        """Whether `tool` may run with `arguments` in this turn; logged and audited."""
+    async def ask(self, request: TurnRequest, tool: Any, arguments: dict) -> ConfirmDecision:
+        """Whether `tool` may run with `arguments` in this turn (true when approved), and why."""
         started = time.monotonic()
         arguments = json_safe(arguments)
         if request.cancel.is_set():
@@ -80,7 +84,7 @@ class Confirmer:
             self.audit(decision)
         except Exception:
             log.exception("could not audit %s", decision)
-        return approved
+        return decision
 
     def answer(self, request: TurnRequest | None, frame: p.Confirm) -> None:
         """Take a client's answer; RequestError if nothing is waiting for one."""

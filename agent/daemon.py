@@ -260,11 +260,6 @@ class Daemon:
         log.info("agentd stopped")
 
 
-async def serve(daemon: Daemon) -> None:
-    """Serve until stopped (for callers that own their event loop)."""
-    await daemon.serve()
-
-
 def setting(settings: Any, dotted: str, default: Any) -> Any:
     """A setting by dotted path, or the default where the settings have no such key."""
     node = settings
@@ -280,16 +275,12 @@ def _first(value: Any, default: Any) -> Any:
 
 
 def store_hooks(store: Any) -> dict:
-    """The audit, history and new_conversation hooks, wired to an `agent.store.Store`."""
+    """The history and new_conversation hooks, wired to an `agent.store.Store`."""
 
     def history(conversation_id: str | None, limit: int) -> tuple[str | None, list[dict]]:
         cid = conversation_id or store.latest_conversation()
         return cid, (store.messages(cid, limit=limit) if cid else [])
 
-    def audit(d: ConfirmDecision) -> None:
-        store.audit(tool=d.tool, arguments=d.arguments, risk=d.risk,
-                    outcome="confirmed" if d.approved else "not confirmed", duration_s=d.waited_s,
-                    who=d.who, conversation_id=d.conversation_id, detail=f"confirmation: {d.reason}")
-
-    return {"history": history, "audit": audit,
+    # No audit hook: the executor writes one row per tool call, the confirmation's reason in it.
+    return {"history": history,
             "new_conversation": lambda who: store.new_conversation(source=who.split(":")[0])}

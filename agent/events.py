@@ -37,11 +37,15 @@ class ToolStarted:
 
 @_frozen
 class ToolFinished:
+    """A tool call's end. `outcome` is the executor's status (agent.actions.STATUSES):
+    ok | error | crashed | denied | invalid | timeout | cancelled."""
+
     call_id: str
     name: str
     result: str
     ok: bool
     duration_s: float
+    outcome: str = "ok"
 
 
 @_frozen
@@ -70,6 +74,9 @@ class ReplyDone:
 
     text: str
     stopped_by: str = "done"  # done | guard | cancelled | error
+    # Which guard, or why a done reply is short: max_model_calls | invalid_call | repeated_call |
+    # turn_timeout | max_tokens | "" (nothing to say).
+    reason: str = ""
     stats: TurnStats = field(default_factory=TurnStats)
 
 

@@ -89,11 +89,6 @@ def models_dir(home: Path) -> Path:
     return home / "models"
 
 
-def db_path(home: Path) -> Path:
-    """The SQLite database: <home>/agentd.db."""
-    return home / "agentd.db"
-
-
 def socket_path(home: Path) -> Path:
     """The daemon's Unix control socket: <home>/agentd.sock."""
     return home / "agentd.sock"

@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 import re
 import time
-import uuid
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, AsyncIterator, Callable, Iterable
 
-from agent.events import Note, ReplyDone, StepEvent, TextDelta, ToolFinished, ToolStarted, TurnStats
+from agent.actions import Action, Approve, Executor
+from agent.events import Note, ReplyDone, StepEvent, TextDelta, ToolFinished, TurnStats
 from agent.phrases import PhraseSpec, fill, fixed_words, normalize, parse_template, references, slots_in
-from agent.tools import Tool, ToolArgumentError, ToolContext, ToolError, ToolRegistry
+from agent.tools import ToolArgumentError, ToolContext, ToolRegistry
 
 log = logging.getLogger(__name__)
 
@@ -242,65 +242,63 @@ class _Slots:
 
 async def answer_intent(
     match: IntentMatch,
-    registry: ToolRegistry,
+    executor: Executor,
     ctx: ToolContext,
-    confirm: Callable[[Tool, dict], Awaitable[bool]] | None = None,
+    confirm: Approve | None = None,
     *,
     save: Callable[[dict], None] | None = None,
+    cancel: Any = None,
 ) -> AsyncIterator[StepEvent]:
-    """Run the matched tool and answer from the phrase's reply, as turn step events.
+    """Run the matched tool through the executor and answer from the phrase's reply, as turn
+    step events.
 
     Like a turn: a confirm-tier tool runs only if `confirm(tool, arguments)` says yes (no
-    confirm means no), the call goes to ctx.store's audit log, and `save(message)` (if given)
+    confirm means no), the attempt leaves one audit row, and `save(message)` (if given)
     receives the same chat messages a model turn would store.
     """
     started = time.monotonic()
-    tool = registry.get(match.tool)
-    if tool is None:  # the registry changed since the match (a reload)
+    action = Action(tool=match.tool, arguments=match.arguments, who=ctx.who, conversation_id=ctx.conversation_id,
+                    source=f"phrase {match.template!r}")
+    call = {"id": action.call_id, "type": "function", "function": {"name": match.tool, "arguments": match.arguments}}
+    _save(save, {"role": "user", "content": match.text}, {"role": "assistant", "content": "", "tool_calls": [call]})
+    outcome = None
+    async for event in executor.steps(action, approve=confirm, cancel=cancel):
+        if isinstance(event, ToolFinished):
+            outcome = event
+        else:
+            yield event
+    if outcome.outcome == "invalid":  # the registry changed since the match (a reload)
         yield Note(text=f"The tool {match.tool} is no longer available.", level="error")
         yield ReplyDone(text="", stopped_by="error")
         return
-    call_id = uuid.uuid4().hex[:12]
-    call = {"id": call_id, "type": "function", "function": {"name": tool.name, "arguments": match.arguments}}
-    _save(save, {"role": "user", "content": match.text}, {"role": "assistant", "content": "", "tool_calls": [call]})
-    yield ToolStarted(call_id=call_id, name=tool.name, arguments={k: v for k, v in match.arguments.items() if v is not None}, risk=tool.risk)
-    ok, outcome, result, reply = await _run(tool, match, ctx, confirm)
-    duration = time.monotonic() - started
-    if ctx.store is not None:
-        ctx.store.audit(tool=tool.name, arguments=match.arguments, risk=tool.risk, outcome=outcome, duration_s=duration,
-                        who=ctx.who, conversation_id=ctx.conversation_id, detail=f"phrase {match.template!r}")
-    yield ToolFinished(call_id=call_id, name=tool.name, result=result, ok=ok, duration_s=round(duration, 4))
-    _save(save, {"role": "tool", "content": result, "name": tool.name, "tool_call_id": call_id}, {"role": "assistant", "content": reply})
+    yield outcome
+    reply = _reply(match, outcome)
+    _save(save, {"role": "tool", "content": outcome.result, "name": match.tool, "tool_call_id": action.call_id},
+          {"role": "assistant", "content": reply})
     yield TextDelta(text=reply)
-    yield ReplyDone(text=reply, stopped_by="done", stats=TurnStats(duration_s=round(time.monotonic() - started, 4)))
+    stopped_by = "cancelled" if outcome.outcome == "cancelled" else "done"
+    yield ReplyDone(text=reply, stopped_by=stopped_by, stats=TurnStats(duration_s=round(time.monotonic() - started, 4)))
 
 
-async def _run(tool: Tool, match: IntentMatch, ctx: ToolContext, confirm) -> tuple[bool, str, str, str]:
-    """(ok, outcome for the audit, result for the history, reply for the person)."""
-    if tool.risk == "confirm" and not await _confirmed(confirm, tool, match.arguments):
-        return False, "denied", "Denied: the user did not confirm this action, so it was not done.", "Not done: that needs your confirmation."
-    try:
-        result = await tool.call(match.arguments, ctx)
-    except ToolError as exc:
-        return False, "error", f"Error: {exc}", f"That did not work: {exc}"
-    except Exception as exc:  # a bug in the tool: log it loudly, answer briefly
-        log.exception("tool %s crashed", tool.name)
-        return False, "crashed", f"Error: the tool {tool.name} failed unexpectedly ({type(exc).__name__}).", f"That did not work: {tool.name} failed unexpectedly."
+_NOT_DONE = {
+    "denied": "Not done: that needs your confirmation.",
+    "cancelled": "Stopped.",
+    "timeout": "That did not work: {tool} took too long to answer.",
+    "crashed": "That did not work: {tool} failed unexpectedly.",
+}
+
+
+def _reply(match: IntentMatch, outcome: ToolFinished) -> str:
+    """What the person hears: the phrase's reply when it worked, else why not."""
+    if outcome.outcome == "error":
+        return "That did not work: " + outcome.result.removeprefix("Error: ")
+    if outcome.outcome != "ok":
+        return _NOT_DONE[outcome.outcome].format(tool=match.tool)
     if not match.reply:
-        return True, "ok", result, result
+        return outcome.result
     # An optional slot that was not said reads as nothing; {result} is the tool's answer.
-    values = {**{name: "" for name in references(match.reply)}, **match.slots, "result": result}
-    return True, "ok", result, _sentence(fill(match.reply, values))
-
-
-async def _confirmed(confirm: Callable[[Tool, dict], Awaitable[bool]] | None, tool: Tool, arguments: dict) -> bool:
-    if confirm is None:
-        return False
-    try:
-        return bool(await confirm(tool, arguments))
-    except Exception:
-        log.exception("confirmation for %s failed; treating it as denied", tool.name)
-        return False
+    values = {**{name: "" for name in references(match.reply)}, **match.slots, "result": outcome.result}
+    return _sentence(fill(match.reply, values))
 
 
 def _save(save: Callable[[dict], None] | None, *messages: dict) -> None:

@@ -114,6 +114,7 @@ class AgentSettings(_Section):
     max_repeated_calls: int = Field(ge=2)
     turn_timeout_s: float = Field(gt=0)
     tool_output_max_chars: int = Field(ge=1)
+    tool_timeout_s: float = Field(gt=0)
     history_messages: int = Field(ge=0)
     timezone: str | None
 

@@ -1,6 +1,6 @@
 """Tool calls as the model wrote them: parse, check against the registry, cap the output.
 
-Nothing here runs a tool; the turn does that only for calls that `check_call` accepts.
+Nothing here runs a tool: every call, valid or not, goes to the executor (agent.actions).
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.tools import ToolArgumentError, ToolRegistry
+from agent.actions import check_arguments
+from agent.tools import ToolRegistry
 
 
 @dataclass
@@ -55,17 +56,14 @@ def _parse_body(body: str, parse: Any, registry: ToolRegistry) -> dict:
 
 
 def check_call(call: ToolCall, registry: ToolRegistry) -> str | None:
-    """Why this call cannot run, in words for the model; None if it can (arguments coerced)."""
+    """Why this call cannot run, in words for the model; None if it can (arguments coerced).
+    The executor's own check (agent.actions), applied to a parsed call."""
     if call.error:
         return call.error
-    tool = registry.get(call.name)
-    if tool is None:
-        return f"There is no tool named {call.name!r}. Valid tools: {', '.join(registry.names())}."
-    try:
-        call.arguments = tool.validate(call.arguments)
-    except ToolArgumentError as exc:
-        return f"Invalid arguments for {exc}. Call it again with arguments that fit its schema."
-    return None
+    _, arguments, problem = check_arguments(registry, call.name, call.arguments)
+    if problem is None:
+        call.arguments = arguments
+    return problem
 
 
 def checked_calls(text: str, finish: str | None, tool_format: Any, registry: ToolRegistry) -> list[tuple[ToolCall, str | None]]:
@@ -77,10 +75,3 @@ def checked_calls(text: str, finish: str | None, tool_format: Any, registry: Too
     pieces = splitter.feed(text) + splitter.finish()
     calls = [parse_call(p.kind, p.text, finish, tool_format, registry) for p in pieces if p.kind.endswith("tool_call")]
     return [(call, check_call(call, registry)) for call in calls]
-
-
-def cap_output(text: str, limit: int) -> str:
-    """Tool output is capped before it goes back to the model (small context, small model)."""
-    if len(text) <= limit:
-        return text
-    return text[:limit] + f"\n[... {len(text) - limit} more characters cut]"

@@ -88,14 +88,6 @@ class TrustStore:
         }
         self._write({"version": 1, "skills": skills})
 
-    def revoke(self, name: str) -> bool:
-        """Forget the approval of a skill; whether there was one."""
-        skills = self._read_for_update()
-        if skills.pop(name, None) is None:
-            return False
-        self._write({"version": 1, "skills": skills})
-        return True
-
     def _read_for_update(self) -> dict:
         try:
             return self._read()

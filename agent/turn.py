@@ -15,17 +15,18 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
+from typing import Any, AsyncIterator, Protocol
 
 from agent.events import Note, ReplyDone, StepEvent, TextDelta, ThinkingDelta, ToolFinished, ToolStarted, TurnStats
 from agent.llm.mlx_engine import Chunk, Finished, Request, Sampling, ToolFormat
 from agent.llm.stream import StreamSplitter
-from agent.tool_calls import ToolCall, cap_output, check_call, parse_call
-from agent.tools import SystemClock, Tool, ToolContext, ToolError, ToolRegistry
+from agent.actions import Action, Approve, Executor
+from agent.tool_calls import ToolCall, parse_call
+from agent.tools import SystemClock, ToolContext, ToolRegistry
 
 log = logging.getLogger(__name__)
 
-Confirm = Callable[[Tool, dict], Awaitable[bool]]
+Confirm = Approve  # a door's answer to "may this confirm-tier tool run?"
 
 
 class LLM(Protocol):
@@ -43,6 +44,7 @@ class TurnLimits:
     max_repeated_calls: int = 3
     timeout_s: float = 120.0
     tool_output_max_chars: int = 4000
+    tool_timeout_s: float = 30.0
     history_messages: int = 20
     max_tokens: int = 1024
 
@@ -97,6 +99,12 @@ class Agent:
         self.intents: Any = None  # an IntentMatcher: the fast phrase path, when skills give phrases
         self._memory: dict[str, list[dict]] = {}  # conversations when there is no store
 
+    def executor(self) -> Executor:
+        """The executor for this agent's tools, store and limits (built per use: a reload or
+        the eval may swap the registry or the store between turns)."""
+        return Executor(self.registry, store=self.store, settings=self.settings, clock=self.clock,
+                        timeout_s=self.limits.tool_timeout_s, output_max_chars=self.limits.tool_output_max_chars)
+
     def system_prompt(self) -> str:
         """The fixed system text: no clock, nothing per turn, so the prefix cache holds."""
         return "\n\n".join([self.base_prompt.strip(), *(i.strip() for i in self.instructions if i.strip())])
@@ -123,7 +131,7 @@ class Agent:
         if match is not None:
             from agent.intents import answer_intent
 
-            async for event in answer_intent(match, self.registry, ctx, confirm, save=lambda m: self._save(conversation_id, m)):
+            async for event in answer_intent(match, self.executor(), ctx, confirm, save=lambda m: self._save(conversation_id, m), cancel=cancel):
                 yield event
             return
         history = self._history(conversation_id)
@@ -180,7 +188,8 @@ class TurnRun:
 
     async def run(self, messages: list[dict]) -> AsyncIterator[StepEvent]:
         """The model/tool loop; always ends with one ReplyDone."""
-        stopped_by, note = "guard", f"Stopped after {self.limits.max_model_calls} model calls without a final answer."
+        stopped_by, reason = "guard", "max_model_calls"
+        note = f"Stopped after {self.limits.max_model_calls} model calls without a final answer."
         try:
             for _ in range(self.limits.max_model_calls):
                 text, calls, finish = "", [], None
@@ -190,12 +199,13 @@ class TurnRun:
                     else:
                         yield event
                 if finish == "cancelled":
-                    stopped_by, note = "cancelled", None
+                    stopped_by, reason, note = "cancelled", "", None
                     break
                 if not calls:
                     self._save({"role": "assistant", "content": text})
-                    stopped_by, note = "done", None
+                    stopped_by, reason, note = "done", "", None
                     if finish == "length":
+                        reason = "max_tokens"
                         note = f"The reply was cut off at model.max_tokens ({self.limits.max_tokens} tokens)."
                     break
                 guard = None
@@ -205,17 +215,21 @@ class TurnRun:
                     else:
                         yield event
                 if guard:
-                    stopped_by, note = guard.stopped_by, guard.note
+                    stopped_by, reason, note = guard.stopped_by, guard.reason, guard.note
+                    break
+                if self.cancel.is_set():
+                    stopped_by, reason, note = "cancelled", "", None
                     break
         except TimeoutError:
-            stopped_by, note = "guard", f"Stopped: the turn took longer than {self.limits.timeout_s:g} s."
+            stopped_by, reason = "guard", "turn_timeout"
+            note = f"Stopped: the turn took longer than {self.limits.timeout_s:g} s."
         if note:
             yield Note(text=note)
         reply = "".join(self.p.reply).strip()
         if stopped_by != "done":
             reply = reply or (note or "")
             self._save({"role": "assistant", "content": reply})
-        yield ReplyDone(text=reply, stopped_by=stopped_by, stats=self._stats())
+        yield ReplyDone(text=reply, stopped_by=stopped_by, reason=reason, stats=self._stats())
 
     async def _model_call(self, messages: list[dict]) -> AsyncIterator[Any]:
         """Stream one generation; yield display events, then a ToolCallResult."""
@@ -280,14 +294,49 @@ class TurnRun:
             return None
 
     async def _run_calls(self, messages: list[dict], text: str, calls: list[ToolCall]) -> AsyncIterator[Any]:
-        """Execute the calls of one model message (or explain what was wrong with them)."""
-        problems = [check_call(call, self.agent.registry) for call in calls]
+        """Run the calls of one model message through the executor (or explain what was wrong)."""
+        executor = self.agent.executor()
+        actions = [self._action(call) for call in calls]
+        problems = [executor.check(action)[2] for action in actions]
+        if any(problems) and self.p.corrections_left <= 0:
+            for action, problem in zip(actions, problems):  # every attempt leaves its audit row
+                if problem:
+                    await executor.run(action)
+                else:
+                    executor.refuse(action, "cancelled", "another call in the same message was still invalid")
+            yield _Stop("guard", "invalid_call", "Stopped: the model's tool call was still invalid after one correction: " + next(p for p in problems if p))
+            return
         if any(problems):
-            if self.p.corrections_left <= 0:
-                yield _Stop("guard", "Stopped: the model's tool call was still invalid after one correction: " + next(p for p in problems if p))
-                return
             self.p.corrections_left -= 1
-        assistant = {"role": "assistant", "content": text}
+        self._append(messages, self._assistant_message(text, calls, problems))
+        for call, action, problem in zip(calls, actions, problems):
+            if problem:
+                outcome = await executor.run(action)
+                yield Note(text=f"The model made an invalid tool call ({problem}); it gets one chance to correct it.")
+                self._append(messages, {"role": "tool", "content": outcome.result, "tool_call_id": call.call_id})
+                continue
+            key = f"{call.name}:{json.dumps(call.arguments, sort_keys=True, default=str)}"
+            self.p.seen_calls[key] = self.p.seen_calls.get(key, 0) + 1
+            if self.p.seen_calls[key] >= self.limits.max_repeated_calls:
+                repeated = f"the model called {call.name} with the same arguments {self.limits.max_repeated_calls} times"
+                executor.refuse(action, "invalid", repeated)
+                yield _Stop("guard", "repeated_call", f"Stopped: {repeated}.")
+                return
+            result = ""
+            remaining = self.deadline - time.monotonic()
+            async for event in executor.steps(action, approve=self.confirm, cancel=self.cancel, timeout_s=remaining):
+                if isinstance(event, ToolFinished):
+                    result = event.result
+                yield event
+            self._append(messages, {"role": "tool", "content": result, "name": call.name, "tool_call_id": call.call_id})
+
+    def _action(self, call: ToolCall) -> Action:
+        return Action(tool=call.name, arguments=call.arguments, who=self.ctx.who, conversation_id=self.ctx.conversation_id,
+                      call_id=call.call_id, source="model", problem=call.error)
+
+    def _assistant_message(self, text: str, calls: list[ToolCall], problems: list[str | None]) -> dict:
+        """The model's message for the history: valid calls as tool_calls, broken ones as the text it wrote."""
+        assistant: dict = {"role": "assistant", "content": text}
         good = [c for c, problem in zip(calls, problems) if not problem]
         if good:
             assistant["tool_calls"] = [
@@ -297,69 +346,7 @@ class TurnRun:
         if bad_raw:
             tags = self.agent.llm.tool_format.tags
             assistant["content"] = "\n".join([text, *(f"{tags.tool_start}{raw}{tags.tool_end}" for raw in bad_raw)]).strip()
-        self._append(messages, assistant)
-        for call, problem in zip(calls, problems):
-            if problem:
-                yield Note(text=f"The model made an invalid tool call ({problem}); it gets one chance to correct it.")
-                self._audit(call, "invalid", 0.0, problem)
-                self._append(messages, {"role": "tool", "content": f"Error: {problem}", "tool_call_id": call.call_id})
-                continue
-            key = f"{call.name}:{json.dumps(call.arguments, sort_keys=True, default=str)}"
-            self.p.seen_calls[key] = self.p.seen_calls.get(key, 0) + 1
-            if self.p.seen_calls[key] >= self.limits.max_repeated_calls:
-                yield _Stop("guard", f"Stopped: the model called {call.name} with the same arguments {self.limits.max_repeated_calls} times.")
-                return
-            result = ""
-            async for event in self._execute(call):
-                if isinstance(event, ToolFinished):
-                    result = event.result
-                yield event
-            self._append(messages, {"role": "tool", "content": result, "name": call.name, "tool_call_id": call.call_id})
-
-    async def _execute(self, call: ToolCall) -> AsyncIterator[StepEvent]:
-        tool = self.agent.registry.get(call.name)
-        shown_args = {k: v for k, v in call.arguments.items() if v is not None}
-        yield ToolStarted(call_id=call.call_id, name=tool.name, arguments=shown_args, risk=tool.risk)
-        started = time.monotonic()
-        if tool.risk == "confirm" and not await self._confirmed(tool, call.arguments):
-            self._audit(call, "denied", 0.0, "not confirmed", tool.risk)
-            yield ToolFinished(call_id=call.call_id, name=tool.name, result="Denied: the user did not confirm this action, so it was not done.", ok=False, duration_s=0.0)
-            return
-        ok, outcome = True, "ok"
-        try:
-            remaining = max(self.deadline - time.monotonic(), 0.001)
-            async with asyncio.timeout(remaining):
-                result = await tool.call(call.arguments, self.ctx)
-        except ToolError as exc:
-            ok, outcome, result = False, "error", f"Error: {exc}"
-        except TimeoutError:
-            raise
-        except Exception as exc:  # a bug in the tool: log it loudly, tell the model briefly
-            log.exception("tool %s crashed", tool.name)
-            ok, outcome, result = False, "crashed", f"Error: the tool {tool.name} failed unexpectedly ({type(exc).__name__})."
-        duration = time.monotonic() - started
-        result = cap_output(result, self.limits.tool_output_max_chars)
-        self._audit(call, outcome, duration, "" if ok else result, tool.risk)
-        yield ToolFinished(call_id=call.call_id, name=tool.name, result=result, ok=ok, duration_s=round(duration, 4))
-
-    async def _confirmed(self, tool: Tool, arguments: dict) -> bool:
-        if self.confirm is None:
-            return False
-        try:
-            return bool(await self.confirm(tool, arguments))
-        except Exception:
-            log.exception("confirmation for %s failed; treating it as denied", tool.name)
-            return False
-
-    def _audit(self, call: ToolCall, outcome: str, duration: float, detail: str, risk: str = "") -> None:
-        store = self.agent.store
-        if store is None:
-            return
-        arguments = call.arguments if isinstance(call.arguments, dict) else {"raw": call.raw}
-        store.audit(
-            tool=call.name or "?", arguments=arguments, risk=risk, outcome=outcome, duration_s=duration,
-            who=self.ctx.who, conversation_id=self.ctx.conversation_id, detail=detail,
-        )
+        return assistant
 
     def _append(self, messages: list[dict], message: dict) -> None:
         messages.append(message)
@@ -402,4 +389,5 @@ class ToolCallResult:
 @dataclass
 class _Stop:
     stopped_by: str
+    reason: str
     note: str

@@ -324,11 +324,7 @@ def test_store_hooks_write_and_read_a_real_store(home):
         cid = hooks["new_conversation"]("chat")
         store.add_message(cid, {"role": "user", "content": "hello"})
         assert hooks["history"](None, 10) == (cid, [{"role": "user", "content": "hello"}])
-        hooks["audit"](ConfirmDecision(request_id="r1", who="chat", conversation_id=cid, tool="unlock_door",
-                                       arguments={"door": "back"}, risk="confirm", approved=False,
-                                       reason="timeout", waited_s=30.0))
-        entry = store.audit_entries(limit=1)[0]
-        assert (entry.tool, entry.outcome, entry.detail) == ("unlock_door", "not confirmed", "confirmation: timeout")
+        assert "audit" not in hooks  # the executor writes the one row of each call
     finally:
         store.close()
 

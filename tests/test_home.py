@@ -15,7 +15,6 @@ import pytest
 from agent.home import (
     HOME_ENV,
     HomeError,
-    db_path,
     log_dir,
     models_dir,
     resolve_home,
@@ -198,7 +197,6 @@ def test_another_users_folder_is_refused(tmp_path, user_data):
 
 def test_standard_paths(tmp_path):
     assert models_dir(tmp_path) == tmp_path / "models"
-    assert db_path(tmp_path) == tmp_path / "agentd.db"
     assert socket_path(tmp_path) == tmp_path / "agentd.sock"
     assert log_dir(tmp_path) == tmp_path / "logs"
     assert user_config_path(tmp_path) == tmp_path / "config.yaml"

@@ -8,6 +8,7 @@ import textwrap
 import pytest
 
 from agent.events import ReplyDone, TextDelta, ToolFinished, ToolStarted
+from agent.actions import Executor
 from agent.intents import IntentMatcher, answer_intent
 from agent.phrases import PhraseSpec, normalize, parse_template
 from agent.settings import load_settings
@@ -274,7 +275,7 @@ def test_the_bundled_kitchen_phrases(tmp_path):
     assert (found.tool, found.arguments) == ("convert_units", {"amount": 2.0, "from_unit": "cup", "to_unit": "g", "ingredient": "flour"})
     found = matcher.match("convert 1/2 cup to tablespoons")
     assert found.arguments["amount"] == 0.5
-    events = asyncio.run(collect(answer_intent(matcher.match("what's 180 degrees c in fahrenheit"), registry, ToolContext())))
+    events = asyncio.run(collect(answer_intent(matcher.match("what's 180 degrees c in fahrenheit"), Executor(registry), ToolContext())))
     assert events[-1].text == "180 °C is about 356 °F."
 
 
@@ -291,7 +292,7 @@ def test_a_match_answers_with_the_same_step_events_as_a_turn(setup, tmp_path):
     conversation = store.new_conversation(source="chat")
     saved = []
     ctx = ToolContext(store=store, who="chat", conversation_id=conversation)
-    events = asyncio.run(collect(answer_intent(matcher.match("turn on the kitchen lights"), registry, ctx, save=saved.append)))
+    events = asyncio.run(collect(answer_intent(matcher.match("turn on the kitchen lights"), Executor(registry, store=store), ctx, save=saved.append)))
     assert [type(e) for e in events] == [ToolStarted, ToolFinished, TextDelta, ReplyDone]
     started, finished, delta, done = events
     assert (started.name, started.arguments, started.risk) == ("set_device", {"device": "Kitchen lights", "state": "on"}, "write")
@@ -308,15 +309,15 @@ def test_a_match_answers_with_the_same_step_events_as_a_turn(setup, tmp_path):
 
 def test_reply_can_use_the_tools_result_and_defaults_to_it(setup):
     matcher, registry, _ = setup
-    done = asyncio.run(collect(answer_intent(matcher.match("add eggs to the shopping list"), registry, ToolContext())))[-1]
+    done = asyncio.run(collect(answer_intent(matcher.match("add eggs to the shopping list"), Executor(registry), ToolContext())))[-1]
     assert done.text == "Added eggs: 3 items on the list"
-    done = asyncio.run(collect(answer_intent(matcher.match("add milk to the shopping list"), registry, ToolContext())))[-1]
+    done = asyncio.run(collect(answer_intent(matcher.match("add milk to the shopping list"), Executor(registry), ToolContext())))[-1]
     assert done.text == "3 items on the list"
 
 
 def test_a_tool_error_is_the_reply(setup):
     matcher, registry, calls = setup
-    events = asyncio.run(collect(answer_intent(matcher.match("set the kitchen lights to 400 percent"), registry, ToolContext())))
+    events = asyncio.run(collect(answer_intent(matcher.match("set the kitchen lights to 400 percent"), Executor(registry), ToolContext())))
     assert not events[1].ok and events[1].result == "Error: level must be 0 to 100"
     assert events[-1].text == "That did not work: level must be 0 to 100"
     assert calls == []
@@ -331,7 +332,7 @@ def test_a_confirm_tier_tool_still_asks(setup):
         asked.append((tool.name, arguments))
         return True
 
-    events = asyncio.run(collect(answer_intent(match, registry, ToolContext(), yes)))
+    events = asyncio.run(collect(answer_intent(match, Executor(registry), ToolContext(), yes)))
     assert asked == [("unlock", {"door": "Front door"})]
     assert events[1].ok and events[-1].text == "Front door unlocked."
     assert calls == [("unlock", "Front door")]
@@ -346,8 +347,8 @@ def test_a_confirm_tier_tool_is_denied_without_a_yes(setup, tmp_path):
 
     store = Store(tmp_path / "agentd.db")
     for confirm in (None, no):
-        events = asyncio.run(collect(answer_intent(match, registry, ToolContext(store=store), confirm)))
-        assert events[1].ok is False and events[1].result.startswith("Denied")
+        events = asyncio.run(collect(answer_intent(match, Executor(registry, store=store), ToolContext(), confirm)))
+        assert events[1].ok is False and events[1].outcome == "denied"
         assert events[-1].text == "Not done: that needs your confirmation."
     assert calls == []
     assert [e.outcome for e in store.audit_entries()] == ["denied", "denied"]

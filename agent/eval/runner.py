@@ -28,11 +28,6 @@ from agent.events import Note, ReplyDone, TextDelta, ToolFinished
 
 log = logging.getLogger(__name__)
 
-# The turn does not audit the calls of a model message it gives up on (a second invalid
-# attempt); its guard note says so, and the eval counts that attempt as one invalid call.
-_GAVE_UP = "Stopped: the model's tool call was still invalid"
-
-
 @dataclass
 class CaseResult:
     """What happened in one case, and the verdict on it."""
@@ -112,7 +107,7 @@ class EvalRunner:
             conversation = store.new_conversation(title=case.id, source="eval")
             store.add_messages(conversation, [turn.message() for turn in case.conversation])
             result = await self._turn(case, conversation)
-            result.calls = observed_calls(store, result.notes)
+            result.calls = observed_calls(store)
         finally:
             self.agent.store = None
             store.close()
@@ -144,13 +139,12 @@ class EvalRunner:
         return result
 
 
-def observed_calls(store: Any, notes: list[str]) -> list[ObservedCall]:
-    """Every call of the case's turn, oldest first, from the store's audit log."""
+def observed_calls(store: Any) -> list[ObservedCall]:
+    """Every call of the case's turn, oldest first, from the store's audit log (the executor
+    writes one row per attempt: refused, invalid and cut-short ones included)."""
     entries = list(reversed(store.audit_entries(limit=10_000)))
-    calls = [ObservedCall(name=e.tool, arguments=e.arguments if isinstance(e.arguments, dict) else {},
-                          valid=e.outcome != "invalid", outcome=e.outcome, detail=e.detail) for e in entries]
-    calls += [ObservedCall(name="?", arguments={}, valid=False, outcome="invalid", detail=n) for n in notes if n.startswith(_GAVE_UP)]
-    return calls
+    return [ObservedCall(name=e.tool, arguments=e.arguments if isinstance(e.arguments, dict) else {},
+                         valid=e.outcome != "invalid", outcome=e.outcome, detail=e.detail) for e in entries]
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ from apscheduler.executors.asyncio import AsyncIOExecutor
 from agent.events import ReplyDone, ToolFinished
 from agent.schedule.spec import Announcement
 from agent.schedule.triggers import fire_times
-from agent.tools import SystemClock, ToolArgumentError, ToolContext, ToolError
+from agent.actions import Action, Executor
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class Runner:
         reply, stopped_by = "", "error"
         confirm = unattended(spec.get("allow", []), denied)
         async for event in self.rt.submit(prompt, who=f"schedule:{job_id}", confirm=confirm):
-            if isinstance(event, ToolFinished) and not event.ok and event.result.startswith("Denied"):
+            if isinstance(event, ToolFinished) and event.outcome == "denied":
                 denied.append(event.name)  # also when the daemon refused before asking our policy
             if isinstance(event, ReplyDone):
                 reply, stopped_by = event.text, event.stopped_by
@@ -151,22 +151,21 @@ class Runner:
         return Outcome("ok", reply)
 
     async def _call_tool(self, job_id: str, spec: dict, name: str, args: dict) -> Outcome:
-        registry, who = self.rt.registry, f"schedule:{job_id}"
-        tool = registry.get(name) if registry is not None else None
-        if tool is None:
-            return Outcome("error", "", f"no tool named {name!r}")
-        if tool.risk == "confirm" and name not in spec.get("allow", []):
-            self._audit(name, args, tool.risk, "denied", 0.0, who, "unattended: not in this job's allow list")
+        """A direct tool call, through the executor like every other door's; confirm-tier
+        tools run only when the job's allow list names them (nobody is there to ask)."""
+        if self.rt.registry is None:
+            return Outcome("error", "", f"no tool named {name!r}: this schedule has no tools")
+        executor = Executor(self.rt.registry, store=self.rt.store, settings=self.rt.settings, clock=self.rt.clock,
+                            timeout_s=_setting(self.rt.settings, "tool_timeout_s", 30.0),
+                            output_max_chars=_setting(self.rt.settings, "tool_output_max_chars", 4000))
+        denied: list[str] = []
+        action = Action(tool=name, arguments=args, who=f"schedule:{job_id}", source=f"job {job_id}")
+        done = await executor.run(action, approve=unattended(spec.get("allow", []), denied))
+        if done.status == "denied":
             return Outcome("denied", "", _denied(name))
-        ctx = ToolContext(store=self.rt.store, settings=self.rt.settings, clock=self.rt.clock or SystemClock(), who=who)
-        started = time.monotonic()
-        try:
-            result = await tool.call(tool.validate(args), ctx)
-        except (ToolError, ToolArgumentError) as exc:
-            self._audit(name, args, tool.risk, "error", time.monotonic() - started, who, str(exc))
-            return Outcome("error", "", f"{name}: {exc}")
-        self._audit(name, args, tool.risk, "ok", time.monotonic() - started, who, "")
-        return Outcome("ok", result)
+        if not done.ok:
+            return Outcome("error", "", f"{name}: {done.status}: {done.reason}")
+        return Outcome("ok", done.result)
 
     async def tell(self, job_id: str, kind: str, text: str, speak: bool, due: datetime) -> bool:
         """Announce something; True when someone saw or heard it."""
@@ -182,11 +181,6 @@ class Runner:
         except Exception:
             log.exception("could not announce %s", announcement)
             return False
-
-    def _audit(self, tool: str, args: dict, risk: str, outcome: str, duration: float, who: str, detail: str) -> None:
-        if self.rt.store is not None:
-            self.rt.store.audit(tool=tool, arguments=args, risk=risk, outcome=outcome, duration_s=duration,
-                                who=who, detail=detail)
 
     async def _receipt(self, job_id: str, spec: dict, due: datetime, started: datetime | None, result: Outcome,
                        duration: float = 0.0) -> None:
@@ -234,6 +228,11 @@ class ScheduleExecutor(AsyncIOExecutor):
 
 def _denied(*names: str) -> str:
     return f"denied: {', '.join(names)} (confirm-tier, not in this job's allow list; nobody to ask)"
+
+
+def _setting(settings: Any, name: str, default: float) -> float:
+    """A setting of the agent section, when there are settings (tests may run without)."""
+    return getattr(getattr(settings, "agent", None), name, default)
 
 
 def _say_kind(spec: dict) -> str:
