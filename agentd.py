@@ -182,6 +182,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     daemon.add_service("schedule", scheduler.serve)
     if voice:
         daemon.add_service("voice", voice.serve)
+    mcp = app.start_mcp(settings)
+    if mcp:
+        daemon.add_service("mcp", mcp.serve)
     return daemon.run_forever()
 
 

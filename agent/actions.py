@@ -94,7 +94,7 @@ class Executor:
             approved, consent = await _ask(approve, tool, arguments)
             if not approved:
                 return self._finish(action, tool, "denied", DENIED_TEXT, started, consent, arguments)
-        limit = self.timeout_s if timeout_s is None else min(timeout_s, self.timeout_s)
+        limit = min(t for t in (self.timeout_s, timeout_s, tool.timeout_s) if t is not None)
         try:
             status, result, reason = await self._call(tool, arguments, action, cancel, max(limit, 0.001))
         except asyncio.CancelledError:

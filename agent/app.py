@@ -30,6 +30,7 @@ class App:
     home: Path
     skills: Any = None
     home_control: Any = None  # the HomeService (MQTT / Home Assistant devices)
+    mcp: Any = None  # the McpHub of the configured MCP servers (the daemon runs it)
 
     def status(self) -> dict:
         """The model's part of the daemon's status report."""
@@ -43,17 +44,42 @@ class App:
             "tools": self.agent.registry.names(),
             "skills": [s.name for s in self.skills.enabled()] if self.skills else [],
             "prefix_cache": {"hits": stats.hits, "misses": stats.misses, "builds": stats.builds, "tokens_reused": stats.tokens_reused},
+            **(self.mcp.status() if self.mcp else {}),
         }
+
+    def start_mcp(self, settings: Any) -> Any:
+        """The hub of the configured MCP servers, its tools joining the agent's as they come
+        up; None when none is configured. The caller runs `hub.serve` (the daemon's service)."""
+        if not any(server.enabled for server in settings.mcp_servers.values()):
+            return None
+        from agent.home import log_dir
+        from agent.mcp.hub import McpHub
+
+        self.mcp = McpHub(settings.mcp_servers, on_change=self.use_mcp_tools, log_dir=log_dir(self.home))
+        return self.mcp
+
+    def use_mcp_tools(self) -> None:
+        """MCP tools came or went: the next turn sees the new list (and a rebuilt prefix)."""
+        from agent.mcp.tools import McpTool
+
+        own = [t for t in self.agent.registry if not isinstance(t, McpTool)]
+        self.agent.registry = ToolRegistry(own + (self.mcp.tools() if self.mcp else []))
+        self.warm_up()
 
     def reload(self, settings: Any) -> None:
         """Apply new settings to the running agent (a different model needs a restart)."""
         if settings.model.path and str(settings.model.path) != str(self.engine.path):
             log.warning("model.path changed to %s: restart agentd to load it", settings.model.path)
+        servers_before = getattr(self.agent.settings, "mcp_servers", {})
         configure(self.agent, settings)
         if self.home_control is not None:
             self.home_control.stop()
         self.home_control = start_home_control(settings)
         self.skills = apply_skills(self.agent, settings, self.home, self.store, device_slots(self.home_control))
+        if self.mcp:
+            if settings.mcp_servers != servers_before:
+                log.warning("mcp_servers changed: restart agentd to connect to the new set")
+            self.use_mcp_tools()  # the skills' fresh registry does not hold them yet
         self.engine.prefix_cache.clear()  # instructions or tools may have changed
         self.warm_up()
 

@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator
 
 from agent.home_control.config import HomeSettings
+from agent.mcp.config import McpServerSettings, check_server_name
 
 Preset = Literal["qwen3.5-0.8b", "qwen3.5-2b", "qwen3.5-4b", "qwen3.5-9b"]
 MODEL_PRESETS: tuple[str, ...] = get_args(Preset)
@@ -223,9 +224,19 @@ class Settings(_Section):
     intents: IntentsSettings
     voice: VoiceSettings
     home: HomeSettings
+    mcp_servers: dict[str, McpServerSettings]
     # Each automation is checked on its own by agent.schedule, so one bad entry is
     # reported by its id while the rest still load.
     automations: list[Any]
+
+    @field_validator("mcp_servers", mode="before")
+    @classmethod
+    def _mcp_names(cls, value: Any) -> Any:
+        if value is None:
+            return {}  # "mcp_servers:" with every entry commented out
+        for name in value if isinstance(value, dict) else ():
+            check_server_name(str(name))
+        return value
 
     @field_validator("automations", mode="before")
     @classmethod

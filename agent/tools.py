@@ -80,6 +80,7 @@ class Tool:
     parameters: dict
     wants_ctx: bool
     skill: str | None = None
+    timeout_s: float | None = None  # its own limit on one call, below agent.tool_timeout_s
 
     @property
     def schema(self) -> dict:
@@ -177,7 +178,7 @@ def build_tool(func: Callable, *, name: str | None = None, risk: str = "read", s
         risk=risk,
         function=func,
         arguments_model=model,
-        parameters=_clean_schema(model.model_json_schema()),
+        parameters=clean_schema(model.model_json_schema()),
         wants_ctx=wants_ctx,
         skill=skill,
     )
@@ -203,8 +204,9 @@ def parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
     return " ".join(head.strip().split("\n\n")[0].split()), params
 
 
-def _clean_schema(schema: dict) -> dict:
-    """Drop pydantic's titles and collapse Optional[X] to X, which small models read better."""
+def clean_schema(schema: dict) -> dict:
+    """Drop titles and collapse Optional[X] to X, which small models read better (pydantic's
+    schemas, and MCP servers' schemas, which are mostly pydantic's too)."""
     defs = schema.pop("$defs", {})
 
     def clean(node: Any) -> Any:
