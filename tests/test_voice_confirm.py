@@ -1,0 +1,189 @@
+"""Spoken confirmation of confirm-tier tools, end to end with real parts: espeak-ng speech,
+Silero VAD, faster-whisper tiny.en, a real daemon and socket, the bundled home skill's lock
+phrase, and a lock on a real mosquitto broker played by a second MQTT client.
+
+"hey agent, lock the back door" asks "Lock the back door? Say yes or no." aloud; only a clear
+yes locks it. A chat window sees the same question and may answer it first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+
+from agent.app import apply_skills, core_registry, device_slots
+from agent.daemon import store_hooks
+from agent.home_control import start_home
+from agent.ipc import Client
+from agent.ipc.protocol import OpenQuestion, QuestionSettled
+from agent.settings import load_settings
+from agent.store import Store
+from agent.turn import Agent
+from agent.voice.answers import hear_answer, spoken_question
+from agent.voice.door import VoiceDoor, house_words
+from agent.voice.pipeline import VoicePipeline
+from agent.voice.service import daemon_respond
+from agent.voice.sources import WavSource
+from agent.voice.tts import SilentSpeaker
+from agent.voice.vad import Endpointer, SileroVAD
+from agent.voice.wake import Wake
+from fakes import make, running, until
+from mosquitto import HOST, broker  # noqa: F401  (a fixture)
+from scripted_llm import ScriptedLLM
+from speech import silence, speech, synth, write
+from test_home_mqtt import Peer
+
+WAKE = Wake(["hey agent", "okay agent"])
+COMMAND = "hey agent, lock the back door"
+QUESTION = "Lock the back door? Say yes or no."
+LOCK = {"name": "back door", "room": "hall", "kind": "lock",
+        "mqtt": {"command_topic": "home/back/set", "state_topic": "home/back"}}
+
+
+# -- hearing the answer ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("said, meaning", [
+    ("Yes.", "yes"), ("Yeah.", "yes"), ("Yes, please.", "yes"), ("Go ahead.", "yes"), ("Do it.", "yes"),
+    ("Okay.", "yes"), ("yas", "yes"), ("Hey agent, yes.", "yes"),
+    ("No.", "no"), ("Nope.", "no"), ("Stop.", "no"), ("Don't.", "no"), ("Hey agent, no.", "no"),
+    ("Yesterday.", "unclear"), ("Yes, no.", "unclear"), ("Lock the back door.", "unclear"), ("Mess.", "unclear"),
+    ("I guess yes.", "unclear"), ("", "unclear"), ("Hey agent.", "unclear"),
+])
+def test_only_a_clear_yes_is_a_yes(said, meaning):
+    assert hear_answer(said, WAKE) == meaning
+
+
+def test_the_question_uses_the_tools_own_wording_or_a_plain_sentence():
+    def lock(device, action): ...
+
+    lock.confirm_question = "{action} the {device}?"
+    worded = SimpleNamespace(name="set_secure_device", function=lock)
+    assert spoken_question(worded, {"device": "back door", "action": "lock"}) == QUESTION
+    assert spoken_question(worded, {"device": "back door"}) == "Should I set secure device back door? Say yes or no."
+    plain = SimpleNamespace(name="unlock_door", function=lambda door: None)
+    assert spoken_question(plain, {"door": "front"}) == "Should I unlock door front? Say yes or no."
+
+
+# -- the daemon's voice door, a lock on a real broker -----------------------------------------------
+
+
+@pytest.fixture
+def stt(whisper_stt):
+    """The session's tiny.en; the door biases it toward this home's names for one test only."""
+    prompt = whisper_stt.prompt
+    yield whisper_stt
+    whisper_stt.prompt = prompt
+
+
+@pytest.fixture
+def lock(broker):  # noqa: F811
+    """The back door lock: agentd's home control and a peer client that plays the lock."""
+    settings = load_settings(overrides={"home": {"mqtt": {"host": HOST, "port": broker.port, "state_wait_s": 1.0},
+                                                 "devices": [LOCK]}})
+    service = start_home(settings)
+    assert service.mqtt.wait_connected(5), broker.log_tail()
+    device = Peer(broker.port).play("home/back/set", "home/back", {"LOCK": "LOCKED", "UNLOCK": "UNLOCKED"})
+    yield SimpleNamespace(settings=settings, service=service, device=device)
+    device.close()
+    service.stop()
+
+
+def voice_turn(tmp_path, stt, lock, audio, *, window_s=6.0, chat=None, realtime=True):
+    """Say `audio` to a daemon's voice door; (spoken lines, utterance reports, audit outcomes, notices).
+
+    In real time, as a person would: the answer comes after the question, not while the turn
+    is still on its way to it. `chat(client)`, if given, runs as a chat window meanwhile."""
+    store = Store(tmp_path / "agentd.db")
+    agent = Agent(llm=ScriptedLLM([]), registry=core_registry(), system_prompt="You run the home.", store=store)
+    apply_skills(agent, lock.settings, tmp_path, store, device_slots(lock.service))
+    speaker = SilentSpeaker()
+    wav = write(tmp_path / "talk.wav", *audio)
+    home = tmp_path / "home"
+    home.mkdir()
+
+    async def go():
+        async with running(make(home, agent, **store_hooks(store))) as daemon:
+            async with await Client.connect(daemon.socket_path) as client:
+                pipeline = VoicePipeline(source=WavSource(wav, realtime=realtime, tail_s=0.5), endpointer=Endpointer(SileroVAD()), stt=stt,
+                                         respond=None, wake=WAKE, speaker=speaker, confirm_window_s=window_s)
+                pipeline.respond = daemon_respond(daemon, confirm=pipeline.confirm)
+                door = VoiceDoor(daemon, lock.settings.voice, store=store, pipeline=pipeline)
+                door.use_words(house_words(agent, lock.service))
+                answering = asyncio.create_task(chat(client)) if chat else None
+                await door.serve()
+                if answering:
+                    await answering
+                await client.status()  # every frame sent before this answer has arrived
+                return pipeline.reports, list(client.notices)
+
+    reports, notices = asyncio.run(asyncio.wait_for(go(), 60))
+    outcomes = [e.outcome for e in store.audit_entries(tool="set_secure_device")]
+    return speaker.said, reports, outcomes, notices
+
+
+def test_a_spoken_yes_locks_the_door(tmp_path, stt, lock):
+    say = lambda text, name: speech(text, tmp_path / f"{name}.wav")
+    said, reports, outcomes, notices = voice_turn(
+        tmp_path, stt, lock, [silence(0.3), say(COMMAND, "a"), silence(2.5), say("yes", "b"), silence(0.5)])
+    assert lock.device.next() == ("home/back/set", b"LOCK")  # what the broker carried to the lock
+    [command] = [r for r in reports if r.command is not None]
+    [answer] = [r for r in reports if r.answer is not None]  # reported before the turn it answers ends
+    assert command.command.lower().rstrip(".") == "lock the back door", command.line()
+    assert command.tools == ["set_secure_device"] and command.reply == "Back door is locked"
+    assert answer.answer == "yes" and answer.command is None  # the answer is not a new command
+    assert said == [QUESTION, "Back door is locked"]
+    assert "ok" in outcomes, outcomes
+    [asked] = [n for n in notices if isinstance(n, OpenQuestion)]
+    assert (asked.text, asked.tool, asked.arguments) == (QUESTION, "set_secure_device",
+                                                         {"device": "back door", "action": "lock"})
+    [settled] = [n for n in notices if isinstance(n, QuestionSettled)]
+    assert (settled.id, settled.approved, settled.by, settled.reason) == (asked.id, True, "voice", "yes")
+
+
+@pytest.mark.parametrize("answer, reason, spoken", [
+    ("no", "no", "Okay, I won't."),
+    (None, "silence", "No answer, so I won't."),
+    ("noise", None, None),  # white noise: dropped by the VAD (silence) or by the guards (unclear)
+])
+def test_no_silence_or_noise_leaves_the_door_unlocked(tmp_path, stt, lock, answer, reason, spoken):
+    # Room for a slow transcription of the command (seconds, on a busy CPU) before the answer.
+    audio = [silence(0.3), speech(COMMAND, tmp_path / "a.wav"), silence(2.5)]
+    if answer == "no":
+        audio.append(speech("no", tmp_path / "b.wav"))
+    elif answer == "noise":
+        audio.append(synth(tmp_path / "n.wav", 1.0, "whitenoise", "vol", "0.3"))
+    window_s = 1.0 if answer is None else 4.0
+    said, reports, outcomes, notices = voice_turn(tmp_path, stt, lock, [*audio, silence(0.5)], window_s=window_s,
+                                                  realtime=answer is not None)  # silence: the clock alone
+    assert lock.device.silent(0.5), "the lock was sent a command"
+    assert "ok" not in outcomes and "denied" in outcomes, outcomes
+    [settled] = [n for n in notices if isinstance(n, QuestionSettled)]
+    assert not settled.approved and settled.by == "voice"
+    if reason:
+        assert settled.reason == reason
+    else:
+        assert settled.reason in ("silence", "unclear")
+    assert said[0] == QUESTION and said[1] in ("Okay, I won't.", "No answer, so I won't.", "I did not hear a yes, so I won't.")
+    if spoken:
+        assert said[1] == spoken
+    assert "not done" in " ".join(said[2:]).lower()  # then the turn's own reply
+    assert [r.tools for r in reports if r.command is not None] == [["set_secure_device"]]  # the answer never ran
+
+
+def test_a_chat_window_answers_the_spoken_question_first(tmp_path, stt, lock):
+    async def chat(client):
+        await until(lambda: client.questions, timeout=30)
+        [question] = client.questions.values()
+        await client.answer(question.id, True)
+        await until(lambda: not client.questions, timeout=5)
+
+    audio = [silence(0.3), speech(COMMAND, tmp_path / "a.wav"), silence(0.5)]
+    said, reports, outcomes, notices = voice_turn(tmp_path, stt, lock, audio, window_s=20.0, chat=chat, realtime=False)
+    assert lock.device.next() == ("home/back/set", b"LOCK")
+    [settled] = [n for n in notices if isinstance(n, QuestionSettled)]
+    assert (settled.approved, settled.by) == (True, "chat")
+    assert said == [QUESTION, "Answered in a chat window: yes.", "Back door is locked"]
+    assert "ok" in outcomes
