@@ -92,7 +92,7 @@ class Daemon:
                                      request.id, "cancel")
         elif isinstance(request, p.Confirm):
             own = self.turns.requests.get((conn.number, request.id))
-            if own is None and request.id in self.questions.open:
+            if own is None and request.id in self.questions:
                 self.questions.answer(request.id, request.approve)
             else:
                 self.confirmer.answer(own, request)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -20,6 +21,7 @@ from agent.ipc import protocol as p
 log = logging.getLogger(__name__)
 
 _ids = itertools.count(1)
+KEEP_SETTLED = 32
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +59,11 @@ class Questions:
     def __init__(self, tell: Callable[[BaseModel], object]):
         self.tell = tell  # sends a frame to every connected client
         self.open: dict[str, Question] = {}
+        self.settled: OrderedDict[str, Answer] = OrderedDict()  # the latest few, to tell a late answer how
+
+    def __contains__(self, question_id: str) -> bool:
+        """Whether this id is a question asked here (open, or settled not long ago)."""
+        return question_id in self.open or question_id in self.settled
 
     def put(self, question: Question) -> None:
         """Open a question to the chat windows until it is settled."""
@@ -68,15 +75,20 @@ class Questions:
     def answer(self, question_id: str, approve: bool) -> None:
         """A chat window's answer; RequestError if the question is settled or unknown."""
         question = self.open.get(question_id)
-        if question is None or not question.settle(Answer(approved=approve, by="chat", reason="yes" if approve else "no")):
-            raise p.RequestError(f"question {question_id!r} is already settled (or was never asked)", question_id,
-                                 "confirm")
+        if question is not None and question.settle(Answer(approved=approve, by="chat", reason="yes" if approve else "no")):
+            return
+        earlier = self.settled.get(question_id) or (question.answer.result() if question else None)
+        how = f" (by {earlier.by}: {earlier.reason})" if earlier else " (or was never asked)"
+        raise p.RequestError(f"question {question_id!r} is already settled{how}", question_id, "confirm")
 
     def _settled(self, question: Question) -> None:
         self.open.pop(question.id, None)
         if question.answer.cancelled():
             return
         answer: Answer = question.answer.result()
+        self.settled[question.id] = answer
+        while len(self.settled) > KEEP_SETTLED:
+            self.settled.popitem(last=False)
         log.info("question %s (%s) settled by %s: %s", question.id, question.text, answer.by, answer.reason)
         self.tell(p.QuestionSettled(v=p.VERSION, id=question.id, approved=answer.approved, by=answer.by,
                                     reason=answer.reason))

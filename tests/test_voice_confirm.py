@@ -17,7 +17,8 @@ from agent.app import apply_skills, core_registry, device_slots
 from agent.daemon import store_hooks
 from agent.home_control import start_home
 from agent.ipc import Client
-from agent.ipc.protocol import OpenQuestion, QuestionSettled
+from agent.ipc.protocol import VERSION, Confirm, Error, OpenQuestion, ProtocolError, QuestionSettled, encode, parse_event
+from agent.questions import Answer, Question
 from agent.settings import load_settings
 from agent.store import Store
 from agent.turn import Agent
@@ -187,3 +188,80 @@ def test_a_chat_window_answers_the_spoken_question_first(tmp_path, stt, lock):
     assert (settled.approved, settled.by) == (True, "chat")
     assert said == [QUESTION, "Answered in a chat window: yes.", "Back door is locked"]
     assert "ok" in outcomes
+
+
+# -- chat windows and the open question (no audio) ---------------------------------------------------
+
+
+def open_question(window_s: float = 5.0) -> Question:
+    return Question(text=QUESTION, tool="set_secure_device", arguments={"device": "back door", "action": "lock"},
+                    risk="confirm", window_s=window_s)
+
+
+def test_the_first_answer_wins_and_every_window_is_told_it_is_settled(tmp_path):
+    async def go():
+        async with running(make(tmp_path)) as daemon:
+            async with await Client.connect(daemon.socket_path) as first, \
+                    await Client.connect(daemon.socket_path) as second:
+                await until(lambda: len(daemon.server.connections) == 2)
+                question = open_question()
+                daemon.questions.put(question)
+                await until(lambda: first.questions and second.questions)
+                await second.answer(question.id, False)
+                answer = await asyncio.wait_for(asyncio.shield(question.answer), 5)
+                voice_too_late = question.settle(Answer(approved=True, by="voice", reason="yes"))
+                await until(lambda: not first.questions and not second.questions)
+                # A third window answering now is told, by an error naming the question.
+                reader, writer = await asyncio.open_unix_connection(str(daemon.socket_path))
+                writer.write(encode(Confirm(v=VERSION, type="confirm", id=question.id, approve=True)))
+                await writer.drain()
+                _, late = parse_event(await asyncio.wait_for(reader.readline(), 5))
+                writer.close()
+                return answer, voice_too_late, late, first.notices, daemon.questions.open
+
+    answer, voice_too_late, late, notices, still_open = asyncio.run(go())
+    assert answer == Answer(approved=False, by="chat", reason="no") and not voice_too_late
+    assert isinstance(late, Error) and late.about == "confirm"
+    assert late.message == f"question {late.id!r} is already settled (by chat: no)"
+    asked, settled = notices
+    assert isinstance(asked, OpenQuestion) and asked.text == QUESTION and asked.timeout_s == 5.0
+    assert isinstance(settled, QuestionSettled) and (settled.approved, settled.by, settled.reason) == (False, "chat", "no")
+    assert still_open == {}
+
+
+def test_question_frames_are_validated():
+    good = {"v": VERSION, "type": "settled", "id": "question-1", "approved": True, "by": "voice", "reason": "yes"}
+    assert parse_event(encode(good))[1] == QuestionSettled(**good)
+    with pytest.raises(ProtocolError, match="reason"):
+        parse_event(encode({**good, "reason": "maybe"}))
+    with pytest.raises(ProtocolError, match="approved"):
+        parse_event(encode({**good, "approved": "yes"}))
+
+
+def test_the_chat_window_answers_with_slash_yes(tmp_path):
+    from io import StringIO
+
+    from rich.console import Console
+
+    from agent.tui.app import ChatApp
+    from agent.tui.commands import Command
+
+    async def go():
+        async with running(make(tmp_path)) as daemon:
+            app = ChatApp(daemon.socket_path, console=Console(file=StringIO(), width=100, color_system=None))
+            app.client = await Client.connect(daemon.socket_path)
+            try:
+                await app._command(Command("yes"))  # nothing asked yet
+                await until(lambda: len(daemon.server.connections) == 1)
+                question = open_question()
+                daemon.questions.put(question)
+                await until(lambda: app.client.questions)
+                await app._command(Command("yes"))
+                return question.answer.result(), app.console.file.getvalue()
+            finally:
+                await app.client.close()
+
+    answer, screen = asyncio.run(go())
+    assert answer == Answer(approved=True, by="chat", reason="yes")
+    assert "no question is waiting" in screen
+    assert f"asked aloud: {QUESTION}" in screen and "question settled by chat: yes" in screen
