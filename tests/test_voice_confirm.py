@@ -39,6 +39,9 @@ from test_home_mqtt import Peer
 WAKE = Wake(["hey agent", "okay agent"])
 COMMAND = "hey agent, lock the back door"
 QUESTION = "Lock the back door? Say yes or no."
+# Between the command and the answer: room for a slow transcription of the command (over 1.5 s
+# on a busy CPU) and the question, since an answer begun before the question ended is not heard.
+GAP_S = 3.0
 LOCK = {"name": "back door", "room": "hall", "kind": "lock",
         "mqtt": {"command_topic": "home/back/set", "state_topic": "home/back"}}
 
@@ -128,7 +131,7 @@ def voice_turn(tmp_path, stt, lock, audio, *, window_s=6.0, chat=None, realtime=
 def test_a_spoken_yes_locks_the_door(tmp_path, stt, lock):
     say = lambda text, name: speech(text, tmp_path / f"{name}.wav")
     said, reports, outcomes, notices = voice_turn(
-        tmp_path, stt, lock, [silence(0.3), say(COMMAND, "a"), silence(2.5), say("yes", "b"), silence(0.5)])
+        tmp_path, stt, lock, [silence(0.3), say(COMMAND, "a"), silence(GAP_S), say("yes", "b"), silence(0.5)])
     assert lock.device.next() == ("home/back/set", b"LOCK")  # what the broker carried to the lock
     [command] = [r for r in reports if r.command is not None]
     [answer] = [r for r in reports if r.answer is not None]  # reported before the turn it answers ends
@@ -150,8 +153,7 @@ def test_a_spoken_yes_locks_the_door(tmp_path, stt, lock):
     ("noise", None, None),  # white noise: dropped by the VAD (silence) or by the guards (unclear)
 ])
 def test_no_silence_or_noise_leaves_the_door_unlocked(tmp_path, stt, lock, answer, reason, spoken):
-    # Room for a slow transcription of the command (seconds, on a busy CPU) before the answer.
-    audio = [silence(0.3), speech(COMMAND, tmp_path / "a.wav"), silence(2.5)]
+    audio = [silence(0.3), speech(COMMAND, tmp_path / "a.wav"), silence(GAP_S)]
     if answer == "no":
         audio.append(speech("no", tmp_path / "b.wav"))
     elif answer == "noise":
@@ -265,3 +267,31 @@ def test_the_chat_window_answers_with_slash_yes(tmp_path):
     assert answer == Answer(approved=True, by="chat", reason="yes")
     assert "no question is waiting" in screen
     assert f"asked aloud: {QUESTION}" in screen and "question settled by chat: yes" in screen
+
+
+def test_speech_begun_while_the_question_is_asked_is_not_its_answer(tmp_path, stt):
+    """A microphone near the speaker hears the question itself; that is never the answer."""
+    from agent.events import ReplyDone
+    from fakes import UNLOCK
+
+    class SlowSpeaker(SilentSpeaker):
+        async def speak(self, text):
+            await super().speak(text)
+            if len(self.said) == 1:
+                await asyncio.sleep(2.5)  # the question, said aloud, takes a while
+
+    decided = []
+
+    async def respond(text):
+        decided.append(await pipeline.confirm(UNLOCK, {"door": "front"}))
+        yield ReplyDone(text="", stopped_by="done")
+
+    wav = write(tmp_path / "talk.wav", silence(0.3), speech("hey agent, unlock the front door", tmp_path / "a.wav"),
+                silence(0.5), speech("yes", tmp_path / "b.wav"), silence(0.5))
+    pipeline = VoicePipeline(source=WavSource(wav, realtime=True, tail_s=0.5), endpointer=Endpointer(SileroVAD()),
+                             stt=stt, respond=respond, wake=WAKE, speaker=SlowSpeaker(), confirm_window_s=0.5)
+    reports = asyncio.run(asyncio.wait_for(pipeline.run(), 30))
+    assert decided == [False]
+    [heard_yes] = [r for r in reports if r.heard.lower().startswith("yes")]
+    assert heard_yes.answer is None and heard_yes.ignored.startswith("heard while the question was asked")
+    assert pipeline.speaker.said == ["Should I unlock door front? Say yes or no.", "No answer, so I won't."]

@@ -82,6 +82,8 @@ class VoicePipeline:
         self._sentences: asyncio.Queue | None = None  # what the running turn has left to say
         self._question: Question | None = None  # asked aloud, waiting for its answer
         self._listening_for_answer = False  # the question has been spoken; the next utterance answers it
+        self._answers_from_s = float("-inf")  # stream time the question ended: an answer starts later
+        self._turn_utterance: Utterance | None = None  # the command being carried out, as heard
         self._unheard = 0  # utterances queued or being transcribed, not yet taken as anything
 
     async def run(self, *, once: bool = False, push: bool = False) -> list[UtteranceReport]:
@@ -167,7 +169,7 @@ class VoicePipeline:
     def _command(self, report: UtteranceReport, utterance: Utterance, *, push: bool) -> str | None:
         """The command in a transcript, or None with `report.ignored` saying why."""
         if self._question is not None:
-            return self._answer(report)
+            return self._answer(report, utterance)
         if (reason := self.guards.check(report.transcript)) is not None:
             report.ignored = reason
             return None
@@ -200,9 +202,10 @@ class VoicePipeline:
             return None
         return spoken_numbers(command).strip()
 
-    def _answer(self, report: UtteranceReport) -> None:
+    def _answer(self, report: UtteranceReport, utterance: Utterance) -> None:
         """Take an utterance as the answer to the open question (never as a command)."""
-        if not self._listening_for_answer:
+        if not self._listening_for_answer or utterance.start_s < self._answers_from_s:
+            # Begun before the question ended: the microphone hearing the question itself.
             report.ignored = "heard while the question was asked (taken for its own sound)"
             return None
         reason = self.guards.check(report.transcript)
@@ -223,6 +226,8 @@ class VoicePipeline:
             if self.on_question is not None:
                 self.on_question(question)  # a chat window may answer it first
             await self._say(question.text)
+            heard = self._turn_utterance
+            self._answers_from_s = _stream_now(heard) if heard is not None else float("-inf")
             self._listening_for_answer = True
             await self._wait_for_answer(question)
             question.settle(Answer(approved=False, by="voice", reason="silence"))
@@ -257,6 +262,7 @@ class VoicePipeline:
 
     async def _turn(self, command: str, report: UtteranceReport, utterance: Utterance) -> None:
         self._sentences = sentences = asyncio.Queue()  # sentences, or futures to resolve once reached
+        self._turn_utterance = utterance
         self._speech = asyncio.create_task(self._speak(sentences, report, utterance), name="voice-speak")
         splitter = SentenceSplitter()
         try:
@@ -291,7 +297,7 @@ class VoicePipeline:
                 await self.speaker.speak(sentence)
         finally:
             # The follow-up window opens when the reply has been heard, in stream time.
-            spoken_at = utterance.end_s + (time.perf_counter() - utterance.ended_at)
+            spoken_at = _stream_now(utterance)
             self._open_until = max(self._open_until, spoken_at + self.follow_up_s) if self.follow_up_s else self._open_until
 
     async def finish_speaking(self) -> None:
@@ -306,6 +312,12 @@ class VoicePipeline:
             self._speech.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._speech
+
+
+def _stream_now(heard: Utterance) -> float:
+    """Where the stream is now, from where `heard` ended and the time since: so a WAV file read
+    faster than real time behaves as the same words said live would."""
+    return heard.end_s + (time.perf_counter() - heard.ended_at)
 
 
 def _ms(since: float) -> float:
