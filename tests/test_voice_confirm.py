@@ -295,3 +295,27 @@ def test_speech_begun_while_the_question_is_asked_is_not_its_answer(tmp_path, st
     [heard_yes] = [r for r in reports if r.heard.lower().startswith("yes")]
     assert heard_yes.answer is None and heard_yes.ignored.startswith("heard while the question was asked")
     assert pipeline.speaker.said == ["Should I unlock door front? Say yes or no.", "No answer, so I won't."]
+
+
+def test_a_model_turn_in_this_process_asks_aloud_after_what_it_said_so_far(tmp_path, stt):
+    """`agentd listen --local`'s wiring (agent_respond with the pipeline's confirm), through a
+    real Agent whose model says half a sentence and then calls a confirm-tier tool."""
+    from agent.tools import ToolRegistry
+    from agent.voice.service import agent_respond
+    from fakes import UNLOCK
+    from scripted_llm import xml_call
+
+    registry = ToolRegistry()
+    registry.add(UNLOCK)
+    agent = Agent(llm=ScriptedLLM(["I will open it for you" + xml_call("unlock_door", door="front"), "It is open."]),
+                  registry=registry, system_prompt="You run the home.")
+    wav = write(tmp_path / "talk.wav", silence(0.3), speech("hey agent, open the front door", tmp_path / "a.wav"),
+                silence(GAP_S), speech("yeah", tmp_path / "b.wav"), silence(0.5))
+    speaker = SilentSpeaker()
+    pipeline = VoicePipeline(source=WavSource(wav, realtime=True, tail_s=0.5), endpointer=Endpointer(SileroVAD()),
+                             stt=stt, respond=None, wake=WAKE, speaker=speaker, confirm_window_s=4.0)
+    pipeline.respond = agent_respond(agent, confirm=pipeline.confirm)
+    reports = asyncio.run(asyncio.wait_for(pipeline.run(), 30))
+    [command] = [r for r in reports if r.command is not None]
+    assert command.tool_results == ["front unlocked"], command.line()
+    assert speaker.said == ["I will open it for you", "Should I unlock door front? Say yes or no.", "It is open."]

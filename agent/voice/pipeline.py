@@ -80,6 +80,7 @@ class VoicePipeline:
         self._speech: asyncio.Task | None = None
         self._turn_task: asyncio.Task | None = None  # the command being carried out
         self._sentences: asyncio.Queue | None = None  # what the running turn has left to say
+        self._splitter = SentenceSplitter()  # the running turn's text not yet said
         self._question: Question | None = None  # asked aloud, waiting for its answer
         self._listening_for_answer = False  # the question has been spoken; the next utterance answers it
         self._answers_from_s = float("-inf")  # stream time the question ended: an answer starts later
@@ -256,7 +257,8 @@ class VoicePipeline:
             await self.speaker.speak(text)
             return
         said = asyncio.get_running_loop().create_future()
-        self._sentences.put_nowait(text)
+        for sentence in [*self._splitter.rest(), text]:  # the reply so far, even half a sentence, comes first
+            self._sentences.put_nowait(sentence)
         self._sentences.put_nowait(said)
         await asyncio.wait([said, self._speech], return_when=asyncio.FIRST_COMPLETED)
 
@@ -264,7 +266,7 @@ class VoicePipeline:
         self._sentences = sentences = asyncio.Queue()  # sentences, or futures to resolve once reached
         self._turn_utterance = utterance
         self._speech = asyncio.create_task(self._speak(sentences, report, utterance), name="voice-speak")
-        splitter = SentenceSplitter()
+        self._splitter = splitter = SentenceSplitter()
         try:
             async for event in self.respond(command):
                 if isinstance(event, (TextDelta, ToolStarted)):
