@@ -256,8 +256,7 @@ def test_the_chat_window_answers_with_slash_yes(tmp_path):
                 await app._command(Command("yes"))  # nothing asked yet
                 await until(lambda: len(daemon.server.connections) == 1)
                 question = open_question()
-                daemon.questions.put(question)
-                await until(lambda: app.client.questions)
+                daemon.questions.put(question)  # asked while the window waits at its prompt
                 await app._command(Command("yes"))
                 return question.answer.result(), app.console.file.getvalue()
             finally:

@@ -225,6 +225,10 @@ class ChatApp:
 
     async def _answer_question(self, approve: bool) -> None:
         """Answer the newest question agentd asked aloud; the first answer, spoken or typed, wins."""
+        # The connection is read only while the loop runs, not while the prompt waits: a
+        # round trip first, so every question asked meanwhile has arrived.
+        await self.client.status()
+        self._show_notices()
         if not self.client.questions:
             self.console.print("[dim]no question is waiting for an answer[/]")
             return
