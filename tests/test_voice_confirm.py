@@ -41,7 +41,7 @@ COMMAND = "hey agent, lock the back door"
 QUESTION = "Lock the back door? Say yes or no."
 # Between the command and the answer: room for a slow transcription of the command (over 1.5 s
 # on a busy CPU) and the question, since an answer begun before the question ended is not heard.
-GAP_S = 3.0
+GAP_S = 3.5
 LOCK = {"name": "back door", "room": "hall", "kind": "lock",
         "mqtt": {"command_topic": "home/back/set", "state_topic": "home/back"}}
 
