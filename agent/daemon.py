@@ -152,7 +152,7 @@ class Daemon:
 
     def broadcast(self, frame: Any) -> bool:
         """Send a frame to every connected client; True if anyone got it."""
-        return any([conn.send(frame) for conn in list(self.server.connections)])
+        return any([conn.send(frame) for conn in list(self.server.connections)])  # a list: every one, not the first
 
     # -- status and reload ------------------------------------------------------------------
 
