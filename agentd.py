@@ -165,7 +165,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if voice:  # new devices or rooms: their names join the speech model's hints
             from agent.voice.door import house_words
 
-            voice.use_words(house_words(app.agent))
+            voice.use_words(house_words(app.agent, app.home_control))
 
     daemon = Daemon(
         agent=app.agent,
@@ -197,7 +197,7 @@ def voice_door(daemon, app, settings, home: Path):
     from agent.voice.stt import ModelNotFound
 
     try:
-        return VoiceDoor(daemon, settings.voice, store=app.store, hints=house_words(app.agent),
+        return VoiceDoor(daemon, settings.voice, store=app.store, hints=house_words(app.agent, app.home_control),
                          models_dir=models_dir(home))
     except (ModelNotFound, ValueError) as exc:  # no speech model, no speech program
         logging.getLogger("agentd").error("voice is off: %s", exc)
@@ -222,7 +222,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
     app = build_local_app(args)
     try:
         return listen_command(args, voice=settings.voice, respond=agent_respond(app.agent),
-                              hints=house_words(app.agent), models_dir=models_dir(home))
+                              hints=house_words(app.agent, app.home_control), models_dir=models_dir(home))
     finally:
         app.close()
 

@@ -187,7 +187,7 @@ def apply_skills(agent: Agent, settings: Any, home: Path, store: Any = None, slo
     agent.registry, agent.instructions = registry, skills.instructions()
     agent.intents = None
     if settings.intents.enabled:
-        slots = slot_values or {"device": [], "room": []}
+        slots = slot_values or device_slots(None)
         agent.intents = IntentMatcher.from_skills(skills, registry, slots, fillers=[settings.agent.name])
         for problem in agent.intents.problems:
             log.warning("%s", problem)
@@ -219,5 +219,6 @@ def start_home_control(settings: Any) -> Any:
 def device_slots(home_control: Any) -> dict:
     """Slot values for the fast phrase path: the home's device names and rooms."""
     if home_control is None:
-        return {"device": [], "room": []}
-    return {"device": home_control.registry.slot_values(), "room": home_control.registry.rooms()}
+        return {"device": [], "room": [], "secure_device": []}
+    registry = home_control.registry
+    return {"device": registry.slot_values(), "room": registry.rooms(), "secure_device": registry.secure_slot_values()}

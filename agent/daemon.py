@@ -22,6 +22,7 @@ from agent.events import ReplyDone
 from agent.home import socket_path as default_socket_path
 from agent.ipc import protocol as p
 from agent.ipc.server import AlreadyRunning, Connection, Server
+from agent.questions import Questions
 from agent.runtime import HomeLock, setup_logging, supervise
 from agent.turnqueue import Confirm, TurnQueue, TurnRequest, priority_of
 
@@ -57,6 +58,7 @@ class Daemon:
         self.history_hook, self.new_conversation = history, new_conversation
         self.status_hook, self.reload_hook, self.on_close = status, reload, on_close
         self.turns = TurnQueue(self)
+        self.questions = Questions(self.broadcast)  # asked aloud by the voice door; any client may answer
         self.server = Server(self.socket_path, self)
         self.closing = False
         self._services: dict[str, Callable[[], Awaitable[object]]] = {"turns": self.turns.work}
@@ -89,7 +91,11 @@ class Daemon:
                 raise p.RequestError(f"no request {request.id!r} to cancel (it is done, or was never sent here)",
                                      request.id, "cancel")
         elif isinstance(request, p.Confirm):
-            self.confirmer.answer(self.turns.requests.get((conn.number, request.id)), request)
+            own = self.turns.requests.get((conn.number, request.id))
+            if own is None and request.id in self.questions:
+                self.questions.answer(request.id, request.approve)
+            else:
+                self.confirmer.answer(own, request)
         elif isinstance(request, p.Status):
             conn.send(p.StatusReport(v=p.VERSION, id=request.id, status=self.status()))
         elif isinstance(request, p.History):
@@ -141,9 +147,12 @@ class Daemon:
 
     def announce(self, announcement: Any) -> bool:
         """Tell every connected client (a reminder fired, a run was missed); True if anyone heard."""
-        frame = p.Notice(v=p.VERSION, kind=announcement.kind, text=announcement.text, job_id=announcement.job_id)
-        told = [conn.send(frame) for conn in list(self.server.connections)]
-        return any(told)
+        return self.broadcast(p.Notice(v=p.VERSION, kind=announcement.kind, text=announcement.text,
+                                       job_id=announcement.job_id))
+
+    def broadcast(self, frame: Any) -> bool:
+        """Send a frame to every connected client; True if anyone got it."""
+        return any([conn.send(frame) for conn in list(self.server.connections)])  # a list: every one, not the first
 
     # -- status and reload ------------------------------------------------------------------
 

@@ -192,6 +192,7 @@ class VoiceSettings(_Section):
     wake_similarity: float = Field(gt=0.0, le=1.0)
     wake_window_s: float = Field(ge=0)
     follow_up_s: float = Field(ge=0)
+    confirm_window_s: float = Field(gt=0)
     vad_threshold: float = Field(gt=0.0, lt=1.0)
     end_silence_ms: int = Field(ge=32)
     min_speech_ms: int = Field(ge=0)

@@ -218,8 +218,21 @@ def test_the_bundled_skill_loads_with_its_tiers_and_phrases(tmp_path):
         "set_device": "write", "set_secure_device": "confirm", "get_device_state": "read", "list_devices": "read"}
     registry = ToolRegistry()
     skillset.register(registry)
-    matcher = IntentMatcher.from_skills(skillset, registry, {"device": DeviceRegistry(HOUSE).slot_values()})
+    devices = DeviceRegistry(HOUSE)
+    matcher = IntentMatcher.from_skills(skillset, registry, {"device": devices.slot_values(),
+                                                             "secure_device": devices.secure_slot_values()})
+    assert matcher.problems == []
     match = matcher.match("please turn off the kitchen lights")
     assert (match.tool, match.arguments["device"], match.arguments["state"]) == ("set_device", "kitchen lights", "off")
     assert matcher.match("dim the bedroom lamp to 40 percent").arguments["brightness"] == 40
-    assert matcher.match("turn on the garage door") is None  # secure: left to the model and a yes
+    assert matcher.match("turn on the garage door") is None  # set_device never names a secure device
+    # Locks and covers take the fast path only to the confirm-tier tool, which asks first.
+    lock = matcher.match("lock the front door")
+    assert (lock.tool, lock.arguments) == ("set_secure_device", {"device": "front door", "action": "lock"})
+    assert registry.get("set_secure_device").risk == "confirm"
+    assert matcher.match("open the garage door").arguments == {"device": "garage door", "action": "open"}
+    assert matcher.match("lock the kitchen plug") is None
+
+
+def test_slot_values_for_secure_phrases_are_the_devices_that_need_a_yes():
+    assert DeviceRegistry(HOUSE).secure_slot_values() == ["oven light", "garage door", "front door"]

@@ -248,6 +248,11 @@ class DeviceRegistry:
             values += ["lights", "all lights", "all the lights"]
         return list(dict.fromkeys(values))
 
+    def secure_slot_values(self) -> list[str]:
+        """What a fast phrase may name to lock, unlock, open or close: the devices that need a
+        confirmation (their tool asks the person first, so the fast path is safe for them)."""
+        return list(dict.fromkeys(n for d in self.devices if d.secure for n in (d.name, *d.aliases)))
+
 
 def _strip_room(q: str, room_key: str) -> str | None:
     """What is left of "kitchen light" / "light in kitchen" once the room is taken out."""

@@ -24,7 +24,9 @@ from agent.ipc.protocol import (
     History,
     HistoryReport,
     Notice,
+    OpenQuestion,
     ProtocolError,
+    QuestionSettled,
     Reload,
     Send,
     Status,
@@ -58,7 +60,8 @@ class Client:
         self._reader = reader
         self._writer = writer
         self._waiting: dict[str, asyncio.Queue] = {}
-        self.notices: list[Notice] = []  # reminders and the like, for the front end to show
+        self.notices: list[Notice | OpenQuestion | QuestionSettled] = []  # unasked news, for the front end to show
+        self.questions: dict[str, OpenQuestion] = {}  # asked aloud and not settled yet; `answer` takes their id
         self._ids = itertools.count(1)
         self._reading = asyncio.create_task(self._read_loop(), name="ipc-client-reader")
 
@@ -123,7 +126,7 @@ class Client:
                 return False
 
     async def answer(self, request_id: str, approve: bool) -> None:
-        """Answer a ConfirmRequest."""
+        """Answer a ConfirmRequest, or an open question by its id (an Error frame says if too late)."""
         await self._write(Confirm(v=VERSION, type="confirm", id=request_id, approve=approve))
 
     async def status(self) -> dict:
@@ -188,7 +191,11 @@ class Client:
         except ProtocolError as exc:
             log.warning("skipped a frame the client does not understand: %s", exc)
             return
-        if isinstance(event, Notice):  # unasked news (a reminder): kept until the front end shows it
+        if isinstance(event, (Notice, OpenQuestion, QuestionSettled)):  # unasked news, kept for the front end
+            if isinstance(event, OpenQuestion):
+                self.questions[event.id] = event
+            elif isinstance(event, QuestionSettled):
+                self.questions.pop(event.id, None)
             self.notices.append(event)
             return
         if rid is None:  # a complaint not tied to a request: everyone waiting should hear it

@@ -4,14 +4,16 @@ Requests (client -> daemon), validated by the pydantic models below:
 
     {"v":1,"type":"send","id":"r1","text":"lights on","conversation_id":null,"thinking":null}
     {"v":1,"type":"cancel","id":"r1"}                     stop r1 (queued or running)
-    {"v":1,"type":"confirm","id":"r1","approve":true}     answer r1's confirm_request
+    {"v":1,"type":"confirm","id":"r1","approve":true}     answer r1's confirm_request, or the
+                                                          open question of that id (a voice one)
     {"v":1,"type":"history","id":"h1","conversation_id":null,"limit":20}   null: the latest
     {"v":1,"type":"status","id":"s1"}    {"v":1,"type":"reload","id":"x1"}
 
 Events (daemon -> client): every step event of `agent.events` in its `to_dict` form plus
 "v" and the request "id" (TextDelta ... ReplyDone, which ends a send), and `started`,
 `confirm_request`, `status`, `history` and `error` (with the id and the request type it
-answers, when known). `FrameDecoder` never raises on bad input: one garbled line costs one
+answers, when known). Unasked, to every client: `notice`, and `question` / `settled` for a
+question the voice door asks aloud, which any client may answer first. `FrameDecoder` never raises on bad input: one garbled line costs one
 error event, not the connection. Request ids are the client's own, unique per connection.
 """
 
@@ -132,6 +134,29 @@ class Notice(_Frame):
     job_id: str | None = None
 
 
+class OpenQuestion(_Frame):
+    """A question a door inside the daemon put to the person (the voice door, aloud); any
+    client may answer it with a `confirm` frame carrying this id, until it is settled."""
+
+    type: Literal["question"] = "question"
+    id: RequestId
+    text: str
+    tool: str
+    arguments: dict
+    risk: str
+    timeout_s: float
+
+
+class QuestionSettled(_Frame):
+    """An open question was answered (the first answer wins) or its time ran out."""
+
+    type: Literal["settled"] = "settled"
+    id: RequestId
+    approved: bool
+    by: Literal["voice", "chat"]
+    reason: Literal["yes", "no", "unclear", "silence", "cancelled"]
+
+
 class StatusReport(_Frame):
     type: Literal["status"] = "status"
     id: str | None = None
@@ -146,7 +171,8 @@ class HistoryReport(_Frame):
 
 
 ServerEvent = Annotated[
-    Union[ConfirmRequest, Started, Error, Notice, StatusReport, HistoryReport], Field(discriminator="type")
+    Union[ConfirmRequest, Started, Error, Notice, OpenQuestion, QuestionSettled, StatusReport, HistoryReport],
+    Field(discriminator="type"),
 ]
 _server_events: TypeAdapter = TypeAdapter(ServerEvent)
 

@@ -212,6 +212,8 @@ class ChatApp:
             else:
                 print_(Text.assemble(("you (spoken) › ", "bold cyan"), text))
                 await self._reply(text)
+        elif name in ("yes", "no"):
+            await self._answer_question(name == "yes")
         elif name == "stop":
             if self.detached is None:
                 print_("[dim]nothing to stop (Ctrl-C stops a reply while it streams)[/]")
@@ -220,6 +222,20 @@ class ChatApp:
                 print_("[dim]stopped[/]" if stopped else "[dim]it had already finished[/]")
                 self.detached = None
         return True
+
+    async def _answer_question(self, approve: bool) -> None:
+        """Answer the newest question agentd asked aloud; the first answer, spoken or typed, wins."""
+        # The connection is read only while the loop runs, not while the prompt waits: a
+        # round trip first, so every question asked meanwhile has arrived.
+        await self.client.status()
+        self._show_notices()
+        if not self.client.questions:
+            self.console.print("[dim]no question is waiting for an answer[/]")
+            return
+        question = list(self.client.questions.values())[-1]
+        await self.client.answer(question.id, approve)
+        await self.client.status()  # the daemon has handled the answer; its `settled` has arrived
+        self._show_notices()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -12,6 +12,8 @@ COMMANDS: dict[str, str] = {
     "jobs": "list the scheduled jobs",
     "stop": "stop a reply you stopped waiting for",
     "listen": "push-to-talk: say one message into the microphone (no wake phrase)",
+    "yes": "answer yes to the question agentd asked aloud (a voice command that needs a confirmation)",
+    "no": "answer no to that question",
     "help": "this list",
     "quit": "leave the chat (the daemon keeps running)",
 }

@@ -68,6 +68,11 @@ def note_line(note: Note) -> Text:
 
 def notice_line(notice: Any) -> Text:
     """A reminder, what the microphone heard, or other news from the daemon, between replies."""
+    if getattr(notice, "type", None) == "question":
+        return Text.assemble(("🎤 asked aloud: ", "bold magenta"), notice.text, (" — /yes or /no here", "bold"))
+    if getattr(notice, "type", None) == "settled":
+        answer = "yes" if notice.approved else f"no ({notice.reason})"
+        return Text(f"🎤 question settled by {notice.by}: {answer}", style="dim")
     if notice.kind == "voice":  # frequent and secondary: quieter than a reminder
         return Text("🎤 " + notice.text, style="dim")
     label = {"reminder": "⏰ reminder", "timer": "⏰ timer", "missed": "missed"}.get(notice.kind, notice.kind)

@@ -2,7 +2,9 @@
 
 `VoiceDoor` runs the pipeline as the daemon's `voice` service, with each command queued as a
 `voice` turn (the highest priority). Every utterance is kept in the store with its stage
-times, and connected chat windows are told what was heard (a `voice` notice). Scheduled
+times, and connected chat windows are told what was heard (a `voice` notice). A confirm-tier
+tool in a voice turn is asked aloud (`VoicePipeline.confirm`) and opened to the chat windows
+as the same question (`daemon.questions`): the first answer, spoken or typed, wins. Scheduled
 announcements with `speak: true` are spoken through the same speaker.
 """
 
@@ -38,9 +40,13 @@ class VoiceDoor:
         from agent.voice.service import build_pipeline, daemon_respond
 
         self.daemon, self.voice, self.store = daemon, voice, store
-        self.pipeline = pipeline or build_pipeline(voice, respond=daemon_respond(daemon), hints=hints,
-                                                   models_dir=models_dir)
+        # Late-bound: the pipeline that asks aloud is the one built here (or handed in).
+        respond = daemon_respond(daemon, confirm=lambda tool, arguments: self.pipeline.confirm(tool, arguments))
+        self.pipeline = pipeline or build_pipeline(voice, respond=respond, hints=hints, models_dir=models_dir)
         self.pipeline.on_report = self.heard
+        questions = getattr(daemon, "questions", None)  # a test's stand-in daemon may have none
+        if questions is not None:
+            self.pipeline.on_question = questions.put
         self._speaking: set[asyncio.Task] = set()
         self.problem: str | None = None  # why voice is off, when it is
 
@@ -104,6 +110,8 @@ class VoiceDoor:
 
 def notice_text(report: UtteranceReport) -> str:
     """One line for a chat window's status line."""
+    if report.answer:
+        return f"heard {report.heard!r}: answered {report.answer}"
     if report.ignored:
         return f"heard {report.heard!r}: ignored ({report.ignored})"
     tools = f" -> {', '.join(report.tools)}" if report.tools else ""
@@ -121,6 +129,10 @@ def timing_summary(utterances: list) -> dict:
     return {"utterances": len(utterances), "commands": len(commands), "median_ms": medians}
 
 
-def house_words(agent: Any) -> list[str]:
-    """What speech recognition is biased toward: the words the agent's phrases listen for."""
-    return agent.intents.vocabulary() if getattr(agent, "intents", None) is not None else []
+def house_words(agent: Any, home_control: Any = None) -> list[str]:
+    """What speech recognition is biased toward: the words the agent's phrases listen for, and
+    the names of the devices that need a confirmation (locks, doors), which those leave out:
+    tiny.en hears "lock the back door" as "lock the Mac door" without them."""
+    words = agent.intents.vocabulary() if getattr(agent, "intents", None) is not None else []
+    secure = home_control.registry.secure_slot_values() if home_control is not None else []
+    return list(dict.fromkeys([*words, *secure]))

@@ -6,6 +6,11 @@ reply, run as tasks of their own, so the handler keeps hearing while they run: a
 heard meanwhile cuts the speech short, and "hey agent, stop" also cancels the turn; anything
 else heard while the reply plays is taken for the speaker's own voice. Windows (wake phrase said alone, follow-up) are
 measured in stream time, so a WAV file behaves as the same words said live would.
+
+A confirm-tier tool in a turn calls `confirm`: the question is spoken in turn with the reply,
+and the next utterance (no wake phrase needed) is its answer, never a new command; only a
+clear yes approves (agent.voice.answers). The window for it runs on the clock once the
+question has been spoken; `on_question` lets a chat window answer the same question first.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from typing import Any, AsyncIterator, Callable
 
 from agent.events import ReplyDone, TextDelta, ToolFinished, ToolStarted
 from agent.phrases import normalize
+from agent.questions import Answer, Question
+from agent.voice.answers import ACKNOWLEDGE, hear_answer, spoken_question
 from agent.voice.sources import AudioSource
 from agent.voice.stt import Guards, Transcript
 from agent.voice.tts import SentenceSplitter, SilentSpeaker, Speaker
@@ -47,6 +54,7 @@ class UtteranceReport:
     times: dict[str, float] = field(default_factory=dict)
     transcript: Transcript | None = None
     stop: bool = False  # it asked to stop what was running
+    answer: str | None = None  # it answered a spoken question: yes | no | unclear
 
     def line(self) -> str:
         """One log line: what was heard and what came of it."""
@@ -60,16 +68,24 @@ class VoicePipeline:
 
     def __init__(self, *, source: AudioSource, endpointer: Endpointer, stt: Any, respond: Respond,
                  wake: Wake, speaker: Speaker | None = None, mode: str = "phrase", guards: Guards = Guards(),
-                 wake_window_s: float = 8.0, follow_up_s: float = 5.0,
-                 on_report: Callable[[UtteranceReport], None] | None = None):
+                 wake_window_s: float = 8.0, follow_up_s: float = 5.0, confirm_window_s: float = 6.0,
+                 on_report: Callable[[UtteranceReport], None] | None = None,
+                 on_question: Callable[[Question], None] | None = None):
         self.source, self.endpointer, self.stt, self.respond = source, endpointer, stt, respond
         self.wake, self.speaker, self.mode, self.guards = wake, speaker or SilentSpeaker(), mode, guards
-        self.wake_window_s, self.follow_up_s = wake_window_s, follow_up_s
-        self.on_report = on_report
+        self.wake_window_s, self.follow_up_s, self.confirm_window_s = wake_window_s, follow_up_s, confirm_window_s
+        self.on_report, self.on_question = on_report, on_question
         self.reports: list[UtteranceReport] = []
         self._open_until = -1.0  # stream time until which no wake phrase is needed
         self._speech: asyncio.Task | None = None
         self._turn_task: asyncio.Task | None = None  # the command being carried out
+        self._sentences: asyncio.Queue | None = None  # what the running turn has left to say
+        self._splitter = SentenceSplitter()  # the running turn's text not yet said
+        self._question: Question | None = None  # asked aloud, waiting for its answer
+        self._listening_for_answer = False  # the question has been spoken; the next utterance answers it
+        self._answers_from_s = float("-inf")  # stream time the question ended: an answer starts later
+        self._turn_utterance: Utterance | None = None  # the command being carried out, as heard
+        self._unheard = 0  # utterances queued or being transcribed, not yet taken as anything
 
     async def run(self, *, once: bool = False, push: bool = False) -> list[UtteranceReport]:
         """Listen until the source ends (with `once`, until one command has run); with `push`
@@ -96,10 +112,12 @@ class VoicePipeline:
         try:
             async for block in self.source.frames():
                 for utterance in self.endpointer.feed(block):
+                    self._unheard += 1
                     queue.put_nowait(utterance)
                 # A source with sound already waiting never suspends; let the handler run.
                 await asyncio.sleep(0)
             if (last := self.endpointer.flush()) is not None:
+                self._unheard += 1
                 queue.put_nowait(last)
         finally:
             queue.put_nowait(None)
@@ -119,6 +137,7 @@ class VoicePipeline:
                 await self.stop_speaking()
                 report.times["stopped"] = _ms(utterance.ended_at)  # turn and speech have ended
         finally:
+            self._unheard = max(0, self._unheard - 1)  # taken as something (or failed)
             if command is None:
                 self._done(report)
         if command is None:
@@ -150,6 +169,8 @@ class VoicePipeline:
 
     def _command(self, report: UtteranceReport, utterance: Utterance, *, push: bool) -> str | None:
         """The command in a transcript, or None with `report.ignored` saying why."""
+        if self._question is not None:
+            return self._answer(report, utterance)
         if (reason := self.guards.check(report.transcript)) is not None:
             report.ignored = reason
             return None
@@ -182,10 +203,70 @@ class VoicePipeline:
             return None
         return spoken_numbers(command).strip()
 
+    def _answer(self, report: UtteranceReport, utterance: Utterance) -> None:
+        """Take an utterance as the answer to the open question (never as a command)."""
+        if not self._listening_for_answer or utterance.start_s < self._answers_from_s:
+            # Begun before the question ended: the microphone hearing the question itself.
+            report.ignored = "heard while the question was asked (taken for its own sound)"
+            return None
+        reason = self.guards.check(report.transcript)
+        # Noise the guards reject is no answer, and anything but a clear yes is a no.
+        report.answer = "unclear" if reason is not None else hear_answer(report.heard, self.wake)
+        report.ignored = f"the answer to {self._question.text!r}: {report.answer}" + (f" ({reason})" if reason else "")
+        self._question.settle(Answer(approved=report.answer == "yes", by="voice", reason=report.answer))
+        return None
+
+    async def confirm(self, tool: Any, arguments: dict) -> bool:
+        """Ask aloud whether `tool` may run; True only on a clear yes (by voice or in a chat window).
+
+        The turn's `confirm(tool, arguments)` hook for voice turns."""
+        question = Question(text=spoken_question(tool, arguments), tool=tool.name, arguments=arguments,
+                            risk=getattr(tool, "risk", "confirm"), window_s=self.confirm_window_s)
+        self._question = question
+        try:
+            if self.on_question is not None:
+                self.on_question(question)  # a chat window may answer it first
+            await self._say(question.text)
+            heard = self._turn_utterance
+            self._answers_from_s = _stream_now(heard) if heard is not None else float("-inf")
+            self._listening_for_answer = True
+            await self._wait_for_answer(question)
+            question.settle(Answer(approved=False, by="voice", reason="silence"))
+        finally:
+            self._listening_for_answer = False
+            self._question = None
+            question.settle(Answer(approved=False, by="voice", reason="cancelled"))  # the turn was stopped
+        answer: Answer = question.answer.result()
+        if answer.by == "chat":
+            await self._say("Answered in a chat window: " + ("yes." if answer.approved else "no, so I won't."))
+        elif ACKNOWLEDGE[answer.reason]:
+            await self._say(ACKNOWLEDGE[answer.reason])
+        return answer.approved
+
+    async def _wait_for_answer(self, question: Question) -> None:
+        """Until the answer comes or the window passes; speech begun in time (still being said,
+        or waiting for Whisper) is heard out first, for at most one more window."""
+        await asyncio.wait([question.answer], timeout=self.confirm_window_s)
+        give_up = time.monotonic() + self.confirm_window_s
+        while not question.answer.done() and (self._unheard or self.endpointer.in_speech) and time.monotonic() < give_up:
+            await asyncio.wait([question.answer], timeout=0.05)
+
+    async def _say(self, text: str) -> None:
+        """Say `text` after what the running turn has queued; return once it has been said."""
+        if self._sentences is None or self._speech is None or self._speech.done():
+            await self.speaker.speak(text)
+            return
+        said = asyncio.get_running_loop().create_future()
+        for sentence in [*self._splitter.rest(), text]:  # the reply so far, even half a sentence, comes first
+            self._sentences.put_nowait(sentence)
+        self._sentences.put_nowait(said)
+        await asyncio.wait([said, self._speech], return_when=asyncio.FIRST_COMPLETED)
+
     async def _turn(self, command: str, report: UtteranceReport, utterance: Utterance) -> None:
-        sentences: asyncio.Queue[str | None] = asyncio.Queue()
+        self._sentences = sentences = asyncio.Queue()  # sentences, or futures to resolve once reached
+        self._turn_utterance = utterance
         self._speech = asyncio.create_task(self._speak(sentences, report, utterance), name="voice-speak")
-        splitter = SentenceSplitter()
+        self._splitter = splitter = SentenceSplitter()
         try:
             async for event in self.respond(command):
                 if isinstance(event, (TextDelta, ToolStarted)):
@@ -210,11 +291,15 @@ class VoicePipeline:
     async def _speak(self, sentences: asyncio.Queue, report: UtteranceReport, utterance: Utterance) -> None:
         try:
             while (sentence := await sentences.get()) is not None:
+                if isinstance(sentence, asyncio.Future):  # someone waits until this point is said
+                    if not sentence.done():
+                        sentence.set_result(None)
+                    continue
                 report.times.setdefault("first_audio", _ms(utterance.ended_at))
                 await self.speaker.speak(sentence)
         finally:
             # The follow-up window opens when the reply has been heard, in stream time.
-            spoken_at = utterance.end_s + (time.perf_counter() - utterance.ended_at)
+            spoken_at = _stream_now(utterance)
             self._open_until = max(self._open_until, spoken_at + self.follow_up_s) if self.follow_up_s else self._open_until
 
     async def finish_speaking(self) -> None:
@@ -229,6 +314,12 @@ class VoicePipeline:
             self._speech.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._speech
+
+
+def _stream_now(heard: Utterance) -> float:
+    """Where the stream is now, from where `heard` ended and the time since: so a WAV file read
+    faster than real time behaves as the same words said live would."""
+    return heard.end_s + (time.perf_counter() - heard.ended_at)
 
 
 def _ms(since: float) -> float:

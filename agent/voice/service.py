@@ -10,7 +10,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterable
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
 
 from agent.voice.pipeline import Respond, UtteranceReport, VoicePipeline
 from agent.voice.sources import AudioSource, MicSource, Resilient, WavSource, rescan_devices
@@ -20,6 +20,8 @@ from agent.voice.vad import Endpointer, SileroVAD
 from agent.voice.wake import Wake
 
 log = logging.getLogger(__name__)
+
+Confirm = Callable[[Any, dict], Awaitable[bool]]  # (tool, arguments) -> yes?, e.g. VoicePipeline.confirm
 
 
 def build_pipeline(voice: Any, *, respond: Respond, source: AudioSource | None = None, stt: Any = None,
@@ -40,7 +42,7 @@ def build_pipeline(voice: Any, *, respond: Respond, source: AudioSource | None =
         wake=Wake(voice.wake_phrases, similarity=voice.wake_similarity),
         speaker=speaker or make_speaker(voice.tts, voice=voice.tts_voice, rate=voice.tts_rate, device=voice.output_device),
         mode=voice.wake_mode, guards=guards, wake_window_s=voice.wake_window_s, follow_up_s=voice.follow_up_s,
-        on_report=on_report,
+        confirm_window_s=voice.confirm_window_s, on_report=on_report,
     )
 
 
@@ -49,14 +51,16 @@ def mic_source(voice: Any) -> Resilient:
     return Resilient(lambda: MicSource(voice.input_device), retry_max_s=voice.retry_max_s, on_retry=rescan_devices)
 
 
-def agent_respond(agent: Any) -> Respond:
-    """Turns run by an Agent in this process, thinking off (a spoken command wants speed)."""
-    return lambda text: agent.respond(text, who="voice", thinking=False)
+def agent_respond(agent: Any, confirm: Confirm | None = None) -> Respond:
+    """Turns run by an Agent in this process, thinking off (a spoken command wants speed);
+    `confirm` (a pipeline's, to ask aloud) decides confirm-tier tools, else they are denied."""
+    return lambda text: agent.respond(text, who="voice", thinking=False, confirm=confirm)
 
 
-def daemon_respond(daemon: Any) -> Respond:
-    """Turns queued on the daemon as the `voice` door (the highest priority), thinking off."""
-    return lambda text: daemon.submit(text, who="voice", thinking=False)
+def daemon_respond(daemon: Any, confirm: Confirm | None = None) -> Respond:
+    """Turns queued on the daemon as the `voice` door (the highest priority), thinking off;
+    `confirm` as for agent_respond."""
+    return lambda text: daemon.submit(text, who="voice", thinking=False, confirm=confirm)
 
 
 def socket_respond(socket_path: Path | str) -> Respond:

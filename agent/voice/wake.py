@@ -43,15 +43,15 @@ class Wake:
                 heard = [w for w in plain[:take] if w]
                 if take < 1 or len(plain) < take or not heard:
                     continue
-                score = _similarity(heard, phrase.split())
+                score = similarity(heard, phrase.split())
                 if score >= self.similarity and score > best.score:
                     rest = " ".join(words[take:]).lstrip(" ,.!?;:-")
                     best = WakeResult(woke=True, command=rest, phrase=phrase, score=score)
         return best
 
 
-def _similarity(heard: list[str], phrase: list[str]) -> float:
-    """Word by word when the counts agree (the weakest word decides), else the joined letters,
+def similarity(heard: list[str], phrase: list[str]) -> float:
+    """How close the heard words are to a phrase's (0-1). Word by word when the counts agree (the weakest word decides), else the joined letters,
     held to a stricter bar: "the agent is" must not pass for "hey agent"."""
     if len(heard) == len(phrase):
         return min(max(_ratio(h, p), _ratio(_sound(h), _sound(p))) for h, p in zip(heard, phrase))

@@ -55,6 +55,10 @@ def set_secure_device(
     return _lines(outcome.states, outcome.skipped)
 
 
+# The question a voice turn asks aloud before this runs ("Lock the back door? Say yes or no.").
+set_secure_device.confirm_question = "{action} the {device}?"
+
+
 @tool
 def get_device_state(device: str) -> str:
     """Read the current state of a device, a room, or a kind of device in a room (sensors, lights, locks...).
