@@ -63,8 +63,9 @@ class Confirmer:
             approved, reason = False, "cancelled"
         elif request.conn is None and request.confirm is not None:
             # An in-process door brings its own policy (a schedule's `allow` list, say).
-            approved = bool(await request.confirm(tool, arguments))
-            reason = "approved" if approved else "denied"
+            answer = await request.confirm(tool, arguments)
+            approved = bool(answer)
+            reason = getattr(answer, "reason", "") or ("approved" if approved else "denied")
         elif not interactive(request.who):
             approved, reason = False, "non-interactive"
         elif request.conn is None:

@@ -32,6 +32,10 @@ class Answer:
     by: str  # voice | chat
     reason: str  # yes | no | unclear | silence | cancelled
 
+    def __bool__(self) -> bool:
+        # The executor reads the answer as a bool and its `reason` into the call's audit row.
+        return self.approved
+
 
 @dataclass(kw_only=True)
 class Question:
@@ -77,8 +81,10 @@ class Questions:
         question = self.open.get(question_id)
         if question is not None and question.settle(Answer(approved=approve, by="chat", reason="yes" if approve else "no")):
             return
-        earlier = self.settled.get(question_id) or (question.answer.result() if question else None)
-        how = f" (by {earlier.by}: {earlier.reason})" if earlier else " (or was never asked)"
+        earlier = self.settled.get(question_id)  # (an Answer is false when it said no: test for None)
+        if earlier is None and question is not None:
+            earlier = question.answer.result()
+        how = f" (by {earlier.by}: {earlier.reason})" if earlier is not None else " (or was never asked)"
         raise p.RequestError(f"question {question_id!r} is already settled{how}", question_id, "confirm")
 
     def _settled(self, question: Question) -> None:

@@ -216,8 +216,8 @@ class VoicePipeline:
         self._question.settle(Answer(approved=report.answer == "yes", by="voice", reason=report.answer))
         return None
 
-    async def confirm(self, tool: Any, arguments: dict) -> bool:
-        """Ask aloud whether `tool` may run; True only on a clear yes (by voice or in a chat window).
+    async def confirm(self, tool: Any, arguments: dict) -> Answer:
+        """Ask aloud whether `tool` may run; true only on a clear yes (by voice or in a chat window).
 
         The turn's `confirm(tool, arguments)` hook for voice turns."""
         question = Question(text=spoken_question(tool, arguments), tool=tool.name, arguments=arguments,
@@ -241,7 +241,7 @@ class VoicePipeline:
             await self._say("Answered in a chat window: " + ("yes." if answer.approved else "no, so I won't."))
         elif ACKNOWLEDGE[answer.reason]:
             await self._say(ACKNOWLEDGE[answer.reason])
-        return answer.approved
+        return answer
 
     async def _wait_for_answer(self, question: Question) -> None:
         """Until the answer comes or the window passes; speech begun in time (still being said,
