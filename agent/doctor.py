@@ -29,6 +29,7 @@ def run_checks(home_arg: str | None, config_arg: str | None, model_arg: str | No
         check_daemon,
         lambda s: check_audio(),
         check_speech,
+        check_mcp,
     ]
     failed = 0
     for check in checks:
@@ -145,3 +146,31 @@ def check_speech(state: dict) -> Check:
         return Check("speech", False if voice.enabled else None, str(exc), "see the voice section of config/default.yaml")
     off = "" if voice.enabled else " (voice.enabled is false)"
     return Check("speech", True, f"recognition model {model}, replies spoken by {speaker.name}{off}")
+
+
+def check_mcp(state: dict) -> Check:
+    """Start each configured MCP server once, as the daemon would, and say how it went."""
+    import asyncio
+
+    settings = state.get("settings")
+    servers = {n: c for n, c in settings.mcp_servers.items() if c.enabled} if settings else {}
+    if not servers:
+        return Check("mcp servers", True, "none configured")
+    from agent.home import log_dir
+    from agent.mcp.hub import McpHub
+
+    async def probe() -> dict:
+        hub = McpHub(servers, log_dir=log_dir(state["home"]) if "home" in state else None)
+        task = asyncio.create_task(hub.serve())
+        await hub.wait_up(max(c.start_timeout_s for c in servers.values()) + 1)
+        found = {name: (link.state, len(link.tools), link.error) for name, link in hub.links.items()}
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return found
+
+    found = asyncio.run(probe())
+    lines = [f"{name} {state} ({tools} tools)" if state == "up" else f"{name} {state}: {error or 'no answer'}"
+             for name, (state, tools, error) in found.items()]
+    ok = all(state == "up" for state, _, _ in found.values())
+    return Check("mcp servers", ok, "; ".join(lines),
+                 "" if ok else "check the server's command/url in mcp_servers (its own log: HOME/logs/mcp-NAME.log)")

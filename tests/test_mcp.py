@@ -211,3 +211,40 @@ def test_the_config_names_what_is_wrong():
     with pytest.raises(ConfigError, match="risk"):
         load_settings(overrides={"mcp_servers": {"x": {"command": "a", "risk": "sometimes"}}})
     assert load_settings().mcp_servers == {}
+
+
+@pytest.mark.slow
+def test_a_real_daemon_starts_its_mcp_servers_and_shows_them_in_status(tiny_qwen_bpe):
+    from agent.ipc import status_sync
+    from daemon_proc import RealDaemon, short_home
+
+    home = short_home()
+    config = home / "config.yaml"
+    config.write_text(json.dumps({  # JSON is YAML
+        "mcp_servers": {"g": {"command": sys.executable, "args": [str(GREMLIN)], "risk": "read"},
+                        "gone": {"command": "/nonexistent/mcp-server"}},
+    }))
+    daemon = RealDaemon(home, config, tiny_qwen_bpe)
+    try:
+        first = daemon.start()  # answers at once: the servers do not hold the daemon up
+        assert set(first["mcp_servers"]) == {"g", "gone"}
+        deadline = time.monotonic() + 30
+        while (status := status_sync(daemon.socket))["mcp_servers"]["g"]["state"] != "up":
+            assert time.monotonic() < deadline, status
+            time.sleep(0.2)
+        assert "mcp_g_echo" in status["tools"] and status["mcp_servers"]["gone"]["state"] == "down"
+        assert (home / "logs" / "mcp-g.log").exists()  # the server's own stderr, kept apart
+    finally:
+        daemon.close()
+
+
+def test_doctor_starts_each_server_once_and_names_the_broken_one(tmp_path):
+    from agent.doctor import check_mcp
+
+    settings = load_settings(overrides={"mcp_servers": {
+        "g": {"command": sys.executable, "args": [str(GREMLIN)]},
+        "gone": {"command": "/nonexistent/mcp-server", "start_timeout_s": 2.0}}})
+    check = check_mcp({"settings": settings, "home": tmp_path})
+    assert check.ok is False and check.detail.startswith("g up (4 tools); gone down: ")
+    assert "nonexistent" in check.detail and "mcp_servers" in check.fix
+    assert check_mcp({"settings": load_settings()}).ok is True
