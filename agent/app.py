@@ -45,6 +45,7 @@ class App:
             "skills": [s.name for s in self.skills.enabled()] if self.skills else [],
             "prefix_cache": {"hits": stats.hits, "misses": stats.misses, "builds": stats.builds, "tokens_reused": stats.tokens_reused},
             **(self.mcp.status() if self.mcp else {}),
+            **(self.engine.status() if hasattr(self.engine, "status") else {}),
         }
 
     def start_mcp(self, settings: Any) -> Any:
@@ -140,12 +141,7 @@ def build_app(settings: Any, home: Path, *, with_store: bool = True, home_contro
 
     `home_control`: a HomeService to use instead of connecting to the configured MQTT broker
     and Home Assistant (`agentd eval` passes its simulated home)."""
-    from agent.home import models_dir
-    from agent.llm.catalog import find_model
-    from agent.llm.mlx_engine import MLXEngine
-
-    choice = find_model(settings.model.path, models_dir(home), settings.model.preset)
-    engine = MLXEngine(choice.path, prefill_step_size=settings.model.prefill_step_size, seed=settings.model.seed)
+    engine, note, is_demo = load_engine(settings, home)
     store = None
     if with_store:
         from agent.store import Store
@@ -156,8 +152,24 @@ def build_app(settings: Any, home: Path, *, with_store: bool = True, home_contro
     if home_control is None:
         home_control = start_home_control(settings)
     skills = apply_skills(agent, settings, home, store, device_slots(home_control))
-    return App(agent=agent, engine=engine, store=store, model_note=choice.reason, is_demo=choice.is_demo,
+    return App(agent=agent, engine=engine, store=store, model_note=note, is_demo=is_demo,
                home=home, skills=skills, home_control=home_control)
+
+
+def load_engine(settings: Any, home: Path) -> tuple[Any, str, bool]:
+    """(engine, a line on which model and why, whether it is the demo model)."""
+    if settings.model.backend == "openai":
+        from agent.llm.remote_engine import RemoteEngine
+
+        engine = RemoteEngine.from_settings(settings.model.remote)
+        return engine, f"using {engine.name} (model.backend: openai)", False
+    from agent.home import models_dir
+    from agent.llm.catalog import find_model
+    from agent.llm.mlx_engine import MLXEngine
+
+    choice = find_model(settings.model.path, models_dir(home), settings.model.preset)
+    engine = MLXEngine(choice.path, prefill_step_size=settings.model.prefill_step_size, seed=settings.model.seed)
+    return engine, choice.reason, choice.is_demo
 
 
 def configure(agent: Agent, settings: Any) -> None:

@@ -75,7 +75,7 @@ class ReplyDone:
     text: str
     stopped_by: str = "done"  # done | guard | cancelled | error
     # Which guard, or why a done reply is short: max_model_calls | invalid_call | repeated_call |
-    # turn_timeout | max_tokens | "" (nothing to say).
+    # turn_timeout | max_tokens | engine (the model server failed) | "" (nothing to say).
     reason: str = ""
     stats: TurnStats = field(default_factory=TurnStats)
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import difflib
 import functools
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
 
 from agent.home_control.config import HomeSettings
 from agent.mcp.config import McpServerSettings, check_server_name
@@ -62,9 +63,27 @@ class SamplingSettings(_Section):
     presence_penalty: PresencePenalty
 
 
+class RemoteEngineSettings(_Section):
+    """An OpenAI-compatible model server on another machine (`model.backend: openai`)."""
+
+    base_url: str | None
+    model: str | None
+    api_key_env: str | None
+    timeout_s: float = Field(gt=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"expected an http:// or https:// address such as 'http://studio.local:8080/v1', got {value!r}")
+        return value.rstrip("/") if value else value
+
+
 class ModelSettings(_Section):
     """Which model runs and how it samples."""
 
+    backend: Literal["mlx", "openai"]
+    remote: RemoteEngineSettings
     # Strict(False): a path arrives from YAML as text and should become a Path.
     path: Annotated[Path, Strict(False)] | None
     preset: Preset
@@ -81,10 +100,16 @@ class ModelSettings(_Section):
     constrained: bool
     thinking_budget: int | None = Field(ge=1)
 
-    @field_validator("preset", mode="before")
+    @field_validator("preset", "backend", mode="before")
     @classmethod
     def _lower_preset(cls, value: Any) -> Any:
         return _lowercase(value)
+
+    @model_validator(mode="after")
+    def _remote_named(self) -> "ModelSettings":
+        if self.backend == "openai" and not self.remote.base_url:
+            raise ValueError("backend is openai but remote.base_url is not set: name the server, e.g. http://studio.local:8080/v1")
+        return self
 
     @field_validator("path", mode="before")
     @classmethod

@@ -223,6 +223,9 @@ class TurnRun:
         except TimeoutError:
             stopped_by, reason = "guard", "turn_timeout"
             note = f"Stopped: the turn took longer than {self.limits.timeout_s:g} s."
+        except ConnectionError as exc:  # a remote engine gone (agent.llm.remote_engine.EngineUnavailable)
+            stopped_by, reason = "error", "engine"
+            note = f"Stopped: {exc}."
         if note:
             yield Note(text=note)
         reply = "".join(self.p.reply).strip()
