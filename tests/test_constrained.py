@@ -69,10 +69,16 @@ def calls_in(engine, text: str, finish: str) -> list:
     return checked_calls(text, finish, engine.tool_format, REGISTRY)
 
 
+def forced(engine, tools=TOOLS):
+    """A guide that forces one call whatever the model means (no floor), as a benchmark of the
+    grammar does: a random-weight model means nothing, so every call it writes is forced."""
+    return engine.guides().processor(tools, thinking=False, thinking_budget=None, constrained=True, require_call=True, floor=0.0)
+
+
 def test_constrained_calls_always_parse_and_fit_the_schemas(engine):
     valid = 0
     for i in range(SAMPLES):
-        guide = engine.guides().processor(TOOLS, thinking=False, thinking_budget=None, constrained=True, require_call=True)
+        guide = forced(engine)
         text, finished = generate(engine, Request(messages(i), TOOLS, False, 200, RANDOM, logits_processors=[guide]))
         checked = calls_in(engine, text, finished.finish_reason)
         assert checked, text
@@ -180,7 +186,7 @@ def test_json_style_calls_parse_with_the_json_parser(engine):
     guides = Guides(engine.tokenizer, style="json", tags=engine.tool_format.tags, vocab_width=engine.guides().vocab_width)
     guides._ll = engine.guides().ll_tokenizer()  # same vocabulary: skip the seconds of set-up
     for i in range(3):
-        guide = guides.processor(TOOLS, thinking=False, thinking_budget=None, constrained=True, require_call=True)
+        guide = guides.processor(TOOLS, thinking=False, thinking_budget=None, constrained=True, require_call=True, floor=0.0)
         text, finished = generate(engine, Request(messages(i), TOOLS, False, 160, RANDOM, logits_processors=[guide]))
         assert finished.finish_reason == "stop", text
         body = text.split("<tool_call>", 1)[1].split("</tool_call>", 1)[0]
