@@ -180,3 +180,30 @@ def test_the_turn_counts_a_coerced_call_that_ran():
     events = run_turn(make_agent(llm), "What time is it?")
     assert [e.name for e in events if isinstance(e, ToolStarted)] == ["get_current_time"]
     assert events[-1].stats.coerced_calls == 1
+
+
+@pytest.mark.parametrize("constrained", [True, False], ids=["constrained", "unconstrained"])
+def test_agentd_ask_on_a_hostile_model_runs_nothing_and_says_why(constrained, tmp_path):
+    """The issue's end-to-end check: `agentd ask --local`, a model that invents format_disk
+    for a pizza and a parameter set_timer does not have, the grammar on and off."""
+    import json
+
+    from daemon_proc import agentd
+    from fixtures.agent_model import GREEDY_CONFIG
+    from fixtures.hostile_model import core_hostile_model
+
+    model = core_hostile_model()
+    config = tmp_path / "config.yaml"
+    config.write_text(GREEDY_CONFIG.replace("model:\n", f"model:\n  constrained: {str(constrained).lower()}\n", 1))
+    for case in ("unknown tool", "wrong parameter"):
+        done = agentd("ask", "--local", "--json", "--home", str(tmp_path / "home"), "--config", str(config),
+                      "--model", str(model), CASES[case][0], timeout=120)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+        assert not [e for e in events if e["type"] in ("ToolStarted", "ToolFinished")]
+        notes = [e["text"] for e in events if e["type"] == "Note"]
+        assert notes and notes[-1].startswith("Stopped: the model's tool call was still invalid")
+        if case == "unknown tool":
+            assert "There is no tool named 'format_disk'" in notes[0]
+        reply = events[-1]
+        assert reply["type"] == "ReplyDone" and "<tool_call>" not in reply["text"] and "<function=" not in reply["text"]
