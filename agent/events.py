@@ -66,6 +66,8 @@ class TurnStats:
     prefix_hit: bool = False
     prefix_tokens_reused: int = 0
     duration_s: float = 0.0
+    # Calls that ran a tool the grammar chose rather than the one the model started to name.
+    coerced_calls: int = 0
 
 
 @_frozen

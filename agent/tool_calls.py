@@ -23,11 +23,18 @@ class ToolCall:
     arguments: Any = None
     error: str | None = None
     raw: str = ""
+    coerced: bool = False  # constrained decoding chose the tool name, not the model
 
 
 def parse_call(kind: str, body: str, finish: str | None, tool_format: Any, registry: ToolRegistry) -> ToolCall:
     """Turn the text between the tool-call tags into a ToolCall (with `error` set on failure)."""
     call = ToolCall(raw=body)
+    if kind == "unclosed_tool_call" and finish == "constraint":
+        call.error = (
+            "Your tool call was stopped: what you were writing fits no tool's schema. Call only a listed tool, "
+            "with its parameter names and values of the right type, or answer in words."
+        )
+        return call
     if kind == "unclosed_tool_call":
         why = "it was cut off at max_tokens" if finish == "length" else "it was never closed"
         call.error = f"Your tool call was not complete ({why}). Write it again, complete and shorter."

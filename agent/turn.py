@@ -53,7 +53,7 @@ class TurnLimits:
 class _Progress:
     """What a turn has done so far (for guards and the final stats)."""
 
-    stats: dict = field(default_factory=lambda: {"prompt_tokens": 0, "generated_tokens": 0, "model_calls": 0})
+    stats: dict = field(default_factory=lambda: {"prompt_tokens": 0, "generated_tokens": 0, "model_calls": 0, "coerced_calls": 0})
     first_token_s: float | None = None
     prefix_hit: bool = False
     prefix_reused: int = 0
@@ -244,7 +244,7 @@ class TurnRun:
             sampling=sampling, constrained=self.agent.constrained, thinking_budget=self.agent.thinking_budget,
         )
         stop_thread = threading.Event()
-        text, raw_calls, finish = [], [], None
+        text, raw_calls, finish, traces = [], [], None, ()
         self.p.stats["model_calls"] += 1
         stream = self.agent.llm.stream(request, stop_thread)
         try:
@@ -253,7 +253,7 @@ class TurnRun:
                 if item is None:
                     break
                 if isinstance(item, Finished):
-                    finish = item.finish_reason
+                    finish, traces = item.finish_reason, item.call_traces
                     self._count(item)
                     continue
                 pieces = splitter.feed(item.text)
@@ -282,6 +282,8 @@ class TurnRun:
             elif piece.kind == "unclosed_tool_call":
                 raw_calls.append((piece.kind, piece.text))
         calls = [parse_call(kind, body, finish, self.agent.llm.tool_format, self.agent.registry) for kind, body in raw_calls]
+        for call, trace in zip(calls, traces):  # one trace per call the guide saw start
+            call.coerced = trace.coerced
         yield ToolCallResult("".join(text).strip(), calls, finish)
 
     async def _next(self, stream: AsyncIterator[Any]) -> Any:
@@ -325,6 +327,7 @@ class TurnRun:
                 executor.refuse(action, "invalid", repeated)
                 yield _Stop("guard", "repeated_call", f"Stopped: {repeated}.")
                 return
+            self.p.stats["coerced_calls"] += call.coerced
             result = ""
             remaining = self.deadline - time.monotonic()
             async for event in executor.steps(action, approve=self.confirm, cancel=self.cancel, timeout_s=remaining):
@@ -379,6 +382,7 @@ class TurnRun:
             prefix_hit=p.prefix_hit,
             prefix_tokens_reused=p.prefix_reused,
             duration_s=round(time.monotonic() - self.started, 4),
+            coerced_calls=p.stats["coerced_calls"],
         )
 
 

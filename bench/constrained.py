@@ -49,24 +49,27 @@ class StartWith:
         return mx.where(mx.arange(logits.shape[-1]) == self.ids[self.calls - 1], logits, -mx.inf)
 
 
-def valid_calls(engine, registry, system: str, *, samples: int, constrained: bool) -> int:
-    """How many of `samples` sampled tool calls parse and fit the tools' schemas.
+def valid_calls(engine, registry, system: str, *, samples: int, constrained: bool, floor: float = 0.0) -> tuple[int, int]:
+    """How many of `samples` sampled tool calls parse and fit the tools' schemas, and how many
+    the confidence floor abandoned.
 
     Both sides are made to write a call: the constrained one by a grammar that requires one,
     the unconstrained one by being made to write the tool-call start tag first. Sampling is
     plain (temperature 1), the hardest case for a grammar-free model. Both go through the
-    engine, so the prefilled system prompt and tools are reused.
+    engine, so the prefilled system prompt and tools are reused. A random-weight model means
+    none of its calls, so with the floor (`floor` > 0) every one should be abandoned; at 0 the
+    grammar forces each one through, which measures the grammar alone.
     """
     from agent.llm.mlx_engine import Chunk, Finished, Request, Sampling
     from agent.tool_calls import checked_calls
 
     tools = registry.schemas()
     plain = Sampling(temperature=1.0, top_p=1.0, top_k=0, presence_penalty=0.0)
-    good = 0
+    good = abandoned = 0
     for i in range(samples):
         messages = [{"role": "system", "content": system}, {"role": "user", "content": CALL_PROMPTS[i % len(CALL_PROMPTS)]}]
         if constrained:
-            first = engine.guides().processor(tools, thinking=False, thinking_budget=None, constrained=True, require_call=True)
+            first = engine.guides().processor(tools, thinking=False, thinking_budget=None, constrained=True, require_call=True, floor=floor)
         else:
             first = StartWith(engine.encode(engine.tool_format.tags.tool_start + "\n"))
         request = Request(messages, tools, False, CALL_MAX_TOKENS[constrained], plain, logits_processors=[first])
@@ -75,13 +78,15 @@ def valid_calls(engine, registry, system: str, *, samples: int, constrained: boo
         finish = next(item.finish_reason for item in items if isinstance(item, Finished))
         checked = checked_calls(text, finish, engine.tool_format, registry)
         good += bool(checked) and all(problem is None for _, problem in checked)
-    return good
+        abandoned += constrained and first.abandoned
+    return good, abandoned
 
 
 def run(model_path, *, repeats: int = 3, max_tokens: int = 64, samples: int = 20) -> dict:
     """Figures for `agentd bench`: ms/token both ways and their ratio, set-up and compile time,
     and how many sampled tool calls are valid with and without the grammar."""
     from agent.app import core_registry
+    from agent.llm.constrained import CONFIDENCE_FLOOR
     from agent.llm.mlx_engine import MLXEngine, Request, Sampling
     from agent.settings import load_settings
 
@@ -110,9 +115,12 @@ def run(model_path, *, repeats: int = 3, max_tokens: int = 64, samples: int = 20
     for _ in range(repeats):  # interleaved so drift hits both alike
         free.append(decode_ms_per_token(engine, request(False))[0])
         text.append(decode_ms_per_token(engine, request(True))[0])
-        forced = guides.processor(tools, thinking=False, thinking_budget=None, constrained=True, require_call=True)
+        # Inside a call the floor's test runs at every step; at floor 0 it never stops the
+        # call, so a random-weight model's call lasts long enough to time.
+        forced = guides.processor(tools, thinking=False, thinking_budget=None, constrained=True, require_call=True, floor=0.0)
         calls.append(decode_ms_per_token(engine, request(False, [forced]))[0])
-    valid = {side: valid_calls(engine, registry, system, samples=samples, constrained=side) for side in (True, False)}
+    valid = {side: valid_calls(engine, registry, system, samples=samples, constrained=side)[0] for side in (True, False)}
+    _, abandoned = valid_calls(engine, registry, system, samples=samples, constrained=True, floor=CONFIDENCE_FLOOR)
     engine.close()
     plain, constrained = median(free), median(text)
     return {
@@ -125,10 +133,15 @@ def run(model_path, *, repeats: int = 3, max_tokens: int = 64, samples: int = 20
         "ratio": round(median([t / f for t, f in zip(text, free)]), 3),
         "goal": "<= 1.10x",
         "inside_tool_call_ms_per_token": round(median(calls), 3),
+        # The mask and the confidence floor together, per token inside a call, against the
+        # same model writing free text unconstrained (the model's step costs the same).
+        "inside_tool_call_ratio": round(median([c / f for c, f in zip(calls, free)]), 3),
         "grammar_compile_ms": round(median(compile_ms), 2),
         "tokenizer_setup_s": round(guides.setup_s, 2),
         "valid_calls_constrained": f"{valid[True]}/{samples}",
         "valid_calls_unconstrained": f"{valid[False]}/{samples}",
+        "confidence_floor": CONFIDENCE_FLOOR,
+        "random_calls_abandoned_by_floor": f"{abandoned}/{samples}",
         "call_max_tokens": f"{CALL_MAX_TOKENS[True]} constrained, {CALL_MAX_TOKENS[False]} unconstrained",
     }
 

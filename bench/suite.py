@@ -63,6 +63,12 @@ BENCHES = (
         Line("constrained decoding cost per token",
              lambda r: f"{r['constrained_ms_per_token']} vs {r['unconstrained_ms_per_token']} ms = {r['ratio']}x "
                        f"(vocab {r['vocab_width']})", "<= 1.10x", lambda r: r["ratio"] <= 1.10),
+        Line("constrained cost per token inside a tool call (mask + confidence floor)",
+             lambda r: f"{r['inside_tool_call_ms_per_token']} vs {r['unconstrained_ms_per_token']} ms = {r['inside_tool_call_ratio']}x",
+             "<= 1.10x", lambda r: r["inside_tool_call_ratio"] <= 1.10),
+        Line("random-weight model's calls abandoned by the confidence floor",
+             lambda r: f"{r['random_calls_abandoned_by_floor']} (floor {r['confidence_floor']})", "all",
+             lambda r: r["random_calls_abandoned_by_floor"].split("/")[0] == r["random_calls_abandoned_by_floor"].split("/")[1]),
         Line("schema-valid sampled tool calls",
              lambda r: f"{r['valid_calls_constrained']} constrained, {r['valid_calls_unconstrained']} not",
              "all constrained", lambda r: r["valid_calls_constrained"].split("/")[0] == r["valid_calls_constrained"].split("/")[1]),

@@ -4,6 +4,8 @@
     tool-call validity    calls that parsed, named a real tool and fit its schema / all calls
     irrelevance accuracy  `expect: none` cases where the model called no tool
     wrong-tool rate       cases expecting a tool where the model called some other tool
+    coerced               calls that went to a tool other than the one the model started to
+                          name (the grammar's mask chose it) / valid calls; the goal is 0
     latency               median and p95 of the turn's time to its outcome
 """
 
@@ -33,6 +35,7 @@ class Summary:
     wrong_tool_cases: int
     latency_median_s: float
     latency_p95_s: float
+    coerced_calls: int = 0
     by_category: dict[str, tuple[int, int]] = field(default_factory=dict)  # category -> (right, total)
 
     @property
@@ -42,6 +45,10 @@ class Summary:
     @property
     def validity(self) -> float | None:
         return self.valid_calls / self.calls if self.calls else None
+
+    @property
+    def coerced_rate(self) -> float | None:
+        return self.coerced_calls / self.valid_calls if self.valid_calls else None
 
     @property
     def irrelevance_accuracy(self) -> float | None:
@@ -58,6 +65,7 @@ class Summary:
             "calls": self.calls, "valid_calls": self.valid_calls, "validity": _round(self.validity),
             "irrelevance_cases": self.irrelevance_cases, "irrelevance_accuracy": _round(self.irrelevance_accuracy),
             "tool_cases": self.tool_cases, "wrong_tool_cases": self.wrong_tool_cases, "wrong_tool_rate": _round(self.wrong_tool_rate),
+            "coerced_calls": self.coerced_calls, "coerced_rate": _round(self.coerced_rate),
             "latency_median_s": round(self.latency_median_s, 4), "latency_p95_s": round(self.latency_p95_s, 4),
             "by_category": {k: {"right": r, "total": t} for k, (r, t) in sorted(self.by_category.items())},
         }
@@ -94,6 +102,7 @@ def summarize(variant: str, results: list[CaseResult]) -> Summary:
         irrelevance_cases=len(irrelevant), irrelevance_right=sum(r.verdict.success for r in irrelevant),
         tool_cases=len(tool_cases), wrong_tool_cases=sum(r.verdict.wrong_tool for r in tool_cases),
         latency_median_s=percentile(latencies, 50), latency_p95_s=percentile(latencies, 95),
+        coerced_calls=sum(r.coerced_calls for r in results),
         by_category=by_category,
     )
 
@@ -124,6 +133,7 @@ def figures_table(summaries: list[Summary], title: str = "agentd eval") -> Any:
         ("tool-call validity", lambda s: f"{_pct(s.validity)} ({s.valid_calls}/{s.calls})"),
         ("irrelevance accuracy", lambda s: f"{_pct(s.irrelevance_accuracy)} ({s.irrelevance_right}/{s.irrelevance_cases})"),
         ("wrong-tool rate", lambda s: f"{_pct(s.wrong_tool_rate)} ({s.wrong_tool_cases}/{s.tool_cases})"),
+        ("coerced (goal 0)", lambda s: f"{_pct(s.coerced_rate)} ({s.coerced_calls}/{s.valid_calls})"),
         ("latency median", lambda s: f"{s.latency_median_s:.2f} s"),
         ("latency p95", lambda s: f"{s.latency_p95_s:.2f} s"),
     ]

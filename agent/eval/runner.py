@@ -41,6 +41,7 @@ class CaseResult:
     latency_s: float = 0.0
     notes: list[str] = field(default_factory=list)
     generated_tokens: int = 0
+    coerced_calls: int = 0  # calls that ran a tool the grammar chose, not the model (goal 0)
     confirm_asked: list[str] = field(default_factory=list)
     tool_results: list[str] = field(default_factory=list)
 
@@ -53,7 +54,7 @@ class CaseResult:
             "calls": [{"name": c.name, "arguments": c.given(), "valid": c.valid, "outcome": c.outcome, "detail": c.detail}
                       for c in self.calls],
             "reply": self.reply, "stopped_by": self.stopped_by, "latency_s": round(self.latency_s, 4),
-            "generated_tokens": self.generated_tokens, "confirm_asked": self.confirm_asked, "notes": self.notes,
+            "generated_tokens": self.generated_tokens, "coerced_calls": self.coerced_calls, "confirm_asked": self.confirm_asked, "notes": self.notes,
             "tool_results": self.tool_results,
         }
 
@@ -135,6 +136,7 @@ class EvalRunner:
             elif isinstance(event, ReplyDone):
                 result.reply, result.stopped_by = event.text, event.stopped_by
                 result.generated_tokens = event.stats.generated_tokens
+                result.coerced_calls = event.stats.coerced_calls
         result.latency_s = time.monotonic() - started
         return result
 

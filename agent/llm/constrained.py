@@ -14,16 +14,20 @@ What costs what, and where it is paid:
   waits for the step mlx-lm queued ahead; mlx-lm builds the next step's model graph before it
   calls the processors, so that work still overlaps the running step, and only the mask work
   sits between two steps (bench/constrained.py measures the whole cost).
+- Inside a tool call only: the confidence floor, two log-sum-exps and a select over the
+  logits, queued with the step (no extra wait), and one read of a value already computed.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections import OrderedDict
 from typing import Any
 
+from agent.llm.call_watch import CallTrace, CallWatch
 from agent.llm.grammar import Style, style_for, tool_grammar, tool_name
 from agent.llm.stream import Tags
 from agent.settings import ConfigError
@@ -31,6 +35,19 @@ from agent.settings import ConfigError
 log = logging.getLogger(__name__)
 
 GRAMMAR_CACHE_SIZE = 4
+# The least share of the model's own probability (softmax of its logits) that the grammar's
+# mask may leave it at one step inside a tool call before the call is abandoned instead of
+# forced. Measured per step inside calls (tests/test_constraint_floor.py keeps it honest):
+# - meant calls (tiny Qwen3.5 models trained to write them, greedy): every step >= 0.979,
+#   median 0.998 (the mask only removes the model's noise);
+# - forced calls on the real 248,320-wide vocabulary (a random-weight tiny Qwen3.5 made to
+#   write one, 850 steps): each step is either open (a string, a name: ~0.998) or forced,
+#   and every forced step is <= 3.2e-4 (median 1.8e-6: a handful of tokens out of 248k);
+# - a trained model made to write what it did not mean (a wrong type, a parameter that does
+#   not exist, a string over its cap): 1e-6 to 1e-4 at the step where it is overruled.
+# 0.01 sits 30x above the worst forced step and 98x below the worst meant one; a real model
+# that hesitates between two spellings of a meant call still leaves far more than 1 %.
+CONFIDENCE_FLOOR = 0.01
 
 
 class ConstraintError(ConfigError):
@@ -66,6 +83,8 @@ class Guides:
         self._grammars: OrderedDict[str, Any] = OrderedDict()
         self.tag_tokens = self._single_token_tags()
         self.eos_ids = sorted(tokenizer.eos_token_ids)
+        # What an abandoned call ends with: the end of the assistant's turn (Qwen's <|im_end|>).
+        self.stop_token = getattr(tokenizer, "eos_token_id", None) or self.eos_ids[0]
 
     @classmethod
     def for_model(cls, tokenizer: Any, *, tags: Tags, vocab_width: int) -> "Guides | None":
@@ -138,8 +157,10 @@ class Guides:
                 return f"the schema of tool {tool_name(tool)!r} cannot be compiled into a tool-call grammar: {problem.strip().splitlines()[0]}"
         return f"the tool-call grammar cannot be compiled: {error.strip()}"
 
-    def processor(self, tools: list[dict] | None, *, thinking: bool, thinking_budget: int | None, constrained: bool, require_call: bool = False) -> "Guide | None":
-        """The logits processor for one model call, or None when there is nothing to do."""
+    def processor(self, tools: list[dict] | None, *, thinking: bool, thinking_budget: int | None, constrained: bool,
+                  require_call: bool = False, floor: float = CONFIDENCE_FLOOR) -> "Guide | None":
+        """The logits processor for one model call, or None when there is nothing to do.
+        `floor` 0 forces every call through (a random-weight model's calls, in benchmarks)."""
         budget = thinking_budget if thinking else None
         if not constrained and budget is None:
             return None
@@ -148,18 +169,35 @@ class Guides:
         if budget is not None and think_end is None:
             log.warning("this model's %r is not one token; model.thinking_budget is ignored", self.tags.think_end)
             budget = None
-        return Guide(matcher, width=self.vocab_width, thinking=thinking, budget=budget, think_end=think_end)
+        watch = CallWatch(
+            start=self.tags.tool_start, end=self.tags.tool_end, start_id=self.tag_tokens.get(self.tags.tool_start),
+            end_id=self.tag_tokens.get(self.tags.tool_end), style=self.style, token_bytes=self._token_bytes,
+        )
+        return Guide(matcher, width=self.vocab_width, thinking=thinking, budget=budget, think_end=think_end,
+                     watch=watch, floor=floor, stop_token=self.stop_token)
+
+    def _token_bytes(self, token: int) -> bytes:
+        return self.ll_tokenizer().decode_bytes([token])
 
 
 class Guide:
-    """An mlx-lm logits processor: the grammar's mask, and the thinking budget.
+    """An mlx-lm logits processor: the grammar's mask, the confidence floor, the thinking budget.
 
     mlx-lm's first call passes the prompt tokens (of this call, after the prefix cache): they
     are not the model's writing and are never fed to the matcher. Each later call passes
     one more token, the one just sampled.
+
+    The floor: inside a tool call, the mask is applied only while it leaves the model at least
+    `floor` of its own probability (softmax of its logits at temperature 1). Below that the
+    grammar would be choosing for the model, so the call is abandoned instead: the only token
+    left is the end of the reply, the call stays unclosed, and `abandoned` tells the engine to
+    finish with reason "constraint". The test of the floor is folded into the logits (an
+    mx.where), so it costs no wait for the GPU: its outcome is read one step later, with the
+    sampled token that depended on it.
     """
 
-    def __init__(self, matcher: Any, *, width: int, thinking: bool, budget: int | None, think_end: int | None):
+    def __init__(self, matcher: Any, *, width: int, thinking: bool, budget: int | None, think_end: int | None,
+                 watch: CallWatch, floor: float = CONFIDENCE_FLOOR, stop_token: int = 0):
         import numpy as np
 
         self.matcher = matcher
@@ -167,12 +205,24 @@ class Guide:
         self.thinking = thinking and think_end is not None
         self.budget = budget
         self.think_end = think_end
+        self.watch = watch
+        self.log_floor = math.log(floor) if floor > 0 else -math.inf
+        self.stop_token = stop_token
         self.thought = 0  # tokens written inside <think> so far
         self.started = False
         self.failed = False
+        self.abandoned = False
         self._words = np.full((1, (width + 31) // 32), -1, dtype=np.int32)
         self._last_words: bytes | None = None
         self._last_bias: Any = None
+        self._allowed: Any = None  # the same mask as float32 1 / 0, for the floor's sums
+        self._stop_only: Any = None
+        self._pending: tuple[Any, Any] | None = None  # (log allowed mass, top token allowed) of the last step
+
+    @property
+    def traces(self) -> list[CallTrace]:
+        """One per tool call the model started, in order."""
+        return self.watch.traces
 
     def __call__(self, tokens: Any, logits: Any) -> Any:
         if not self.started:
@@ -182,7 +232,7 @@ class Guide:
             self._accept(int(tokens[-1].item()))
         if self.thinking and self.budget is not None and self.thought >= self.budget and self._allows(self.think_end):
             return self._only(self.think_end, logits)
-        if self.matcher is None or self.failed:
+        if self.matcher is None or self.failed or self.abandoned:
             return logits
         return self._apply(logits)
 
@@ -192,11 +242,40 @@ class Guide:
                 self.thinking = False
             else:
                 self.thought += 1
-        if self.matcher is not None and not self.failed and not self.matcher.consume_token(token):
+        if self.matcher is None or self.failed or self.abandoned:
+            return
+        self._settle()
+        if self.abandoned:
+            return  # the token is the forced stop, not the model's writing
+        if not self.matcher.consume_token(token):
             # Cannot happen while the mask is applied; if it does, stop constraining rather
             # than sample from an all-forbidden distribution.
             self.failed = True
             log.warning("constrained decoding stopped: %s", self.matcher.get_error()[:200])
+            return
+        self.watch.accept(token)
+
+    def _settle(self) -> None:
+        """Read the last step's floor test and name check (evaluated with the sampled token)."""
+        if self._pending is None:
+            return
+        log_mass, top_allowed = self._pending
+        self._pending = None
+        trace = self.watch.current
+        if trace is None:
+            return
+        mass = float(log_mass.item())
+        trace.masses.append(math.exp(mass))
+        trace.lowest_mass = min(trace.lowest_mass, math.exp(mass))
+        if top_allowed is not None and not top_allowed.item():
+            trace.name_overridden = True
+        if mass < self.log_floor:
+            self.abandoned = trace.abandoned = True
+
+    def finish(self) -> None:
+        """Settle the last step (the generation ended before another token was accepted)."""
+        if self.matcher is not None and not self.failed and not self.abandoned:
+            self._settle()
 
     def _allows(self, token: int) -> bool:
         if self.matcher is None:
@@ -227,6 +306,27 @@ class Guide:
             n = min(len(bits), len(allowed))
             allowed[:n] = bits[:n]
             # An added 0 / -inf bias: a quarter of the time of mx.where over 248k logits.
-            bias = np.where(allowed, 0.0, -np.inf).astype(np.float32)
-            self._last_words, self._last_bias = words, mx.array(bias).astype(logits.dtype)
-        return logits + self._last_bias
+            bias = mx.array(np.where(allowed, 0.0, -np.inf).astype(np.float32))
+            self._last_words, self._last_bias, self._allowed = words, bias.astype(logits.dtype), mx.array(allowed.astype(np.float32))
+        masked = logits + self._last_bias
+        if not self.watch.in_call:
+            return masked  # free text: nothing is forced, no floor
+        # The model's own probability of what the mask allows, from one pass of exp (on a CPU
+        # the exps are most of the cost; two logsumexps would take twice as long). float32:
+        # bfloat16 sums of 248k terms drift.
+        wide = logits.astype(mx.float32)
+        weights = mx.exp(wide - mx.max(wide, axis=-1, keepdims=True))
+        log_mass = mx.log(mx.sum(weights * self._allowed, axis=-1)) - mx.log(mx.sum(weights, axis=-1))
+        top_allowed = None
+        if self.watch.naming:
+            top_allowed = mx.take(self._last_bias, mx.argmax(logits, axis=-1)) == 0
+        self._pending = (log_mass, top_allowed)
+        return mx.where(log_mass[..., None] < self.log_floor, self._stop_logits(logits), masked)
+
+    def _stop_logits(self, logits: Any) -> Any:
+        import mlx.core as mx
+
+        if self._stop_only is None:
+            keep = mx.arange(logits.shape[-1]) == self.stop_token
+            self._stop_only = mx.where(keep, 0.0, -mx.inf).astype(logits.dtype)
+        return self._stop_only

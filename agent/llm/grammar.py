@@ -1,9 +1,18 @@
 """A Lark grammar (llguidance's dialect) for everything a model may write in one call.
 
-The grammar is built from the registered tools' JSON schemas, so inside a tool call only real
-tool names, their parameters, values of the right type, enum members and every required
-parameter can be written. Outside a tool call the text is free, except that it cannot spell
-the tool-call start tag: the only way into a tool call is through the grammar's own rule.
+The grammar is built from the registered tools' JSON schemas. It constrains a call only as far
+as the model has committed to it: the tool name is free (any identifier-like name, bounded),
+and once the name written is a registered tool's, that tool's parameters, value types, enum
+members and required parameters apply. A name that is not registered takes a loose body that
+still closes and parses, so the turn answers it as an unknown tool, exactly as unconstrained
+decoding would: the grammar never turns a call the model did not mean into a real one.
+Outside a tool call the text is free, except that it cannot spell the tool-call start tag: the
+only way into a tool call is through the grammar's own rule.
+
+Registered names are literal lexemes and the free name is a lexeme that excludes exactly them,
+both ending at the name's closing delimiter; llguidance's lexer follows all of them at once, so
+`set_timer` and `set_timer_x` are both writable (the greedy lexer would otherwise commit to
+the registered name's literal and then reject the "_").
 
 Two tool-call styles, picked from mlx-lm's parser for the model:
 - "xml" (Qwen3.5, mlx-lm's `qwen3_coder`): `<tool_call>\\n<function=NAME>\\n<parameter=P>\\n
@@ -12,11 +21,14 @@ Two tool-call styles, picked from mlx-lm's parser for the model:
   it. "null" is not a value (mlx-lm's parser reads it as None): an optional parameter is
   left out instead. Parameters come in schema order.
 - "json" (Hermes / Qwen3 style, mlx-lm's `json_tools`): `<tool_call>{"name": ..., "arguments":
-  {...}}</tool_call>`, the object checked by llguidance's embedded `%json` schema.
+  {...}}</tool_call>`, the arguments checked by llguidance's embedded `%json` schema.
 
 A tag that is one token of the vocabulary (Qwen's `<tool_call>`, `</think>`) is written as
 that token (`<[id]>`), never as text; a tag that is plain text (SmolLM2's) is a literal,
 and free text then cannot contain "<" at all, for the same greedy-lexer reason as above.
+
+`require_call` (benchmarks, tests: OpenAI's tool_choice="required") asks for a call to one of
+the given tools, so there the name is one of them.
 """
 
 from __future__ import annotations
@@ -30,6 +42,14 @@ Style = Literal["xml", "json"]
 
 # Cap on one string value, in tokens: a confused model cannot write forever inside a call.
 STRING_MAX_TOKENS = 64
+# A tool or parameter name the model may write: identifier-like, bounded.
+OTHER_NAME = r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}"
+# A call to a name that is not registered is bounded too: parameters, and (JSON) tokens.
+OTHER_MAX_PARAMETERS = 8
+OTHER_MAX_TOKENS = 256
+# One line, not blank, never the closing tag.
+_ONE_LINE = r"/[^\n]*[^\s][^\n]*/ & ~/.*<\/parameter>.*/"
+_ARGUMENTS_KEY = json.dumps(', "arguments": ')
 _INTEGER = r"/-?(0|[1-9][0-9]{0,17})/"
 _NUMBER = r"/-?(0|[1-9][0-9]{0,17})(\.[0-9]{1,17})?/"
 
@@ -58,10 +78,9 @@ def tool_grammar(
     """The Lark grammar of one model reply: optional thinking, then text and tool calls.
 
     `tag_tokens` maps each tag that is a single token to its id. `require_call` makes the
-    reply exactly one tool call (OpenAI's tool_choice="required", one call).
+    reply exactly one call to one of `tools` (OpenAI's tool_choice="required", one call).
     """
     g = _Builder(tags, tag_tokens)
-    calls = [f"call_{i}" for i in range(len(tools))]
     rules = ["%llguidance {}"]
     if thinking:
         rules.append(f"start: think_part answer\nthink_part: THINK? {g.tag(tags.think_end)}")
@@ -76,9 +95,22 @@ def tool_grammar(
         rules.append("answer: TEXT? (call TEXT?)*")
     rules.append(f"TEXT: {g.free_text()}")
     if tools:
-        rules.append("call: " + " | ".join(calls))
-        for rule, tool in zip(calls, tools):
-            rules.extend(_xml_call(g, rule, tool) if style == "xml" else _json_call(g, rule, tool))
+        named = [f"call_{i}" for i in range(len(tools))] + ([] if require_call else ["other_call"])
+        xml = style == "xml"
+        head, close = (_literal("\n<function="), ">") if xml else (_literal("{\"name\": \""), '"')
+        end = _literal("</function>\n") if xml else _literal("}")
+        newline = "" if xml else f"{_literal(chr(10))}?"
+        rules.append(f"call: {g.tag(tags.tool_start)} {newline} {head} named_call {end} {newline} {g.tag(tags.tool_end)}")
+        rules.append("named_call: " + " | ".join(named))
+        for i, tool in enumerate(tools):
+            name_lexeme = f"NAME_{i}"
+            rules.append(f"{name_lexeme}: {_literal(tool_name(tool) + close)}")
+            body = _xml_parameters if xml else _json_arguments
+            rules.extend(body(f"call_{i}", name_lexeme, _parameters(tool)))
+        if not require_call:
+            names = "|".join(_regex_escape(tool_name(t)) for t in tools)
+            rules.append(f"OTHER_NAME: /{OTHER_NAME}{_regex_escape(close)}/ & ~/({names}){_regex_escape(close)}/")
+            rules.extend(_xml_other() if xml else _json_other())
     return "\n".join(rules) + "\n"
 
 
@@ -109,9 +141,8 @@ class _Builder:
         return f"/(.|\\n)+/ & {spelled}"
 
 
-def _xml_call(g: _Builder, rule: str, tool: dict) -> list[str]:
-    name = tool_name(tool)
-    params = _parameters(tool)
+def _xml_parameters(rule: str, name_lexeme: str, params: dict) -> list[str]:
+    """A registered tool's call after `<function=`: its name, then its parameters."""
     required = set(params.get("required") or [])
     parts, rules = [], []
     for i, (pname, pschema) in enumerate((params.get("properties") or {}).items()):
@@ -119,10 +150,19 @@ def _xml_call(g: _Builder, rule: str, tool: dict) -> list[str]:
         value = _xml_value(f"{prule}_v", pschema, rules)
         rules.append(f"{prule}: {_literal(f'<parameter={pname}>' + chr(10))} {value} {_literal(chr(10) + '</parameter>' + chr(10))}")
         parts.append(prule if pname in required else f"{prule}?")
-    head = _literal(f"\n<function={name}>\n")
-    tail = _literal("</function>\n")
-    body = " ".join([head, *parts, tail])
-    return [f"{rule}: {g.tag(g.tags.tool_start)} {body} {g.tag(g.tags.tool_end)}", *rules]
+    return [f"{rule}: {name_lexeme} {_literal(chr(10))} {' '.join(parts)}", *rules]
+
+
+def _xml_other() -> list[str]:
+    """A call to a name that is not registered: any parameters, one-line values, all bounded,
+    so that it closes, parses, and is answered as an unknown tool."""
+    return [
+        f"other_call: OTHER_NAME {_literal(chr(10))} other_param{{0,{OTHER_MAX_PARAMETERS}}}",
+        f"other_param: \"<parameter=\" PARAMETER_NAME {_literal('>' + chr(10))} other_value {_literal(chr(10) + '</parameter>' + chr(10))}",
+        f"PARAMETER_NAME: /{OTHER_NAME}/",
+        f"other_value[max_tokens={STRING_MAX_TOKENS}]: OTHER_VALUE",
+        f"OTHER_VALUE: {_ONE_LINE}",
+    ]
 
 
 def _xml_value(rule: str, schema: dict, rules: list[str]) -> str:
@@ -140,25 +180,26 @@ def _xml_value(rule: str, schema: dict, rules: list[str]) -> str:
         lexeme = rule.upper()
         rules.append(f"{rule}[max_tokens={STRING_MAX_TOKENS}]: {lexeme}")
         # One line, not blank, not "null", never the closing tag.
-        rules.append(f"{lexeme}: /[^\\n]*[^\\s][^\\n]*/ & ~/(?i:null)/ & ~/.*<\\/parameter>.*/")
+        rules.append(f"{lexeme}: {_ONE_LINE} & ~/(?i:null)/")
         return rule
     # arrays, objects and anything untyped: JSON, which the parser json.loads.
     rules.append(f"{rule}: %json {_strict_json(schema)}")
     return rule
 
 
-def _json_call(g: _Builder, rule: str, tool: dict) -> list[str]:
-    params = dict(_parameters(tool))
-    params.setdefault("type", "object")
-    schema = {
-        "type": "object",
-        "properties": {"name": {"const": tool_name(tool)}, "arguments": params},
-        "required": ["name", "arguments"],
-        "additionalProperties": False,
-    }
+def _json_arguments(rule: str, name_lexeme: str, params: dict) -> list[str]:
+    """A registered tool's call after `{"name": "`: its name, then its arguments object."""
     return [
-        f"{rule}: {g.tag(g.tags.tool_start)} {_literal(chr(10))}? {rule}_body {_literal(chr(10))}? {g.tag(g.tags.tool_end)}",
-        f"{rule}_body: %json {_strict_json(schema)}",
+        f"{rule}: {name_lexeme} {_ARGUMENTS_KEY} {rule}_arguments",
+        f"{rule}_arguments: %json {_strict_json({'type': 'object', **params})}",
+    ]
+
+
+def _json_other() -> list[str]:
+    """A call to a name that is not registered: any arguments object, bounded."""
+    return [
+        f"other_call: OTHER_NAME {_ARGUMENTS_KEY} other_arguments",
+        f"other_arguments[max_tokens={OTHER_MAX_TOKENS}]: %json {_strict_json({'type': 'object'})}",
     ]
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
+from agent.llm.call_watch import CallTrace
 from agent.llm.constrained import Guides, require_llguidance
 from agent.llm.prefix_cache import PrefixCache
 from agent.llm.stream import Tags
@@ -46,13 +47,15 @@ class Chunk:
 class Finished:
     """The end of one model call, with its figures."""
 
-    finish_reason: str  # stop | length | cancelled
+    finish_reason: str  # stop | length | cancelled | constraint (a tool call abandoned by the floor)
     prompt_tokens: int
     generated_tokens: int
     tokens_per_s: float
     time_to_first_token_s: float
     prefix_hit: bool
     prefix_tokens_reused: int
+    # Constrained only: one per tool call started, in order (see llm/call_watch.py).
+    call_traces: tuple[CallTrace, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -220,6 +223,10 @@ class MLXEngine:
             if cancel is not None and cancel.is_set():
                 reason = "cancelled"
                 break
+        if guide is not None:
+            guide.finish()
+            if guide.abandoned and reason != "cancelled":
+                reason = "constraint"
         yield Finished(
             finish_reason=reason,
             prompt_tokens=len(tokens),
@@ -228,6 +235,7 @@ class MLXEngine:
             time_to_first_token_s=first or 0.0,
             prefix_hit=hit,
             prefix_tokens_reused=reused if hit else 0,
+            call_traces=tuple(guide.traces) if guide is not None else (),
         )
 
     def guides(self) -> Guides | None:
