@@ -73,8 +73,11 @@ def test_nothing_runs_that_the_model_did_not_name(engine, case, constrained, tmp
     done = events[-1]
     assert isinstance(done, ReplyDone) and done.stats.coerced_calls == 0
     assert {row.tool for row in audit if row.outcome != "invalid"} <= set(ran)
-    if case in ("unknown tool", "wrong type", "wrong parameter"):
-        assert not ran  # the model never wrote a call that can run
+    if case in ("unknown tool", "wrong type", "wrong parameter") and not constrained:
+        # The model never wrote a call that can run. (With the grammar on, an abandoned call
+        # leaves a history the model never learned, so what it writes next is its own: it
+        # may then write a real call, which runs only because it named it, checked above.)
+        assert not ran
     assert [e for e in events if isinstance(e, Note)], "no note says what went wrong"
     shown = done.text + "".join(e.text for e in events if isinstance(e, TextDelta))
     assert "<tool_call>" not in shown and "<function=" not in shown and "Traceback" not in shown
@@ -94,7 +97,8 @@ def test_a_call_the_grammar_would_force_is_abandoned_with_a_clear_note(engine, c
 
 def test_an_unknown_tool_is_answered_as_unknown_with_the_grammar_on(engine, tmp_path):
     events, audit, calls = play(engine, CASES["unknown tool"][0], constrained=True, tmp_path=tmp_path)
-    assert [(row.tool, row.outcome) for row in audit] == [("format_disk", "invalid")]
+    # one row per attempt: the call and its correction, both to the unknown tool
+    assert [(row.tool, row.outcome) for row in audit] == [("format_disk", "invalid")] * 2
     assert all(finished.finish_reason == "stop" for _, finished in calls)
     assert "There is no tool named 'format_disk'" in events[-1].text
     assert events[-1].stopped_by == "guard"
