@@ -8,6 +8,7 @@ one at a time in `agent.turnqueue`; confirm-tier tools are put to the asker by
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import itertools
 import logging
@@ -19,6 +20,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 from agent.confirm import ConfirmDecision, Confirmer, json_safe
 from agent.events import ReplyDone
+from agent.health import Health, Problem
 from agent.home import socket_path as default_socket_path
 from agent.ipc import protocol as p
 from agent.ipc.server import AlreadyRunning, Connection, Server
@@ -46,6 +48,7 @@ class Daemon:
         on_close: Callable[[], Any] | None = None,
         confirm_timeout_s: float | None = None,
         cancel_grace_s: float | None = None,
+        health: Health | None = None,
     ):
         self.agent = agent  # a reload hook may swap it; the next turn uses the new one
         self.home = Path(home)
@@ -59,6 +62,9 @@ class Daemon:
         self.turns = TurnQueue(self)
         self.server = Server(self.socket_path, self)
         self.closing = False
+        self.health = health or Health()
+        self.health.notify = self._tell_problem
+        self._service_state: dict[str, str] = {}  # a service that gave up: why
         self._services: dict[str, Callable[[], Awaitable[object]]] = {"turns": self.turns.work}
         self._tasks: dict[str, asyncio.Task] = {}
         self._local_ids = itertools.count(1)
@@ -145,6 +151,17 @@ class Daemon:
         told = [conn.send(frame) for conn in list(self.server.connections)]
         return any(told)
 
+    def _tell_problem(self, problem: Problem) -> None:
+        """A problem reported while the daemon serves: every open chat window hears it once."""
+        frame = p.Notice(v=p.VERSION, kind=problem.kind, text=problem.text)
+        for conn in list(self.server.connections):
+            conn.send(frame)
+
+    def _gave_up(self, name: str, reason: str) -> None:
+        self._service_state[name] = f"failed: {reason}"
+        self.health.report(f"service:{name}", f"the {name} service stopped after failing repeatedly ({reason}); "
+                           "the rest of agentd carries on (`agentd doctor`, then restart agentd)")
+
     # -- status and reload ------------------------------------------------------------------
 
     def status(self) -> dict:
@@ -159,7 +176,9 @@ class Daemon:
             "queued": self.turns.waiting(),
             "clients": len(self.server.connections),
             "last_turn": self.turns.last_stats,
-            "services": {name: ("running" if not task.done() else "stopped") for name, task in self._tasks.items()},
+            "services": {name: self._service_state.get(name, "running" if not task.done() else "stopped")
+                         for name, task in self._tasks.items()},
+            **self.health.status(),
         }
         if self.status_hook is not None:
             try:
@@ -194,7 +213,8 @@ class Daemon:
             await self.server.start()
             self._install_signals()
             for name, run in self._services.items():
-                self._tasks[name] = asyncio.create_task(supervise(name, run), name=name)
+                self._tasks[name] = asyncio.create_task(
+                    supervise(name, run, on_give_up=functools.partial(self._gave_up, name)), name=name)
             log.info("agentd ready (pid %d) on %s", os.getpid(), self.socket_path)
             await self._stop.wait()
             log.info("shutting down")

@@ -157,20 +157,37 @@ async def supervise(
     first_delay: float = 1.0,
     max_delay: float = 60.0,
     healthy_after: float = 60.0,
+    max_failures: int = 5,
+    on_give_up: Callable[[str], object] | None = None,
 ) -> None:
-    """Run a service until it returns; on an error log it, wait (doubling, capped) and restart."""
+    """Run a service until it returns; on an error log it, wait (doubling, capped) and restart.
+
+    After `max_failures` failures in a row (none running `healthy_after` seconds) it gives up:
+    a fault that every restart meets again (a damaged file, say) would otherwise fill the log
+    with the same traceback forever while the person hears nothing. `on_give_up(reason)`
+    says why, for `agentd status`."""
     loop = asyncio.get_running_loop()
-    delay = first_delay
+    delay, failures = first_delay, 0
     while True:
         started = loop.time()
         try:
             await run()
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             if loop.time() - started >= healthy_after:
-                delay = first_delay  # it ran well for a while: this is a new failure, not a loop
-            log.exception("service %s failed; restarting in %.1f s", name, delay)
+                delay, failures = first_delay, 0  # it ran well for a while: a new failure, not a loop
+            failures += 1
+            reason = f"{type(exc).__name__}: {exc}"
+            if failures >= max_failures:
+                log.error("service %s failed %d times in a row (%s); not restarting it", name, failures, reason)
+                if on_give_up is not None:
+                    on_give_up(reason)
+                return
+            if failures == 1:  # the traceback once; the repeats of the same fault in one line each
+                log.exception("service %s failed; restarting in %.1f s", name, delay)
+            else:
+                log.error("service %s failed again (%s); restarting in %.1f s", name, reason, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_delay)
             continue

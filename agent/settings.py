@@ -271,6 +271,15 @@ def load_settings(
         raise ConfigError(_explain(error, sources)) from None
 
 
+def settings_or_defaults(user_path: Path | str | None = None, *, overrides: dict | None = None) -> tuple[Settings, str | None]:
+    """The settings, or the defaults and what is wrong with the file: for commands that only
+    read a setting or two and must keep working while config.yaml has a typo."""
+    try:
+        return load_settings(user_path, overrides=overrides), None
+    except ConfigError as exc:
+        return default_settings(), str(exc)
+
+
 @functools.lru_cache(maxsize=1)
 def default_settings() -> Settings:
     """The packaged defaults alone (cached; Settings is immutable, so sharing it is safe)."""
