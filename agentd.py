@@ -145,13 +145,13 @@ def settings_or_defaults(args: argparse.Namespace):
     return settings
 
 
-def build_local_app(args: argparse.Namespace):
+def build_local_app(args: argparse.Namespace, health=None):
     from agent.app import build_app
     from agent.llm.catalog import set_offline_mode
 
     set_offline_mode()
     settings, home = load_context(args)
-    app = build_app(settings, home)
+    app = build_app(settings, home, health=health)
     print(f"agentd: model {app.engine.name}" + (f" ({app.model_note})" if app.is_demo else ""), file=sys.stderr)
     return app
 
@@ -166,13 +166,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if pid is not None:
         print(f"agentd: already running (pid {pid}) on {home}", file=sys.stderr)
         return 1
-    app = build_local_app(args)
+    from agent.health import Health
+
+    health = Health()  # what the daemon finds wrong from here on: told in status, doctor, chat
+    app = build_local_app(args, health)
     app.warm_up()
     # run_forever installs its own console and file logs; main()'s basicConfig console
     # handler would otherwise print every line a second time.
     for handler in list(logging.getLogger().handlers):
         logging.getLogger().removeHandler(handler)
-    from agent.health import Health
     from agent.home_control.state_watch import StateWatch
     from agent.schedule import Runtime, Scheduler
     from agent.settings import ConfigError
@@ -180,9 +182,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     runtime = Runtime(store=app.store, registry=app.agent.registry, settings=settings, clock=app.agent.clock)
     # State triggers follow app.home_control, which app.reload replaces (the re-sync rebinds).
     state_watch = StateWatch(lambda: app.home_control, lambda job_id, spec: scheduler.fire(job_id, spec))
-    scheduler = Scheduler(home, settings, runtime=runtime, state_hook=state_watch)
-
-    health = Health()
+    scheduler = Scheduler(home, settings, runtime=runtime, state_hook=state_watch, health=health)
 
     def reload() -> None:
         try:

@@ -108,11 +108,13 @@ def clock_from(settings: Any) -> SystemClock:
     return SystemClock(settings.agent.tzinfo())
 
 
-def build_app(settings: Any, home: Path, *, with_store: bool = True, home_control: Any = None) -> App:
+def build_app(settings: Any, home: Path, *, with_store: bool = True, home_control: Any = None,
+              health: Any = None) -> App:
     """Load the configured model (or the demo model) and wire the agent to it.
 
     `home_control`: a HomeService to use instead of connecting to the configured MQTT broker
-    and Home Assistant (`agentd eval` passes its simulated home)."""
+    and Home Assistant (`agentd eval` passes its simulated home). `health` (agent.health) hears
+    of a damaged or unwritable store."""
     from agent.home import models_dir
     from agent.llm.catalog import find_model
     from agent.llm.mlx_engine import MLXEngine
@@ -123,7 +125,7 @@ def build_app(settings: Any, home: Path, *, with_store: bool = True, home_contro
     if with_store:
         from agent.store import Store
 
-        store = Store.open_in(home)
+        store = Store.open_in(home, health=health)
     agent = Agent(llm=engine, registry=core_registry(), system_prompt=settings.agent.system_prompt, store=store)
     configure(agent, settings)
     if home_control is None:

@@ -65,6 +65,7 @@ class Daemon:
         self.health = health or Health()
         self.health.notify = self._tell_problem
         self._service_state: dict[str, str] = {}  # a service that gave up: why
+        self.restart_delay_s = 1.0  # a failed service's first wait before restarting (doubling)
         self._services: dict[str, Callable[[], Awaitable[object]]] = {"turns": self.turns.work}
         self._tasks: dict[str, asyncio.Task] = {}
         self._local_ids = itertools.count(1)
@@ -214,8 +215,11 @@ class Daemon:
             self._install_signals()
             for name, run in self._services.items():
                 self._tasks[name] = asyncio.create_task(
-                    supervise(name, run, on_give_up=functools.partial(self._gave_up, name)), name=name)
+                    supervise(name, run, first_delay=self.restart_delay_s,
+                              on_give_up=functools.partial(self._gave_up, name)), name=name)
             log.info("agentd ready (pid %d) on %s", os.getpid(), self.socket_path)
+            for problem in self.health.problems():  # found while starting, before the log file was open
+                log.error("%s", problem)
             await self._stop.wait()
             log.info("shutting down")
         finally:

@@ -89,6 +89,24 @@ def jobs_engine(path: Path):
     return engine
 
 
+def salvage_jobs_db(path: Path, health: Any = None) -> None:
+    """Set a damaged jobs.db aside and salvage its jobs into a fresh one (the config's
+    automations are synced again anyway; the agent's reminders exist only here)."""
+    from agent.salvage import salvage_if_damaged
+
+    def fresh(target: Path) -> None:
+        engine = jobs_engine(target)
+        for table in _TABLES.values():
+            SQLAlchemyJobStore(engine=engine, tablename=table).jobs_t.create(engine, checkfirst=True)
+        engine.dispose()
+
+    report = salvage_if_damaged(path, _TABLES.values(), fresh)
+    if report is not None and health is not None:
+        health.report(path.name, report.text(), kind="damaged")
+    elif report is not None:
+        log.error("%s", report.text())
+
+
 def local_zone(settings: Any) -> tzinfo:
     """The configured agent.timezone, else the machine's zone."""
     zone = settings.agent.tzinfo() if settings is not None else None
@@ -103,7 +121,7 @@ class Scheduler:
     """agentd's schedule: YAML automations and the agent's jobs, with receipts for every run."""
 
     def __init__(self, home: Path, settings: Any, *, runtime: Runtime | None = None, tz: tzinfo | None = None,
-                 state_hook: Any = None, clock_watch: ClockWatch | None = None):
+                 state_hook: Any = None, clock_watch: ClockWatch | None = None, health: Any = None):
         self.home = Path(home)
         self.settings = settings
         self.runtime = runtime or Runtime(store=None)
@@ -114,6 +132,7 @@ class Scheduler:
         self.state_hook = state_hook
         self.clock_watch = clock_watch  # None: the real clocks (tests pass a ClockWatch with a fake wall clock)
         self.problems: list[str] = []
+        self.health = health  # an agent.health.Health: where a damaged jobs.db is reported
         self.aps: Any = None
 
     # -- life cycle -------------------------------------------------------------------------
@@ -123,6 +142,7 @@ class Scheduler:
         if self.aps is not None and self.aps.running:
             return
         s = self.settings.schedule
+        salvage_jobs_db(self.home / JOBS_DB, self.health)
         engine = jobs_engine(self.home / JOBS_DB)
         stores = {alias: SQLAlchemyJobStore(engine=engine, tablename=table) for alias, table in _TABLES.items()}
         defaults = {"coalesce": s.coalesce, "max_instances": 1, "misfire_grace_time": _whole(s.misfire_grace_s)}
