@@ -167,7 +167,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"agentd: already running (pid {pid}) on {home}", file=sys.stderr)
         return 1
     from agent.health import Health
+    from agent.netguard import NetGuard, configured_hosts
 
+    # first: from here on every connection beyond loopback is recorded, and refused unless configured
+    network = NetGuard(configured_hosts(settings)).install()
     health = Health()  # what the daemon finds wrong from here on: told in status, doctor, chat
     app = build_local_app(args, health)
     app.warm_up()
@@ -192,6 +195,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                     "(correct the file, then `agentd reload`)")
             raise
         health.clear("config", "the config loads again")
+        network.allow(configured_hosts(new))
         app.reload(new)
         scheduler.reload(new, registry=app.agent.registry)
         if voice:  # new devices or rooms: their names join the speech model's hints
@@ -204,7 +208,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         home=home,
         settings=settings,
         **store_hooks(app.store),
-        status=lambda: {**app.status(), **scheduler.status(), **(voice.status() if voice else {})},
+        status=lambda: {**app.status(), **network.status(), **scheduler.status(),
+                        **(voice.status() if voice else {})},
         reload=reload,
         on_close=lambda: (state_watch.close(), app.close()),
         health=health,

@@ -33,12 +33,9 @@ class App:
 
     def status(self) -> dict:
         """The model's part of the daemon's status report."""
-        from agent.llm.catalog import is_offline
-
         stats = self.engine.prefix_cache.stats
-        return {
+        return {  # `offline` comes from agent.netguard's record of connections, not from here
             "model": self.engine.name,
-            "offline": is_offline(),  # HF_HUB_OFFLINE as this process sees it (set in-process at start)
             "demo_model": self.is_demo,
             "tools": self.agent.registry.names(),
             "skills": [s.name for s in self.skills.enabled()] if self.skills else [],

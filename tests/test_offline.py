@@ -59,5 +59,5 @@ def test_a_turn_with_no_network_at_all():
     assert lines[0] == "interfaces: lo"  # the namespace really had nothing but loopback
     assert "12 times 7 is 84." in lines
     status = dict(line.split(None, 1) for line in lines if line.split(None, 1)[0] in ("model", "offline"))
-    assert status == {"model": model.name, "offline": "True"}  # HF_HUB_OFFLINE=1 inside the daemon
+    assert status == {"model": model.name, "offline": "True"}  # measured: nothing left the machine
     assert any(line.startswith("agentd (pid") and line.endswith("stopped") for line in lines)
