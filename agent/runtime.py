@@ -136,7 +136,7 @@ def setup_logging(
     for handler in [h for h in root.handlers if getattr(h, _OUR_HANDLER, False)]:
         root.removeHandler(handler)
         handler.close()
-    file_handler = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+    file_handler = _LogFile(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handlers: list[logging.Handler] = [file_handler]
     if console:
@@ -148,6 +148,16 @@ def setup_logging(
         root.addHandler(handler)
     root.setLevel(level.upper())
     return path
+
+
+class _LogFile(logging.handlers.RotatingFileHandler):
+    """The log file; a line it cannot write (a full disk) is dropped without a word, rather
+    than logging's default of a traceback on stderr for every line. The console still has it."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handleError(record)
 
 
 async def supervise(

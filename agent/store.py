@@ -361,11 +361,16 @@ class Store:
     def _write_failed(self, exc: sqlite3.DatabaseError) -> None:
         if salvage.is_damage(exc):
             self._salvage_now()
-        elif _cannot_write(exc) and self.health is not None:
-            self.health.report(_WRITE_PROBLEM, f"{DB_NAME} cannot be written ({exc}): conversations, memory and the "
-                                        f"audit log are not being saved; free some space in {self.path.parent}")
         elif _cannot_write(exc):
-            log.error("%s cannot be written: %s", self.path, exc)
+            # One fixed text, whatever SQLite said this time ("disk is full", "disk I/O error"):
+            # the person hears about it once, not once per turn.
+            log.debug("a write to %s failed: %s", self.path, exc)
+            problem = (f"{DB_NAME} cannot be written (the disk is full or failing): conversations, memory and "
+                       f"the audit log are not being saved until there is space in {self.path.parent}")
+            if self.health is None:
+                log.error("%s", problem)
+            else:
+                self.health.report(_WRITE_PROBLEM, problem)
 
     def _wrote(self) -> None:
         if self.health is not None and self.health.get(_WRITE_PROBLEM):
