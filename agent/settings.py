@@ -79,6 +79,7 @@ class ModelSettings(_Section):
     prefill_step_size: int = Field(ge=1)
     constrained: bool
     thinking_budget: int | None = Field(ge=1)
+    context_window: int | None = Field(ge=64)
 
     @field_validator("preset", mode="before")
     @classmethod
