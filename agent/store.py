@@ -34,8 +34,8 @@ API (every write is one transaction; times are aware UTC datetimes):
     utterances(limit=50) -> list[HeardUtterance]                      # newest first
     mark_reported(receipt_ids) -> None
 
-Faults: `open_in` sets a damaged file aside and salvages it (agent.salvage), as does a write
-that meets damage. A write that fails because the disk is full or the file damaged is
+Faults: `open_in` sets a damaged file aside and salvages it (agent.salvage), as does a read
+or write that meets damage while agentd runs. A write that fails because the disk is full or the file damaged is
 reported once to `health`; records (messages, audit rows, receipts, utterances) are then
 dropped rather than failing the turn that writes them, and the next write that succeeds
 clears the report. A transaction is all or nothing, so nothing is left half-written.
@@ -387,7 +387,13 @@ class Store:
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         with self._lock:
-            return self._db.execute(sql, tuple(params)).fetchall()
+            try:
+                return self._db.execute(sql, tuple(params)).fetchall()
+            except sqlite3.DatabaseError as exc:
+                if not salvage.is_damage(exc):
+                    raise
+                self._salvage_now()  # then the same question of the fresh file
+                return self._db.execute(sql, tuple(params)).fetchall()
 
     def _now(self) -> str:
         return _stamp(self._clock.now())

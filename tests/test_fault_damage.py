@@ -3,6 +3,7 @@ what is readable salvaged into a fresh file, the person told once, agentd still 
 
 from __future__ import annotations
 
+import asyncio
 import random
 import shutil
 import sqlite3
@@ -143,8 +144,10 @@ def test_the_cli_salvages_both_files_in_one_line_each_and_no_traceback(tmp_path)
 def test_a_service_that_keeps_failing_gives_up_says_why_and_the_rest_carries_on(tmp_path, caplog):
     home = short_home()
     failures = []
+    window_open = asyncio.Event()
 
     async def schedule() -> None:
+        await window_open.wait()  # fail while a chat window is open, to see it told
         failures.append(1)
         raise sqlite3.DatabaseError("file is not a database")
 
@@ -153,14 +156,16 @@ def test_a_service_that_keeps_failing_gives_up_says_why_and_the_rest_carries_on(
         daemon.restart_delay_s = 0.01
         daemon.add_service("schedule", schedule)
         async with running(daemon):
-            await until(lambda: daemon.status()["services"]["schedule"] != "running", timeout=10)
-            status = daemon.status()
             async with await Client.connect(daemon.socket_path) as client:
+                window_open.set()
+                await until(lambda: daemon.status()["services"]["schedule"] != "running", timeout=10)
+                await until(lambda: client.notices)
+                status = daemon.status()
                 reply = [event async for event in client.reply("hello")]
-        return status, reply
+                return status, reply, client.notices
 
     try:
-        status, reply = run(go())
+        status, reply, notices = run(go())
     finally:
         shutil.rmtree(home, ignore_errors=True)
     assert len(failures) == 5  # then no more restarts
@@ -169,4 +174,23 @@ def test_a_service_that_keeps_failing_gives_up_says_why_and_the_rest_carries_on(
     [problem] = status["problems"]
     assert problem.startswith("the schedule service stopped after failing repeatedly (DatabaseError")
     assert isinstance(reply[-1], ReplyDone) and reply[-1].stopped_by == "done"  # turns still answered
+    assert [(n.kind, n.text) for n in notices] == [("problem", problem)]  # the open chat window was told once
     assert caplog.text.count("Traceback") == 1  # the first failure's; the repeats are one line each
+
+
+def test_damage_met_while_running_is_salvaged_at_once_and_agentd_carries_on(tmp_path):
+    ids = fill(tmp_path, conversations=2, messages=60)
+    health = Health()
+    with Store.open_in(tmp_path, health=health) as store:  # sound when opened
+        path = tmp_path / DB_NAME
+        where = path.read_bytes().index(b"conversation 1 message 30 ")
+        scribble(path, where - where % 4096)  # the disk fault strikes while agentd runs
+        store.add_message(ids[1], {"role": "user", "content": "written on a sound page"})
+        kept = store.messages(ids[1])  # the read meets the damage: salvaged, then answered
+        assert kept[-1]["content"] == "written on a sound page" and 50 <= len(kept) < 61
+        store.add_message(ids[1], {"role": "user", "content": "saved in the fresh file"})
+        assert store.messages(ids[1])[-1]["content"] == "saved in the fresh file"
+        assert len(store.messages(ids[0])) == 60
+    [problem] = health.problems()
+    assert problem.startswith("agentd.db was damaged (database disk image is malformed)")
+    assert len(damaged_copies(tmp_path)) == 1
