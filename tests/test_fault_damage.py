@@ -9,6 +9,8 @@ import shutil
 import sqlite3
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from agent.events import ReplyDone
 from agent.health import Health
 from agent.ipc import Client
@@ -16,8 +18,9 @@ from agent.salvage import damage, damaged_copies
 from agent.schedule import JOBS_DB, Scheduler
 from agent.settings import load_settings
 from agent.store import DB_NAME, Store
-from daemon_proc import agentd, short_home
+from daemon_proc import RealDaemon, agentd, greedy_config, short_home
 from fakes import make, run, running, until
+from fixtures.agent_model import trained_tool_model
 
 UTC = timezone.utc
 CONFIG = """
@@ -194,3 +197,30 @@ def test_damage_met_while_running_is_salvaged_at_once_and_agentd_carries_on(tmp_
     [problem] = health.problems()
     assert problem.startswith("agentd.db was damaged (database disk image is malformed)")
     assert len(damaged_copies(tmp_path)) == 1
+
+
+@pytest.mark.slow
+def test_a_real_daemon_starts_on_damaged_files_says_so_and_serves():
+    model = trained_tool_model()
+    home = short_home()
+    daemon = RealDaemon(home, greedy_config(home), model)
+    try:
+        ids = fill(home)
+        scheduler = Scheduler.offline(home, load_settings())
+        reminder = scheduler.add_reminder("call mum", datetime.now(UTC) + timedelta(days=1)).id
+        close(scheduler)
+        scribble(home / DB_NAME, 0)
+        scribble(home / JOBS_DB, 0)
+        status = daemon.start()
+        assert [p.split(" was damaged")[0] for p in status["problems"]] == ["agentd.db", "jobs.db"]
+        ask = agentd("ask", *daemon.options, "What is 12 times 7?")
+        assert ask.returncode == 0 and "12 times 7 is 84." in ask.stdout, ask.stderr
+        status = agentd("status", *daemon.options).stdout
+        assert '"schedule": "running"' in status and reminder in agentd("jobs", *daemon.options).stdout
+        with Store.open_in(home) as store:
+            assert [len(store.messages(cid)) for cid in ids] == [4, 4, 4]
+        log = (home / "logs" / "agentd.log").read_text()
+        assert log.count("was damaged") == 2 and "Traceback" not in log
+    finally:
+        daemon.close()
+        shutil.rmtree(home, ignore_errors=True)
