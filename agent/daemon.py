@@ -71,6 +71,7 @@ class Daemon:
         self._local_ids = itertools.count(1)
         self._stop = asyncio.Event()
         self._started = time.monotonic()
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by serve(): where notices are sent from
         self._background: set[asyncio.Task] = set()
 
     def add_service(self, name: str, run: Callable[[], Awaitable[object]]) -> None:
@@ -153,7 +154,21 @@ class Daemon:
         return any(told)
 
     def _tell_problem(self, problem: Problem) -> None:
-        """A problem reported while the daemon serves: every open chat window hears it once."""
+        """A problem reported while the daemon serves: every open chat window hears it once.
+        Thread-safe: the store reports from the worker threads that write it."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return  # not serving: a chat window that connects later reads it from the status
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is loop:
+            self._send_notice(problem)
+        else:
+            loop.call_soon_threadsafe(self._send_notice, problem)
+
+    def _send_notice(self, problem: Problem) -> None:
         frame = p.Notice(v=p.VERSION, kind=problem.kind, text=problem.text)
         for conn in list(self.server.connections):
             conn.send(frame)
@@ -208,6 +223,7 @@ class Daemon:
 
     async def serve(self) -> None:
         """Lock the home, listen, run the services until stopped, then shut down (once per Daemon)."""
+        self._loop = asyncio.get_running_loop()
         lock = HomeLock(self.home)
         lock.acquire()
         try:

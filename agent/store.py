@@ -410,6 +410,8 @@ class Store:
                 "INSERT INTO conversations (id, title, source, started, updated) VALUES (?, ?, ?, ?, ?)",
                 (conversation_id, title, source, now, now),
             )
+        # asked of the file, not assumed: on a full disk the COMMIT itself is what fails
+        if self._read("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)):
             self._unsaved.discard(conversation_id)
         return conversation_id
 

@@ -40,3 +40,50 @@ def test_turns_answer_on_a_full_disk_it_is_said_once_and_all_is_well_after(tmp_p
     assert report["integrity"] == "ok"  # nothing half-written
     # the turns while full were not saved; the ones before and after were, whole
     assert report["saved"] == ["Question 1", "Reply 1.", "Question 5", "Reply 5."]
+
+
+# Runs inside `unshare -m`. $1..$5: python, agentd.py, home, config, model.
+DAEMON_SCRIPT = """
+mount -t tmpfs -o size=4m,mode=0700 tmpfs "$3" || exit 9
+agentd() { "$1" "$2" "$@"; }
+run() { "$1" "$2" "$5" --home "$3" --config "$4" --model "$6" "$7"; }
+ask() { "$1" "$2" ask --home "$3" --config "$4" --model "$5" "What is 12 times 7?"; }
+"$1" "$2" ask --start --home "$3" --config "$4" --model "$5" "What is 12 times 7?" || exit 1
+dd if=/dev/zero of="$3/filler" bs=4k 2>/dev/null
+echo "== full"
+ask "$@" && ask "$@" && ask "$@" || exit 2
+"$1" "$2" status --home "$3" | grep '^problems'
+rm "$3/filler"
+echo "== freed"
+ask "$@" || exit 3
+"$1" "$2" status --home "$3" | grep '^problems'
+"$1" "$2" stop --home "$3"
+cat "$3/logs/agentd.log" > "$3.log" 2>/dev/null
+"""
+
+
+def test_a_real_daemon_on_a_full_disk_keeps_answering_and_recovers_without_a_restart(tmp_path):
+    from daemon_proc import AGENTD, greedy_config, short_home
+    from fixtures.agent_model import trained_tool_model
+
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode:
+        pytest.skip("a private mount namespace needs root (unshare -m)")
+    model = trained_tool_model()
+    folder = short_home()
+    home = folder / "home"
+    home.mkdir()
+    try:
+        done = subprocess.run(["unshare", "-m", "sh", "-c", DAEMON_SCRIPT, "sh", sys.executable, str(AGENTD), str(home),
+                               str(greedy_config(folder)), str(model)],
+                              capture_output=True, text=True, timeout=300, cwd=REPO, env=child_env())
+        log = (folder / "home.log").read_text() if (folder / "home.log").exists() else ""
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    assert done.returncode == 0, done.stdout + done.stderr + log
+    full, freed = done.stdout.split("== full")[1].split("== freed")
+    assert full.count("12 times 7 is 84.") == 3  # every turn answered on the full disk
+    [problems] = [line for line in full.splitlines() if line.startswith("problems")]
+    assert problems.count("cannot be written") == 1
+    assert freed.count("12 times 7 is 84.") == 1
+    assert [line for line in freed.splitlines() if line.startswith("problems")] == ["problems       []"]
+    assert "Traceback" not in done.stderr + log, done.stderr + log
