@@ -53,3 +53,59 @@ def test_a_skill_reaching_outside_is_refused_and_recorded_the_configured_broker_
     assert [a["to"] for a in refused] == ["203.0.113.7:80"] and network["refused"] == 1
     assert network["allowed_hosts"] == [BROKER] and network["reached"] == [f"{BROKER}:18830"]
     assert report["offline"] is False  # it did reach a machine beyond loopback: the configured broker
+
+
+DAEMON_CONFIG = """
+skills:
+  paths: [{skills}]
+home:
+  mqtt: {{host: {broker}, port: 18830}}
+  devices:
+    - name: kitchen light
+      room: kitchen
+      kind: light
+      mqtt: {{command_topic: home/kitchen/light/set, state_topic: home/kitchen/light}}
+"""
+
+# $1: a folder, $2: python, $3: agentd.py, $4: home, $5: config, $6: model
+DAEMON_SCRIPT = SCRIPT.split('"$2" "$3" {broker} 18830')[0] + """
+"$2" -c 'import sys, paho.mqtt.subscribe as s; m = s.simple("home/kitchen/light/set", hostname="{broker}", port=18830); open(sys.argv[1], "wb").write(m.payload)' "$1/heard" &
+"$2" "$3" skills trust weather_online --home "$4" --config "$5" >/dev/null || exit 7
+"$2" "$3" start --home "$4" --config "$5" --model "$6" || exit 1
+"$2" "$3" ask --home "$4" "what is the weather online"
+"$2" "$3" ask --home "$4" "turn on the kitchen light"
+"$2" "$3" status --home "$4"
+"$2" "$3" stop --home "$4"
+sleep 0.5
+echo "heard: $(cat "$1/heard")"
+"""
+
+
+def test_a_real_daemon_refuses_a_skill_going_outside_reports_it_in_status_and_uses_the_broker(tmp_path):
+    from daemon_proc import AGENTD, short_home
+    from fixtures.agent_model import trained_tool_model
+
+    unshare = namespace_command()
+    if MOSQUITTO is None or unshare != ["unshare", "-n"]:
+        pytest.skip("needs mosquitto and root's `unshare -n`")
+    model = trained_tool_model()
+    home = short_home()
+    config = tmp_path / "config.yaml"
+    config.write_text(DAEMON_CONFIG.format(skills=REPO / "tests" / "fixtures" / "skills", broker=BROKER))
+    try:
+        done = subprocess.run([*unshare, "sh", "-c", DAEMON_SCRIPT.format(broker=BROKER, mosquitto=MOSQUITTO), "sh",
+                               str(tmp_path), sys.executable, str(AGENTD), str(home), str(config), str(model)],
+                              capture_output=True, text=True, timeout=180, cwd=REPO, env=child_env())
+        log = (home / "logs" / "agentd.log").read_text() if (home / "logs" / "agentd.log").exists() else ""
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    assert done.returncode == 0, done.stdout + done.stderr + log
+    out = done.stdout
+    assert "agentd is offline: a connection to '203.0.113.7:80' was refused" in out + done.stderr
+    assert "heard: ON" in out  # the configured broker carried the command
+    lines = dict(line.split(None, 1) for line in out.splitlines() if line[:1].isalpha() and " " in line)
+    network = json.loads(lines["network"])
+    assert network["refused"] == 1
+    assert [a["to"] for a in network["last"] if a["outcome"] == "refused"] == ["203.0.113.7:80"]
+    assert f"{BROKER}:18830" in network["reached"] and lines["offline"] == "False"
+    assert "Traceback" not in done.stderr + log
