@@ -87,3 +87,21 @@ def test_a_real_daemon_on_a_full_disk_keeps_answering_and_recovers_without_a_res
     assert freed.count("12 times 7 is 84.") == 1
     assert [line for line in freed.splitlines() if line.startswith("problems")] == ["problems       []"]
     assert "Traceback" not in done.stderr + log, done.stderr + log
+
+
+def test_a_reminder_due_on_a_full_disk_waits_for_space_and_runs_once(tmp_path):
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode:
+        pytest.skip("a private mount namespace needs root (unshare -m)")
+    home = tmp_path / "home"
+    home.mkdir()
+    done = subprocess.run(["unshare", "-m", "sh", "-c", SCRIPT, "sh", str(home), sys.executable,
+                           str(REPO / "tests" / "schedule_full_probe.py")],
+                          capture_output=True, text=True, timeout=120, cwd=REPO, env=child_env())
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["heard_while_full"] == []  # held: running it could not have been recorded
+    [problem] = report["problems_while_full"]
+    assert problem.startswith("the disk holding") and "scheduled jobs and reminders wait" in problem
+    assert report["heard"] == ["Reminder: water the plants"]  # once, as soon as there was space
+    assert report["ran_after_s"] <= 6 and report["problems_after"] == [] and report["jobs"] == []

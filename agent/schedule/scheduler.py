@@ -9,6 +9,7 @@ a `misfire_grace_time` chosen on purpose: generous for reminders, tighter for tu
 from __future__ import annotations
 
 import logging
+import shutil
 import uuid
 from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
@@ -22,6 +23,7 @@ from apscheduler.schedulers.base import STATE_STOPPED, BaseScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
 from sqlalchemy import create_engine, event
+from sqlalchemy.exc import SQLAlchemyError
 
 from agent.schedule.runner import Runner, Runtime, ScheduleExecutor, scheduled_job
 from agent.schedule.spec import AGENT, CONFIG, JobInfo, make_spec
@@ -31,6 +33,8 @@ from agent.schedule.watch import ClockWatch, keep_watch
 log = logging.getLogger(__name__)
 
 JOBS_DB = "jobs.db"
+MIN_FREE_BYTES = 256 * 1024  # below this, a job's run could not be saved: due jobs wait
+_HOLD_S = 5.0  # how often held jobs look for space again
 _TABLES = {CONFIG: "automation_jobs", AGENT: "agent_jobs"}
 _current: dict[str, Scheduler] = {}  # the daemon's running schedule, for the agent's tools
 
@@ -48,14 +52,27 @@ class ScheduleError(ValueError):
 
 
 class _LoopScheduler(AsyncIOScheduler):
-    """AsyncIOScheduler whose wake-ups queued behind a shutdown do nothing.
+    """AsyncIOScheduler whose wake-ups queued behind a shutdown do nothing, and which holds due
+    jobs while jobs.db cannot be written.
 
     apscheduler 3.11 would still process due jobs in such a wake-up, with its executors shut
-    down, and move their next run times on: a run lost without a receipt.
+    down, and move their next run times on: a run lost without a receipt. And when it runs a
+    job but cannot then save the job's next time (a full disk), the error escapes its wake-up:
+    no timer is set, and the next look runs the same job again, and again.
     """
 
+    room: Any = None  # () -> bool: whether jobs.db can take a write now (Scheduler.start sets it)
+
     def _process_jobs(self) -> float | None:
-        return None if self.state == STATE_STOPPED else super()._process_jobs()
+        if self.state == STATE_STOPPED:
+            return None
+        if self.room is not None and not self.room():
+            return _HOLD_S  # late beats twice: the jobs run when there is space (within their grace)
+        try:
+            return super()._process_jobs()
+        except SQLAlchemyError as exc:
+            self._logger.error("jobs.db could not be updated (%s); looking again in %g s", exc, _HOLD_S)
+            return _HOLD_S
 
 
 class _EditOnly(BaseScheduler):
@@ -151,6 +168,7 @@ class Scheduler:
         else:
             executors = {"default": ScheduleExecutor(self.runner)}
             self.aps = _LoopScheduler(jobstores=stores, executors=executors, job_defaults=defaults, timezone=self.tz)
+            self.aps.room = self.has_room
             self.aps.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
         self.aps.start(paused=paused)
 
@@ -202,6 +220,19 @@ class Scheduler:
         upcoming = next((j for j in jobs if j.next_run is not None), None)
         following = upcoming and f"{upcoming.id} at {_local(upcoming.next_run, self.tz)}"
         return {"schedule": {"jobs": len(jobs), "next": following, "problems": self.problems}}
+
+    def has_room(self) -> bool:
+        """Whether jobs.db's disk has space for a run's bookkeeping; said once when it has not."""
+        free = shutil.disk_usage(self.home).free
+        problem = (f"the disk holding {self.home / JOBS_DB} is full: scheduled jobs and reminders wait until "
+                   "there is space, then run late (within their grace) or are reported missed")
+        if free < MIN_FREE_BYTES:
+            if self.health is not None:
+                self.health.report(f"{JOBS_DB}:space", problem)
+            return False
+        if self.health is not None and self.health.get(f"{JOBS_DB}:space"):
+            self.health.clear(f"{JOBS_DB}:space", "there is space for jobs.db again: held jobs run now")
+        return True
 
     @property
     def running(self) -> bool:
