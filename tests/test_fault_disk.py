@@ -1,4 +1,4 @@
-"""A full disk: the home folder on a 1 MB tmpfs (inside `unshare -m`) that fills up while
+"""A full disk: the home folder on a tiny tmpfs (inside `unshare -m`) that fills up while
 turns run. Turns still answer, the store's failed writes are reported once, nothing is left
 half-written, and it all works again once space is freed, with no restart."""
 
@@ -16,19 +16,29 @@ pytestmark = pytest.mark.slow
 SCRIPT = 'mount -t tmpfs -o size=1m,mode=0700 tmpfs "$1" || exit 9\n"$2" "$3" "$1"'
 
 
-def test_turns_answer_on_a_full_disk_it_is_said_once_and_all_is_well_after(tmp_path):
+def needs_mount_namespace() -> None:
+    """Skip unless this user may make a private mount namespace (root, `unshare -m`)."""
     if shutil.which("unshare") is None:
         pytest.skip("unshare(1) is not installed")
     if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
         pytest.skip("a private mount namespace needs root (unshare -m)")
+
+
+def probe_on_a_tiny_disk(tmp_path, probe: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run tests/PROBE with its home on a fresh 1 MB tmpfs; what it printed, and its JSON report."""
+    needs_mount_namespace()
     home = tmp_path / "home"
     home.mkdir()
     done = subprocess.run(["unshare", "-m", "sh", "-c", SCRIPT, "sh", str(home), sys.executable,
-                           str(REPO / "tests" / "disk_full_probe.py")],
+                           str(REPO / "tests" / probe)],
                           capture_output=True, text=True, timeout=120, cwd=REPO, env=child_env())
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "Traceback" not in done.stderr and "Logging error" not in done.stderr
-    report = json.loads(done.stdout.splitlines()[-1])
+    assert "Traceback" not in done.stderr and "Logging error" not in done.stderr, done.stderr
+    return done, json.loads(done.stdout.splitlines()[-1])
+
+
+def test_turns_answer_on_a_full_disk_it_is_said_once_and_all_is_well_after(tmp_path):
+    done, report = probe_on_a_tiny_disk(tmp_path, "disk_full_probe.py")
 
     assert report["filled"] > 0
     assert report["replies"] == [f"done: Reply {n}." for n in range(1, 6)]  # every turn answered
@@ -45,8 +55,6 @@ def test_turns_answer_on_a_full_disk_it_is_said_once_and_all_is_well_after(tmp_p
 # Runs inside `unshare -m`. $1..$5: python, agentd.py, home, config, model.
 DAEMON_SCRIPT = """
 mount -t tmpfs -o size=4m,mode=0700 tmpfs "$3" || exit 9
-agentd() { "$1" "$2" "$@"; }
-run() { "$1" "$2" "$5" --home "$3" --config "$4" --model "$6" "$7"; }
 ask() { "$1" "$2" ask --home "$3" --config "$4" --model "$5" "What is 12 times 7?"; }
 "$1" "$2" ask --start --home "$3" --config "$4" --model "$5" "What is 12 times 7?" || exit 1
 dd if=/dev/zero of="$3/filler" bs=4k 2>/dev/null
@@ -66,8 +74,7 @@ def test_a_real_daemon_on_a_full_disk_keeps_answering_and_recovers_without_a_res
     from daemon_proc import AGENTD, greedy_config, short_home
     from fixtures.agent_model import trained_tool_model
 
-    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode:
-        pytest.skip("a private mount namespace needs root (unshare -m)")
+    needs_mount_namespace()
     model = trained_tool_model()
     folder = short_home()
     home = folder / "home"
@@ -90,16 +97,7 @@ def test_a_real_daemon_on_a_full_disk_keeps_answering_and_recovers_without_a_res
 
 
 def test_a_reminder_due_on_a_full_disk_waits_for_space_and_runs_once(tmp_path):
-    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode:
-        pytest.skip("a private mount namespace needs root (unshare -m)")
-    home = tmp_path / "home"
-    home.mkdir()
-    done = subprocess.run(["unshare", "-m", "sh", "-c", SCRIPT, "sh", str(home), sys.executable,
-                           str(REPO / "tests" / "schedule_full_probe.py")],
-                          capture_output=True, text=True, timeout=120, cwd=REPO, env=child_env())
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "Traceback" not in done.stderr, done.stderr
-    report = json.loads(done.stdout.splitlines()[-1])
+    _, report = probe_on_a_tiny_disk(tmp_path, "schedule_full_probe.py")
     assert report["heard_while_full"] == []  # held: running it could not have been recorded
     [problem] = report["problems_while_full"]
     assert problem.startswith("the disk holding") and "scheduled jobs and reminders wait" in problem
