@@ -224,3 +224,20 @@ def test_a_real_daemon_starts_on_damaged_files_says_so_and_serves():
     finally:
         daemon.close()
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_ask_local_on_a_damaged_store_answers_and_says_so_in_one_line(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    ids = fill(home)
+    scribble(home / DB_NAME, 0)  # the issue's `sqlite3.DatabaseError: file is not a database`
+    done = agentd("ask", "--local", "--home", str(home), "--config", str(greedy_config(tmp_path)),
+                  "--model", str(trained_tool_model()), "What is 12 times 7?")
+    assert done.returncode == 0, done.stderr
+    assert "12 times 7 is 84." in done.stdout
+    assert "Traceback" not in done.stderr
+    assert [line for line in done.stderr.splitlines() if "was damaged" in line][0].endswith(
+        str(damaged_copies(home)[0].with_suffix("")))
+    with Store.open_in(home) as store:
+        assert [len(store.messages(cid)) for cid in ids] == [4, 4, 4]
