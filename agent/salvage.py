@@ -181,7 +181,7 @@ def _readable_rows(db: sqlite3.Connection, table: str, columns: list[str]) -> tu
     select = f"SELECT rowid, {', '.join(columns)} FROM {table} WHERE rowid > ? ORDER BY rowid"
     top = _max_rowid(db, table)
     rows: list[tuple] = []
-    after = -(2**63)
+    after, damaged = -(2**63), False
     while True:
         try:
             for row in db.execute(select, (after,)):
@@ -189,12 +189,15 @@ def _readable_rows(db: sqlite3.Connection, table: str, columns: list[str]) -> tu
                 after = row[0]
             break
         except sqlite3.DatabaseError:
+            damaged = True
             if top is None or after >= top:
                 break
             after = _next_readable(db, table, after, top)
             if after is None:
                 break
-    unread = max(0, (top or 0) - len(rows)) if top is not None and top < 2**40 else 0
+    # rowids count up from 1, so the largest one bounds how many rows there were (deleted
+    # ones included: hence "up to"); a table read without an error lost nothing
+    unread = max(0, top - len(rows)) if damaged and top is not None and top < 2**40 else 0
     return rows, unread
 
 

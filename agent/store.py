@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sqlite3
 import threading
@@ -377,10 +378,15 @@ class Store:
             self.health.clear(_WRITE_PROBLEM, f"{DB_NAME} is being written again")
 
     def _salvage_now(self) -> None:
-        """A write met damage: set the file aside, salvage it, and carry on with the fresh one."""
+        """A read or write met damage: set the file aside, salvage it, carry on with the fresh one."""
         self._db.close()
         try:
             store_salvage(self.path, self.health)
+        except StoreError as exc:  # it stays damaged for now; the records say so
+            if self.health is not None:
+                self.health.report(DB_NAME, str(exc), kind="damaged")
+            else:
+                log.error("%s", exc)
         finally:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._configure()
@@ -664,8 +670,24 @@ def _receipt(row: tuple) -> Receipt:
 
 
 def store_salvage(path: Path, health: Any = None) -> None:
-    """Set a damaged agentd.db aside and salvage it into a fresh one; tell the person once."""
-    report = salvage.salvage_if_damaged(path, SALVAGED_TABLES, lambda fresh: Store(fresh).close())
+    """Set a damaged agentd.db aside and salvage it into a fresh one; tell the person once.
+
+    StoreError when it cannot be done now: the running daemon has the file open (moving it
+    would leave the daemon writing to the moved copy), or there is no room for the fresh one."""
+    from agent.runtime import running_pid  # the daemon's lock on its home
+
+    holder = running_pid(path.parent)
+    if holder is not None and holder != os.getpid():
+        why = salvage.damage(path)
+        if why is not None:
+            raise StoreError(f"{path} is damaged ({why}); the running agentd (pid {holder}) salvages it "
+                             "when it next reads it, or at once on `agentd stop` then `agentd start`")
+        return
+    try:
+        report = salvage.salvage_if_damaged(path, SALVAGED_TABLES, lambda fresh: Store(fresh).close())
+    except OSError as exc:
+        raise StoreError(f"{path} is damaged and could not be salvaged ({exc}); free some space in "
+                         f"{path.parent}, then start agentd again") from None
     if report is None:
         return
     if health is not None:

@@ -19,7 +19,7 @@ from agent.schedule import JOBS_DB, Scheduler
 from agent.settings import load_settings
 from agent.store import DB_NAME, Store
 from daemon_proc import RealDaemon, agentd, greedy_config, short_home
-from fakes import make, run, running, until
+from fakes import make, run, running, spawn, until
 from fixtures.agent_model import trained_tool_model
 
 UTC = timezone.utc
@@ -241,3 +241,24 @@ def test_ask_local_on_a_damaged_store_answers_and_says_so_in_one_line(tmp_path):
         str(damaged_copies(home)[0].with_suffix("")))
     with Store.open_in(home) as store:
         assert [len(store.messages(cid)) for cid in ids] == [4, 4, 4]
+
+
+def test_the_cli_never_moves_a_damaged_file_from_under_a_running_daemon():
+    home = short_home()
+    try:
+        fill(home)
+        scheduler = Scheduler.offline(home, load_settings())
+        scheduler.add_reminder("call mum", datetime(2031, 6, 2, tzinfo=UTC))
+        close(scheduler)
+        scribble(home / JOBS_DB, 0)
+        proc, _ = spawn(home)  # a daemon holds the home (and, were it agentd, the open jobs.db)
+        try:
+            done = agentd("jobs", "--home", str(home))
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        assert f"{home / JOBS_DB} is damaged (file is not a database); restart agentd" in done.stderr
+        assert damaged_copies(home) == [] and damage(home / JOBS_DB)  # left where it was, for the daemon
+    finally:
+        shutil.rmtree(home, ignore_errors=True)

@@ -9,6 +9,7 @@ a `misfire_grace_time` chosen on purpose: generous for reminders, tighter for tu
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import uuid
 from datetime import datetime, timedelta, timezone, tzinfo
@@ -62,6 +63,8 @@ class _LoopScheduler(AsyncIOScheduler):
     """
 
     room: Any = None  # () -> bool: whether jobs.db can take a write now (Scheduler.start sets it)
+    failed: Any = None  # (exc) -> None: jobs.db could not be read or updated
+    fine: Any = None  # () -> None: it could again
 
     def _process_jobs(self) -> float | None:
         if self.state == STATE_STOPPED:
@@ -69,10 +72,14 @@ class _LoopScheduler(AsyncIOScheduler):
         if self.room is not None and not self.room():
             return _HOLD_S  # late beats twice: the jobs run when there is space (within their grace)
         try:
-            return super()._process_jobs()
+            wait = super()._process_jobs()
         except SQLAlchemyError as exc:
-            self._logger.error("jobs.db could not be updated (%s); looking again in %g s", exc, _HOLD_S)
+            if self.failed is not None:
+                self.failed(exc)
             return _HOLD_S
+        if self.fine is not None:
+            self.fine()
+        return wait
 
 
 class _EditOnly(BaseScheduler):
@@ -117,6 +124,17 @@ def salvage_jobs_db(path: Path, health: Any = None) -> None:
             SQLAlchemyJobStore(engine=engine, tablename=table).jobs_t.create(engine, checkfirst=True)
         engine.dispose()
 
+    from agent.runtime import running_pid
+    from agent.salvage import damage
+    from agent.store import StoreError
+
+    holder = running_pid(path.parent)
+    if holder is not None and holder != os.getpid():  # never move the file from under the daemon
+        why = damage(path)
+        if why is not None:
+            raise StoreError(f"{path} is damaged ({why}); restart agentd (`agentd stop`, `agentd start`) "
+                             "to set it aside and salvage its jobs")
+        return
     report = salvage_if_damaged(path, _TABLES.values(), fresh)
     if report is not None and health is not None:
         health.report(path.name, report.text(), kind="damaged")
@@ -168,7 +186,7 @@ class Scheduler:
         else:
             executors = {"default": ScheduleExecutor(self.runner)}
             self.aps = _LoopScheduler(jobstores=stores, executors=executors, job_defaults=defaults, timezone=self.tz)
-            self.aps.room = self.has_room
+            self.aps.room, self.aps.failed, self.aps.fine = self.has_room, self._jobs_db_failed, self._jobs_db_fine
             self.aps.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
         self.aps.start(paused=paused)
 
@@ -233,6 +251,26 @@ class Scheduler:
         if self.health is not None and self.health.get(f"{JOBS_DB}:space"):
             self.health.clear(f"{JOBS_DB}:space", "there is space for jobs.db again: held jobs run now")
         return True
+
+    def _jobs_db_failed(self, exc: Exception) -> None:
+        """apscheduler could not read or update jobs.db: due jobs wait; said once, not every look."""
+        from agent.salvage import is_damage
+
+        cause = getattr(exc, "orig", None) or exc
+        if is_damage(cause):
+            problem = (f"{JOBS_DB} is damaged ({cause}): scheduled jobs are on hold; restart agentd "
+                       "(`agentd stop`, `agentd start`) to set it aside and salvage its jobs")
+        else:
+            problem = f"{JOBS_DB} could not be updated ({cause}): scheduled jobs wait and are tried again"
+        log.debug("jobs.db: %s", exc)
+        if self.health is not None:
+            self.health.report(f"{JOBS_DB}:use", problem)
+        else:
+            log.error("%s", problem)
+
+    def _jobs_db_fine(self) -> None:
+        if self.health is not None and self.health.get(f"{JOBS_DB}:use"):
+            self.health.clear(f"{JOBS_DB}:use", f"{JOBS_DB} is in use again")
 
     @property
     def running(self) -> bool:
