@@ -38,12 +38,12 @@ def user_facing_errors() -> tuple[type[BaseException], ...]:
     from agent.llm.demo_model import DemoModelError
     from agent.llm.mlx_engine import ModelLoadError
     from agent.settings import ConfigError
-    from agent.store import StoreError
+    from agent.salvage import SalvageError
 
     from agent.ipc import DaemonNotRunning, RequestFailed
 
     return (ConfigError, HomeError, ModelNotFoundError, UnknownModelError, DemoModelError, PullError, ModelLoadError,
-            DaemonNotRunning, RequestFailed, StoreError)
+            DaemonNotRunning, RequestFailed, SalvageError)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,6 +35,10 @@ _PAGE_SIZES = (4096, 1024, 2048, 8192, 16384, 32768, 65536, 512)
 _SIDE_FILES = ("-wal", "-shm")
 
 
+class SalvageError(RuntimeError):
+    """A damaged file that cannot be salvaged now; the message says what to do."""
+
+
 @dataclass(frozen=True)
 class Salvage:
     """What happened to one damaged file."""
@@ -76,11 +80,29 @@ def damage(path: Path) -> str | None:
 
 def salvage_if_damaged(path: Path, tables: Iterable[str], make_fresh: Callable[[Path], None],
                        now: datetime | None = None) -> Salvage | None:
-    """Salvage `path` into a fresh file if it is damaged; what was done, or None if it was sound."""
+    """Salvage `path` into a fresh file if it is damaged; what was done, or None if it was sound.
+
+    SalvageError when it cannot be done now: another process's daemon holds the home (moving
+    the file would leave that daemon writing to the moved copy), or there is no room."""
+    from agent.runtime import running_pid  # the daemon's lock on its home folder
+
     path = Path(path)
     reason = damage(path)
     if reason is None:
         return None
+    holder = running_pid(path.parent)
+    if holder is not None and holder != os.getpid():
+        raise SalvageError(f"{path} is damaged ({reason}); restart agentd (`agentd stop`, `agentd start`) "
+                           "to set it aside and salvage what it holds")
+    try:
+        return _salvage(path, reason, tables, make_fresh, now)
+    except OSError as exc:
+        raise SalvageError(f"{path} is damaged ({reason}) and could not be salvaged ({exc}); "
+                           f"free some space in {path.parent}, then start agentd again") from None
+
+
+def _salvage(path: Path, reason: str, tables: Iterable[str], make_fresh: Callable[[Path], None],
+             now: datetime | None) -> Salvage:
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
     scratch, fresh = path.with_name(f".{path.name}.reading"), path.with_name(f".{path.name}.fresh")
     damaged_copy = path.with_name(f"{path.name}.damaged-{stamp}")

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sqlite3
 import threading
@@ -382,7 +381,7 @@ class Store:
         self._db.close()
         try:
             store_salvage(self.path, self.health)
-        except StoreError as exc:  # it stays damaged for now; the records say so
+        except salvage.SalvageError as exc:  # it stays damaged for now; the records say so
             if self.health is not None:
                 self.health.report(DB_NAME, str(exc), kind="damaged")
             else:
@@ -671,23 +670,8 @@ def _receipt(row: tuple) -> Receipt:
 
 def store_salvage(path: Path, health: Any = None) -> None:
     """Set a damaged agentd.db aside and salvage it into a fresh one; tell the person once.
-
-    StoreError when it cannot be done now: the running daemon has the file open (moving it
-    would leave the daemon writing to the moved copy), or there is no room for the fresh one."""
-    from agent.runtime import running_pid  # the daemon's lock on its home
-
-    holder = running_pid(path.parent)
-    if holder is not None and holder != os.getpid():
-        why = salvage.damage(path)
-        if why is not None:
-            raise StoreError(f"{path} is damaged ({why}); the running agentd (pid {holder}) salvages it "
-                             "when it next reads it, or at once on `agentd stop` then `agentd start`")
-        return
-    try:
-        report = salvage.salvage_if_damaged(path, SALVAGED_TABLES, lambda fresh: Store(fresh).close())
-    except OSError as exc:
-        raise StoreError(f"{path} is damaged and could not be salvaged ({exc}); free some space in "
-                         f"{path.parent}, then start agentd again") from None
+    SalvageError (one clear line) when that cannot be done now."""
+    report = salvage.salvage_if_damaged(path, SALVAGED_TABLES, lambda fresh: Store(fresh).close())
     if report is None:
         return
     if health is not None:

@@ -258,7 +258,7 @@ def test_the_cli_never_moves_a_damaged_file_from_under_a_running_daemon():
             proc.terminate()
             proc.wait(10)
         assert done.returncode == 2 and "Traceback" not in done.stderr
-        assert f"{home / JOBS_DB} is damaged (file is not a database); restart agentd" in done.stderr
+        assert f"{home / JOBS_DB} is damaged (file is not a database); restart agentd (`agentd stop`, `agentd start`)" in done.stderr
         assert damaged_copies(home) == [] and damage(home / JOBS_DB)  # left where it was, for the daemon
     finally:
         shutil.rmtree(home, ignore_errors=True)

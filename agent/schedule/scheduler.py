@@ -9,7 +9,6 @@ a `misfire_grace_time` chosen on purpose: generous for reminders, tighter for tu
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import uuid
 from datetime import datetime, timedelta, timezone, tzinfo
@@ -124,17 +123,6 @@ def salvage_jobs_db(path: Path, health: Any = None) -> None:
             SQLAlchemyJobStore(engine=engine, tablename=table).jobs_t.create(engine, checkfirst=True)
         engine.dispose()
 
-    from agent.runtime import running_pid
-    from agent.salvage import damage
-    from agent.store import StoreError
-
-    holder = running_pid(path.parent)
-    if holder is not None and holder != os.getpid():  # never move the file from under the daemon
-        why = damage(path)
-        if why is not None:
-            raise StoreError(f"{path} is damaged ({why}); restart agentd (`agentd stop`, `agentd start`) "
-                             "to set it aside and salvage its jobs")
-        return
     report = salvage_if_damaged(path, _TABLES.values(), fresh)
     if report is not None and health is not None:
         health.report(path.name, report.text(), kind="damaged")
