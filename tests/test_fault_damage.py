@@ -7,8 +7,10 @@ import asyncio
 import random
 import shutil
 import sqlite3
+import sys
 from datetime import datetime, timedelta, timezone
 
+import pexpect
 import pytest
 
 from agent.events import ReplyDone
@@ -18,7 +20,7 @@ from agent.salvage import damage, damaged_copies
 from agent.schedule import JOBS_DB, Scheduler
 from agent.settings import load_settings
 from agent.store import DB_NAME, Store
-from daemon_proc import RealDaemon, agentd, greedy_config, short_home
+from daemon_proc import AGENTD, REPO, RealDaemon, agentd, child_env, greedy_config, short_home
 from fakes import make, run, running, spawn, until
 from fixtures.agent_model import trained_tool_model
 
@@ -217,6 +219,14 @@ def test_a_real_daemon_starts_on_damaged_files_says_so_and_serves():
         assert ask.returncode == 0 and "12 times 7 is 84." in ask.stdout, ask.stderr
         status = agentd("status", *daemon.options).stdout
         assert '"schedule": "running"' in status and reminder in agentd("jobs", *daemon.options).stdout
+        chat = pexpect.spawn(sys.executable, [str(AGENTD), "chat", "--home", str(home)], cwd=str(REPO),
+                             encoding="utf-8", timeout=30, dimensions=(40, 200), env=child_env())
+        try:  # a chat window opened later is told too
+            chat.expect("agentd.db was damaged")
+            chat.expect("jobs.db was damaged")
+            chat.expect("you ›")
+        finally:
+            chat.close(force=True)
         with Store.open_in(home) as store:
             assert [len(store.messages(cid)) for cid in ids] == [4, 4, 4]
         log = (home / "logs" / "agentd.log").read_text()
