@@ -64,7 +64,7 @@ class Daemon:
         self.closing = False
         self.health = health or Health()
         self.health.notify = self._tell_problem
-        self._service_state: dict[str, str] = {}  # a service that gave up: why
+        self._service_state: dict[str, str] = {}  # running / restarting after ... / failed: why
         self.restart_delay_s = 1.0  # a failed service's first wait before restarting (doubling)
         self._services: dict[str, Callable[[], Awaitable[object]]] = {"turns": self.turns.work}
         self._tasks: dict[str, asyncio.Task] = {}
@@ -173,6 +173,10 @@ class Daemon:
         for conn in list(self.server.connections):
             conn.send(frame)
 
+    def _service_status(self, name: str, task: asyncio.Task) -> str:
+        state = self._service_state.get(name, "running")
+        return "stopped" if task.done() and not state.startswith("failed") else state
+
     def _gave_up(self, name: str, reason: str) -> None:
         self._service_state[name] = f"failed: {reason}"
         self.health.report(f"service:{name}", f"the {name} service stopped after failing repeatedly ({reason}); "
@@ -192,8 +196,7 @@ class Daemon:
             "queued": self.turns.waiting(),
             "clients": len(self.server.connections),
             "last_turn": self.turns.last_stats,
-            "services": {name: self._service_state.get(name, "running" if not task.done() else "stopped")
-                         for name, task in self._tasks.items()},
+            "services": {name: self._service_status(name, task) for name, task in self._tasks.items()},
             **self.health.status(),
         }
         if self.status_hook is not None:
@@ -232,7 +235,8 @@ class Daemon:
             for name, run in self._services.items():
                 self._tasks[name] = asyncio.create_task(
                     supervise(name, run, first_delay=self.restart_delay_s,
-                              on_give_up=functools.partial(self._gave_up, name)), name=name)
+                              on_give_up=functools.partial(self._gave_up, name),
+                              on_state=functools.partial(self._service_state.__setitem__, name)), name=name)
             log.info("agentd ready (pid %d) on %s", os.getpid(), self.socket_path)
             for problem in self.health.problems():  # found while starting, before the log file was open
                 log.error("%s", problem)

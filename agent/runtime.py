@@ -169,17 +169,21 @@ async def supervise(
     healthy_after: float = 60.0,
     max_failures: int = 5,
     on_give_up: Callable[[str], object] | None = None,
+    on_state: Callable[[str], object] | None = None,
 ) -> None:
     """Run a service until it returns; on an error log it, wait (doubling, capped) and restart.
 
     After `max_failures` failures in a row (none running `healthy_after` seconds) it gives up:
     a fault that every restart meets again (a damaged file, say) would otherwise fill the log
     with the same traceback forever while the person hears nothing. `on_give_up(reason)`
-    says why, for `agentd status`."""
+    says why, for `agentd status`; `on_state(text)` hears "running" and each
+    "restarting in N s after REASON", so status never calls a waiting service running."""
     loop = asyncio.get_running_loop()
     delay, failures = first_delay, 0
     while True:
         started = loop.time()
+        if on_state is not None:
+            on_state("running")
         try:
             await run()
         except asyncio.CancelledError:
@@ -198,6 +202,8 @@ async def supervise(
                 log.exception("service %s failed; restarting in %.1f s", name, delay)
             else:
                 log.error("service %s failed again (%s); restarting in %.1f s", name, reason, delay)
+            if on_state is not None:
+                on_state(f"restarting in {delay:g} s after {reason}")
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_delay)
             continue

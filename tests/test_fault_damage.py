@@ -163,16 +163,19 @@ def test_a_service_that_keeps_failing_gives_up_says_why_and_the_rest_carries_on(
         async with running(daemon):
             async with await Client.connect(daemon.socket_path) as client:
                 window_open.set()
-                await until(lambda: daemon.status()["services"]["schedule"] != "running", timeout=10)
+                await until(lambda: daemon.status()["services"]["schedule"].startswith("restarting"))
+                waiting = daemon.status()["services"]["schedule"]
+                await until(lambda: daemon.status()["services"]["schedule"].startswith("failed"), timeout=10)
                 await until(lambda: client.notices)
                 status = daemon.status()
                 reply = [event async for event in client.reply("hello")]
-                return status, reply, client.notices
+                return waiting, status, reply, client.notices
 
     try:
-        status, reply, notices = run(go())
+        waiting, status, reply, notices = run(go())
     finally:
         shutil.rmtree(home, ignore_errors=True)
+    assert waiting.startswith("restarting in ") and waiting.endswith(" s after DatabaseError: file is not a database")
     assert len(failures) == 5  # then no more restarts
     assert status["services"]["schedule"] == "failed: DatabaseError: file is not a database"
     assert status["services"]["turns"] == "running"
