@@ -52,7 +52,7 @@ class NetGuard:
 
     def __init__(self, allowed: Iterable[str] = (), keep: int = 10):
         self.allowed: frozenset[str] = frozenset()
-        self.allowed_addresses: frozenset[str] = frozenset()
+        self.allowed_addresses: frozenset[str] | None = None  # None: not resolved yet
         self.attempts = 0  # beyond loopback, allowed or not
         self.refused = 0
         self.last: deque[dict] = deque(maxlen=keep)
@@ -64,7 +64,7 @@ class NetGuard:
     def allow(self, hosts: Iterable[str]) -> None:
         """Let these hosts (names or addresses) through from now on."""
         self.allowed = frozenset(h.lower() for h in hosts if h)
-        self.allowed_addresses = frozenset()  # resolved again when first needed
+        self.allowed_addresses = None  # resolved again when first needed
 
     def install(self) -> "NetGuard":
         """Start watching this process (once: an audit hook stays for the process's life)."""
@@ -108,7 +108,7 @@ class NetGuard:
             return True
         if not _is_address(host) or not self.allowed:
             return False
-        if not self.allowed_addresses:  # a connect to the address a configured name resolved to
+        if self.allowed_addresses is None:  # a connect to the address a configured name resolved to
             self.allowed_addresses = frozenset(self._resolve(self.allowed))
         return host in self.allowed_addresses
 

@@ -22,18 +22,24 @@ ip link set lo up && ip addr add {broker}/32 dev lo || exit 9
 printf 'listener 18830 {broker}\\nallow_anonymous true\\nuser root\\npersistence false\\n' > "$1/mosquitto.conf"
 {mosquitto} -c "$1/mosquitto.conf" -d || exit 8
 for i in $(seq 50); do "$2" -c 'import socket; socket.create_connection(("{broker}", 18830), 0.2)' 2>/dev/null && break; sleep 0.1; done
-"$2" "$3" {broker} 18830
+"$2" "$3" {configured} 18830
 """
+# A broker configured by name: the name resolves (through a private /etc/hosts) to the address.
+BY_NAME = "broker.home"
+HOSTS = 'printf "{broker} {name}\\n" > "$1/hosts" && mount --bind "$1/hosts" /etc/hosts || exit 10\n'
 
 
-def test_a_skill_reaching_outside_is_refused_and_recorded_the_configured_broker_works(tmp_path):
+@pytest.mark.parametrize("configured", [BROKER, BY_NAME])
+def test_a_skill_reaching_outside_is_refused_and_recorded_the_configured_broker_works(tmp_path, configured):
     unshare = namespace_command()
     if MOSQUITTO is None:
         pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
     if unshare != ["unshare", "-n"]:
         pytest.skip("adding an address to loopback needs root's `unshare -n`")
-    script = SCRIPT.format(broker=BROKER, mosquitto=MOSQUITTO)
-    done = subprocess.run([*unshare, "sh", "-c", script, "sh", str(tmp_path), sys.executable,
+    script = SCRIPT.format(broker=BROKER, mosquitto=MOSQUITTO, configured=configured)
+    if configured == BY_NAME:
+        script = HOSTS.format(broker=BROKER, name=BY_NAME) + script
+    done = subprocess.run(["unshare", "-n", "-m", "sh", "-c", script, "sh", str(tmp_path), sys.executable,
                            str(REPO / "tests" / "netguard_probe.py")],
                           capture_output=True, text=True, timeout=120, cwd=REPO, env=child_env())
     assert done.returncode == 0, done.stdout + done.stderr
@@ -51,7 +57,8 @@ def test_a_skill_reaching_outside_is_refused_and_recorded_the_configured_broker_
     network = report["network"]
     refused = [a for a in network["last"] if a["outcome"] == "refused"]
     assert [a["to"] for a in refused] == ["203.0.113.7:80"] and network["refused"] == 1
-    assert network["allowed_hosts"] == [BROKER] and network["reached"] == [f"{BROKER}:18830"]
+    assert network["allowed_hosts"] == [configured]  # the name, whose address the guard looked up itself
+    assert network["reached"] == sorted({f"{BROKER}:18830", f"{configured}:18830"})
     assert report["offline"] is False  # it did reach a machine beyond loopback: the configured broker
 
 
@@ -68,7 +75,7 @@ home:
 """
 
 # $1: a folder, $2: python, $3: agentd.py, $4: home, $5: config, $6: model
-DAEMON_SCRIPT = SCRIPT.split('"$2" "$3" {broker} 18830')[0] + """
+DAEMON_SCRIPT = SCRIPT.split('"$2" "$3" {configured} 18830')[0] + """
 "$2" -c 'import sys, paho.mqtt.subscribe as s; m = s.simple("home/kitchen/light/set", hostname="{broker}", port=18830); open(sys.argv[1], "wb").write(m.payload)' "$1/heard" &
 "$2" "$3" skills trust weather_online --home "$4" --config "$5" >/dev/null || exit 7
 "$2" "$3" start --home "$4" --config "$5" --model "$6" || exit 1
