@@ -177,6 +177,10 @@ class StoreError(RuntimeError):
     """The database cannot be used (written by a newer agentd, say)."""
 
 
+class StoreWriteError(OSError):
+    """A write the disk would not take (full, failing, read-only); the message says which file."""
+
+
 @dataclass(frozen=True)
 class Fact:
     """One remembered fact."""
@@ -344,6 +348,8 @@ class Store:
                     raise
             except sqlite3.DatabaseError as exc:
                 self._write_failed(exc)
+                if _cannot_write(exc):  # a fault of the disk, not a bug: one clear line for whoever asked
+                    raise StoreWriteError(f"{DB_NAME} cannot be written: {exc}") from None
                 raise
         self._wrote()
 
@@ -354,8 +360,10 @@ class Store:
         try:
             with self._write() as db:
                 yield db
+        except StoreWriteError:
+            pass
         except sqlite3.DatabaseError as exc:
-            if not (salvage.is_damage(exc) or _cannot_write(exc)):
+            if not salvage.is_damage(exc):
                 raise
 
     def _write_failed(self, exc: sqlite3.DatabaseError) -> None:

@@ -13,13 +13,14 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent
 sys.path[:0] = [str(TESTS.parent), str(TESTS)]
 
-from agent.events import ReplyDone  # noqa: E402
+import tools.memory  # noqa: E402
+from agent.events import ReplyDone, ToolFinished  # noqa: E402
 from agent.health import Health  # noqa: E402
 from agent.runtime import setup_logging  # noqa: E402
 from agent.store import Store  # noqa: E402
 from agent.tools import ToolRegistry  # noqa: E402
 from agent.turn import Agent  # noqa: E402
-from scripted_llm import ScriptedLLM  # noqa: E402
+from scripted_llm import ScriptedLLM, xml_call  # noqa: E402
 
 
 def fill_up(path: Path) -> int:
@@ -38,15 +39,21 @@ def main() -> None:
     log = setup_logging(home, console=True)  # the log file is on the full disk too
     health = Health()
     store = Store.open_in(home, health=health)
-    agent = Agent(llm=ScriptedLLM([f"Reply {n}." for n in range(1, 6)]), registry=ToolRegistry(),
-                  system_prompt="You are a home agent.", store=store)
+    registry = ToolRegistry()
+    registry.add_module(tools.memory)
+    script = ["Reply 1.", "Reply 2.", "Reply 3.", xml_call("remember", fact="the spare key is under the pot"),
+              "Reply 4.", "Reply 5."]  # turn 4 asks the memory tool to save a fact on the full disk
+    agent = Agent(llm=ScriptedLLM(script), registry=registry, system_prompt="You are a home agent.", store=store)
+    tool_results = []
     conversation = store.new_conversation()
 
     def turn(n: int) -> str:
         async def run():
             return [e async for e in agent.respond(f"Question {n}", conversation_id=conversation)]
 
-        done = asyncio.run(run())[-1]
+        events = asyncio.run(run())
+        tool_results.extend(e.result for e in events if isinstance(e, ToolFinished))
+        done = events[-1]
         assert isinstance(done, ReplyDone)
         return f"{done.stopped_by}: {done.text}"
 
@@ -60,7 +67,7 @@ def main() -> None:
     with sqlite3.connect(home / "agentd.db") as db:
         check = db.execute("PRAGMA integrity_check").fetchone()[0]
     print(json.dumps({"filled": filled, "replies": replies, "problems_while_full": problems_while_full,
-                      "problems_after": health.problems(), "integrity": check,
+                      "problems_after": health.problems(), "integrity": check, "tool_results": tool_results,
                       "saved": [m["content"] for m in store.messages(conversation)],
                       "log": log.read_text()}))
     store.close()

@@ -47,6 +47,7 @@ def test_turns_answer_on_a_full_disk_it_is_said_once_and_all_is_well_after(tmp_p
     assert done.stderr.count("agentd.db cannot be written") == 1  # once, not once per turn
     assert report["problems_after"] == []  # freed: it writes again, no restart
     assert "agentd.db is being written again" in done.stderr
+    assert report["tool_results"] == ["Error: not saved: agentd.db cannot be written: database or disk is full"]
     assert report["integrity"] == "ok"  # nothing half-written
     # the turns while full were not saved; the ones before and after were, whole
     assert report["saved"] == ["Question 1", "Reply 1.", "Question 5", "Reply 5."]
