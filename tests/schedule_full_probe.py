@@ -15,7 +15,7 @@ TESTS = Path(__file__).resolve().parent
 sys.path[:0] = [str(TESTS.parent), str(TESTS)]
 
 from agent.health import Health  # noqa: E402
-from agent.schedule import Runtime, Scheduler  # noqa: E402
+from agent.schedule import Runtime, ScheduleError, Scheduler  # noqa: E402
 from agent.settings import load_settings  # noqa: E402
 from disk_full_probe import fill_up  # noqa: E402
 from scheduling import serving  # noqa: E402
@@ -31,6 +31,11 @@ async def main() -> None:
     async with serving(scheduler):
         scheduler.add_reminder("water the plants", datetime.now(timezone.utc) + timedelta(seconds=1))
         fill_up(home / "filler")
+        try:  # what the reminder tool meets: one line for the model to pass on
+            scheduler.add_reminder("call mum", datetime.now(timezone.utc) + timedelta(days=1))
+            report["add_while_full"] = "added"
+        except ScheduleError as exc:
+            report["add_while_full"] = str(exc)
         await asyncio.sleep(4)  # due meanwhile, on a full disk
         report.update(heard_while_full=list(heard), problems_while_full=health.problems())
         (home / "filler").unlink()

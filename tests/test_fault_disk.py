@@ -100,6 +100,7 @@ def test_a_real_daemon_on_a_full_disk_keeps_answering_and_recovers_without_a_res
 def test_a_reminder_due_on_a_full_disk_waits_for_space_and_runs_once(tmp_path):
     _, report = probe_on_a_tiny_disk(tmp_path, "schedule_full_probe.py")
     assert report["heard_while_full"] == []  # held: running it could not have been recorded
+    assert report["add_while_full"].startswith("not scheduled: the disk holding ") and "is full" in report["add_while_full"]
     [problem] = report["problems_while_full"]
     assert problem.startswith("the disk holding") and "scheduled jobs and reminders wait" in problem
     assert report["heard"] == ["Reminder: water the plants"]  # once, as soon as there was space

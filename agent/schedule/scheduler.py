@@ -290,11 +290,16 @@ class Scheduler:
         return self._add_agent_job("prompt", trigger, spec)
 
     def _add_agent_job(self, kind: str, trigger: BaseTrigger, spec: dict) -> JobInfo:
+        if not self.has_room():
+            raise ScheduleError(f"not scheduled: the disk holding {JOBS_DB} is full; free some space and ask again")
         job_id = f"{kind}-{uuid.uuid4().hex[:6]}"
         while self.aps.get_job(job_id) is not None:  # a clash is one in millions; still, never overwrite
             job_id = f"{kind}-{uuid.uuid4().hex[:6]}"
-        job = self.aps.add_job(scheduled_job, trigger=trigger, id=job_id, name=spec["label"][:60], kwargs=spec,
-                               jobstore=AGENT, misfire_grace_time=self.grace_for(spec))
+        try:
+            job = self.aps.add_job(scheduled_job, trigger=trigger, id=job_id, name=spec["label"][:60], kwargs=spec,
+                                   jobstore=AGENT, misfire_grace_time=self.grace_for(spec))
+        except SQLAlchemyError as exc:  # e.g. the disk filled between the look and the write
+            raise ScheduleError(f"not scheduled: {JOBS_DB} could not be written ({getattr(exc, 'orig', exc)})") from None
         log.info("scheduled %s: %s (%s)", job_id, spec["label"], spec["when"])
         return JobInfo.of(self.aps.get_job(job.id, AGENT), AGENT)
 
