@@ -37,8 +37,8 @@ def user_facing_errors() -> tuple[type[BaseException], ...]:
     from agent.llm.catalog import ModelNotFoundError, PullError, UnknownModelError
     from agent.llm.demo_model import DemoModelError
     from agent.llm.mlx_engine import ModelLoadError
-    from agent.settings import ConfigError
     from agent.salvage import SalvageError
+    from agent.settings import ConfigError
 
     from agent.ipc import DaemonNotRunning, RequestFailed
 
