@@ -113,10 +113,8 @@ def _salvage(path: Path, reason: str, tables: Iterable[str], make_fresh: Callabl
         saved, lost = _carry_rows(scratch, fresh, list(tables))
     finally:
         _remove_with_side_files(scratch)
-    for suffix in ("", *_SIDE_FILES):  # the WAL goes with it: it is part of what was damaged
-        if Path(f"{path}{suffix}").exists():
-            os.replace(f"{path}{suffix}", f"{damaged_copy}{suffix}")
-    os.replace(fresh, path)
+    _move_with_side_files(path, damaged_copy)  # the WAL goes with it: it is part of what was damaged
+    _move_with_side_files(fresh, path)
     report = Salvage(path, damaged_copy, reason, saved, lost)
     Path(f"{damaged_copy}.txt").write_text(report.text() + "\n")
     return report
@@ -257,6 +255,12 @@ def _copy_with_side_files(path: Path, to: Path) -> None:
     for suffix in ("", "-wal"):
         if Path(f"{path}{suffix}").exists():
             shutil.copyfile(f"{path}{suffix}", f"{to}{suffix}")
+
+
+def _move_with_side_files(path: Path, to: Path) -> None:
+    for suffix in ("", *_SIDE_FILES):
+        if Path(f"{path}{suffix}").exists():
+            os.replace(f"{path}{suffix}", f"{to}{suffix}")
 
 
 def _remove_with_side_files(path: Path) -> None:
