@@ -37,11 +37,13 @@ def user_facing_errors() -> tuple[type[BaseException], ...]:
     from agent.llm.catalog import ModelNotFoundError, PullError, UnknownModelError
     from agent.llm.demo_model import DemoModelError
     from agent.llm.mlx_engine import ModelLoadError
+    from agent.salvage import SalvageError
     from agent.settings import ConfigError
 
-    from agent.ipc import DaemonNotRunning
+    from agent.ipc import DaemonNotRunning, RequestFailed
 
-    return (ConfigError, HomeError, ModelNotFoundError, UnknownModelError, DemoModelError, PullError, ModelLoadError, DaemonNotRunning)
+    return (ConfigError, HomeError, ModelNotFoundError, UnknownModelError, DemoModelError, PullError, ModelLoadError,
+            DaemonNotRunning, RequestFailed, SalvageError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,13 +125,34 @@ def load_context(args: argparse.Namespace):
     return load_settings(config, overrides={"model.path": getattr(args, "model", None)}), home
 
 
-def build_local_app(args: argparse.Namespace):
+def home_of(args: argparse.Namespace) -> Path:
+    """The home folder alone: commands that only talk to a running daemon need no valid config,
+    so a typo in config.yaml never stops `status`, `stop`, `ask` or `chat` from reaching it."""
+    from agent.home import resolve_home
+
+    return resolve_home(args.home)
+
+
+def settings_or_defaults(args: argparse.Namespace):
+    """The settings, or the defaults with one line on stderr when the config is broken
+    (`chat` reads its voice settings, but need not refuse to reach the daemon for a typo)."""
+    from agent.home import select_user_config
+    from agent.settings import settings_or_defaults as load
+
+    settings, problem = load(select_user_config(home_of(args), getattr(args, "config", None)),
+                             overrides={"model.path": getattr(args, "model", None)})
+    if problem:
+        print(f"agentd: {problem} (using the defaults here; `agentd doctor` checks the config)", file=sys.stderr)
+    return settings
+
+
+def build_local_app(args: argparse.Namespace, health=None):
     from agent.app import build_app
     from agent.llm.catalog import set_offline_mode
 
     set_offline_mode()
     settings, home = load_context(args)
-    app = build_app(settings, home)
+    app = build_app(settings, home, health=health)
     print(f"agentd: model {app.engine.name}" + (f" ({app.model_note})" if app.is_demo else ""), file=sys.stderr)
     return app
 
@@ -144,7 +167,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if pid is not None:
         print(f"agentd: already running (pid {pid}) on {home}", file=sys.stderr)
         return 1
-    app = build_local_app(args)
+    from agent.health import Health
+    from agent.netguard import NetGuard, configured_hosts
+
+    # first: from here on every connection beyond loopback is recorded, and refused unless configured
+    network = NetGuard(configured_hosts(settings)).install()
+    health = Health()  # what the daemon finds wrong from here on: told in status, doctor, chat
+    app = build_local_app(args, health)
     app.warm_up()
     # run_forever installs its own console and file logs; main()'s basicConfig console
     # handler would otherwise print every line a second time.
@@ -152,14 +181,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         logging.getLogger().removeHandler(handler)
     from agent.home_control.state_watch import StateWatch
     from agent.schedule import Runtime, Scheduler
+    from agent.settings import ConfigError
 
     runtime = Runtime(store=app.store, registry=app.agent.registry, settings=settings, clock=app.agent.clock)
     # State triggers follow app.home_control, which app.reload replaces (the re-sync rebinds).
     state_watch = StateWatch(lambda: app.home_control, lambda job_id, spec: scheduler.fire(job_id, spec))
-    scheduler = Scheduler(home, settings, runtime=runtime, state_hook=state_watch)
+    scheduler = Scheduler(home, settings, runtime=runtime, state_hook=state_watch, health=health)
 
     def reload() -> None:
-        new = load_context(args)[0]
+        try:
+            new = load_context(args)[0]
+        except ConfigError as exc:  # the daemon keeps serving on its last good settings
+            health.report("config", f"{exc}: not applied, agentd runs on its last good config "
+                                    "(correct the file, then `agentd reload`)")
+            raise
+        health.clear("config", "the config loads again")
+        network.allow(configured_hosts(new))
         app.reload(new)
         scheduler.reload(new, registry=app.agent.registry)
         if voice:  # new devices or rooms: their names join the speech model's hints
@@ -172,9 +209,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         home=home,
         settings=settings,
         **store_hooks(app.store),
-        status=lambda: {**app.status(), **scheduler.status(), **(voice.status() if voice else {})},
+        status=lambda: {**app.status(), **network.status(), **scheduler.status(),
+                        **(voice.status() if voice else {})},
         reload=reload,
         on_close=lambda: (state_watch.close(), app.close()),
+        health=health,
     )
     runtime.submit = daemon.submit  # scheduled turns run as who="schedule:ID"
     voice = voice_door(daemon, app, settings, home)
@@ -271,7 +310,7 @@ def run_command(args: argparse.Namespace, home: Path) -> list[str]:
 def cmd_stop(args: argparse.Namespace) -> int:
     from agent.runtime import stop_daemon
 
-    _, home = load_context(args)
+    home = home_of(args)
     try:
         pid = stop_daemon(home)
     except TimeoutError as exc:  # e.g. a model call on a slow CPU that has not reached a stop point
@@ -286,7 +325,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from agent.home import socket_path
     from agent.ipc import DaemonNotRunning, status_sync
 
-    _, home = load_context(args)
+    home = home_of(args)
     try:
         report = status_sync(socket_path(home))
     except DaemonNotRunning as exc:
@@ -301,7 +340,7 @@ def cmd_reload(args: argparse.Namespace) -> int:
     from agent.home import socket_path
     from agent.ipc import reload_sync
 
-    _, home = load_context(args)
+    home = home_of(args)
     reload_sync(socket_path(home))
     print("agentd reloaded its config")
     return 0
@@ -312,7 +351,7 @@ def ensure_daemon(args: argparse.Namespace) -> Path:
     from agent.home import socket_path
     from agent.runtime import running_pid
 
-    _, home = load_context(args)
+    home = home_of(args)
     if getattr(args, "start", False) and running_pid(home) is None:
         cmd_start(args)
     return socket_path(home)
@@ -323,8 +362,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from agent.tui import run_chat
     from agent.voice.service import hear_once
 
-    settings, home = load_context(args)
-    return run_chat(ensure_daemon(args), hear=hear_once(settings.voice, models_dir=models_dir(home)))
+    settings = settings_or_defaults(args)
+    return run_chat(ensure_daemon(args), hear=hear_once(settings.voice, models_dir=models_dir(home_of(args))))
 
 
 def cmd_ask(args: argparse.Namespace) -> int:

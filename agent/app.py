@@ -34,12 +34,9 @@ class App:
 
     def status(self) -> dict:
         """The model's part of the daemon's status report."""
-        from agent.llm.catalog import is_offline
-
         stats = self.engine.prefix_cache.stats
-        return {
+        return {  # `offline` comes from agent.netguard's record of connections, not from here
             "model": self.engine.name,
-            "offline": is_offline(),  # HF_HUB_OFFLINE as this process sees it (set in-process at start)
             "demo_model": self.is_demo,
             "tools": self.agent.registry.names(),
             "skills": [s.name for s in self.skills.enabled()] if self.skills else [],
@@ -136,17 +133,19 @@ def clock_from(settings: Any) -> SystemClock:
     return SystemClock(settings.agent.tzinfo())
 
 
-def build_app(settings: Any, home: Path, *, with_store: bool = True, home_control: Any = None) -> App:
+def build_app(settings: Any, home: Path, *, with_store: bool = True, home_control: Any = None,
+              health: Any = None) -> App:
     """Load the configured model (or the demo model) and wire the agent to it.
 
     `home_control`: a HomeService to use instead of connecting to the configured MQTT broker
-    and Home Assistant (`agentd eval` passes its simulated home)."""
+    and Home Assistant (`agentd eval` passes its simulated home). `health` (agent.health) hears
+    of a damaged or unwritable store."""
     engine, note, is_demo = load_engine(settings, home)
     store = None
     if with_store:
         from agent.store import Store
 
-        store = Store.open_in(home)
+        store = Store.open_in(home, health=health)
     agent = Agent(llm=engine, registry=core_registry(), system_prompt=settings.agent.system_prompt, store=store)
     configure(agent, settings)
     if home_control is None:

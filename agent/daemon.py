@@ -8,6 +8,7 @@ one at a time in `agent.turnqueue`; confirm-tier tools are put to the asker by
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import itertools
 import logging
@@ -19,6 +20,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 from agent.confirm import ConfirmDecision, Confirmer, json_safe
 from agent.events import ReplyDone
+from agent.health import Health, Problem
 from agent.home import socket_path as default_socket_path
 from agent.ipc import protocol as p
 from agent.ipc.server import AlreadyRunning, Connection, Server
@@ -47,6 +49,7 @@ class Daemon:
         on_close: Callable[[], Any] | None = None,
         confirm_timeout_s: float | None = None,
         cancel_grace_s: float | None = None,
+        health: Health | None = None,
     ):
         self.agent = agent  # a reload hook may swap it; the next turn uses the new one
         self.home = Path(home)
@@ -61,11 +64,16 @@ class Daemon:
         self.questions = Questions(self.broadcast)  # asked aloud by the voice door; any client may answer
         self.server = Server(self.socket_path, self)
         self.closing = False
+        self.health = health or Health()
+        self.health.notify = self._tell_problem
+        self._service_state: dict[str, str] = {}  # running / restarting after ... / failed: why
+        self.restart_delay_s = 1.0  # a failed service's first wait before restarting (doubling)
         self._services: dict[str, Callable[[], Awaitable[object]]] = {"turns": self.turns.work}
         self._tasks: dict[str, asyncio.Task] = {}
         self._local_ids = itertools.count(1)
         self._stop = asyncio.Event()
         self._started = time.monotonic()
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by serve(): where notices are sent from
         self._background: set[asyncio.Task] = set()
 
     def add_service(self, name: str, run: Callable[[], Awaitable[object]]) -> None:
@@ -154,6 +162,35 @@ class Daemon:
         """Send a frame to every connected client; True if anyone got it."""
         return any([conn.send(frame) for conn in list(self.server.connections)])  # a list: every one, not the first
 
+    def _tell_problem(self, problem: Problem) -> None:
+        """A problem reported while the daemon serves: every open chat window hears it once.
+        Thread-safe: the store reports from the worker threads that write it."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return  # not serving: a chat window that connects later reads it from the status
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is loop:
+            self._send_notice(problem)
+        else:
+            loop.call_soon_threadsafe(self._send_notice, problem)
+
+    def _send_notice(self, problem: Problem) -> None:
+        frame = p.Notice(v=p.VERSION, kind=problem.kind, text=problem.text)
+        for conn in list(self.server.connections):
+            conn.send(frame)
+
+    def _service_status(self, name: str, task: asyncio.Task) -> str:
+        state = self._service_state.get(name, "running")
+        return "stopped" if task.done() and not state.startswith("failed") else state
+
+    def _gave_up(self, name: str, reason: str) -> None:
+        self._service_state[name] = f"failed: {reason}"
+        self.health.report(f"service:{name}", f"the {name} service stopped after failing repeatedly ({reason}); "
+                           "the rest of agentd carries on (`agentd doctor`, then restart agentd)")
+
     # -- status and reload ------------------------------------------------------------------
 
     def status(self) -> dict:
@@ -168,7 +205,8 @@ class Daemon:
             "queued": self.turns.waiting(),
             "clients": len(self.server.connections),
             "last_turn": self.turns.last_stats,
-            "services": {name: ("running" if not task.done() else "stopped") for name, task in self._tasks.items()},
+            "services": {name: self._service_status(name, task) for name, task in self._tasks.items()},
+            **self.health.status(),
         }
         if self.status_hook is not None:
             try:
@@ -197,14 +235,20 @@ class Daemon:
 
     async def serve(self) -> None:
         """Lock the home, listen, run the services until stopped, then shut down (once per Daemon)."""
+        self._loop = asyncio.get_running_loop()
         lock = HomeLock(self.home)
         lock.acquire()
         try:
             await self.server.start()
             self._install_signals()
             for name, run in self._services.items():
-                self._tasks[name] = asyncio.create_task(supervise(name, run), name=name)
+                self._tasks[name] = asyncio.create_task(
+                    supervise(name, run, first_delay=self.restart_delay_s,
+                              on_give_up=functools.partial(self._gave_up, name),
+                              on_state=functools.partial(self._service_state.__setitem__, name)), name=name)
             log.info("agentd ready (pid %d) on %s", os.getpid(), self.socket_path)
+            for problem in self.health.problems():  # found while starting, before the log file was open
+                log.error("%s", problem)
             await self._stop.wait()
             log.info("shutting down")
         finally:

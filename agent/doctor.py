@@ -27,6 +27,7 @@ def run_checks(home_arg: str | None, config_arg: str | None, model_arg: str | No
         check_mlx,
         check_model,
         check_daemon,
+        check_state_files,
         lambda s: check_audio(),
         check_speech,
         check_mcp,
@@ -115,7 +116,39 @@ def check_daemon(state: dict) -> Check:
     pid = running_pid(state["home"])
     if pid is None:
         return Check("daemon", None, "not running", "`agentd start` (or `agentd run` in the foreground)")
+    problems = daemon_problems(socket_path(state["home"]))
+    if problems:
+        return Check("daemon", None, f"running (pid {pid}) with problems: " + " | ".join(problems),
+                     "see each problem's own advice; `agentd status` lists them too")
     return Check("daemon", True, f"running (pid {pid}), socket {socket_path(state['home'])}")
+
+
+def daemon_problems(socket: Path) -> list[str]:
+    """What the running daemon says is wrong (a config it refused, a service that gave up, ...)."""
+    from agent.ipc import status_sync
+
+    try:
+        return list(status_sync(socket, timeout=5).get("problems") or [])
+    except (ConnectionError, TimeoutError) as exc:
+        return [f"it does not answer on its socket ({exc})"]
+
+
+def check_state_files(state: dict) -> Check:
+    """agentd.db and jobs.db pass SQLite's check; damaged files set aside earlier are listed."""
+    from agent.salvage import damage, damaged_copies
+
+    if "home" not in state:
+        return Check("state files", None, "skipped: no home folder")
+    home = state["home"]
+    damaged = [f"{name}: {why}" for name in ("agentd.db", "jobs.db") if (why := damage(home / name))]
+    if damaged:
+        return Check("state files", False, "damaged: " + "; ".join(damaged),
+                     "restart agentd: it sets a damaged file aside and salvages what it can read")
+    reports = [path.read_text().strip() for path in damaged_copies(home)]
+    if reports:
+        return Check("state files", None, " | ".join(reports),
+                     "check the fresh files; the damaged copies can then be deleted")
+    return Check("state files", True, "agentd.db and jobs.db pass SQLite's check")
 
 
 def check_audio() -> Check:

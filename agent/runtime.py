@@ -136,7 +136,7 @@ def setup_logging(
     for handler in [h for h in root.handlers if getattr(h, _OUR_HANDLER, False)]:
         root.removeHandler(handler)
         handler.close()
-    file_handler = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+    file_handler = _LogFile(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handlers: list[logging.Handler] = [file_handler]
     if console:
@@ -150,6 +150,16 @@ def setup_logging(
     return path
 
 
+class _LogFile(logging.handlers.RotatingFileHandler):
+    """The log file; a line it cannot write (a full disk) is dropped without a word, rather
+    than logging's default of a traceback on stderr for every line. The console still has it."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handleError(record)
+
+
 async def supervise(
     name: str,
     run: Callable[[], Awaitable[object]],
@@ -157,20 +167,43 @@ async def supervise(
     first_delay: float = 1.0,
     max_delay: float = 60.0,
     healthy_after: float = 60.0,
+    max_failures: int = 5,
+    on_give_up: Callable[[str], object] | None = None,
+    on_state: Callable[[str], object] | None = None,
 ) -> None:
-    """Run a service until it returns; on an error log it, wait (doubling, capped) and restart."""
+    """Run a service until it returns; on an error log it, wait (doubling, capped) and restart.
+
+    After `max_failures` failures in a row (none running `healthy_after` seconds) it gives up:
+    a fault that every restart meets again (a damaged file, say) would otherwise fill the log
+    with the same traceback forever while the person hears nothing. `on_give_up(reason)`
+    says why, for `agentd status`; `on_state(text)` hears "running" and each
+    "restarting in N s after REASON", so status never calls a waiting service running."""
     loop = asyncio.get_running_loop()
-    delay = first_delay
+    delay, failures = first_delay, 0
     while True:
         started = loop.time()
+        if on_state is not None:
+            on_state("running")
         try:
             await run()
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             if loop.time() - started >= healthy_after:
-                delay = first_delay  # it ran well for a while: this is a new failure, not a loop
-            log.exception("service %s failed; restarting in %.1f s", name, delay)
+                delay, failures = first_delay, 0  # it ran well for a while: a new failure, not a loop
+            failures += 1
+            reason = f"{type(exc).__name__}: {exc}"
+            if failures >= max_failures:
+                log.error("service %s failed %d times in a row (%s); not restarting it", name, failures, reason)
+                if on_give_up is not None:
+                    on_give_up(reason)
+                return
+            if failures == 1:  # the traceback once; the repeats of the same fault in one line each
+                log.exception("service %s failed; restarting in %.1f s", name, delay)
+            else:
+                log.error("service %s failed again (%s); restarting in %.1f s", name, reason, delay)
+            if on_state is not None:
+                on_state(f"restarting in {delay:g} s after {reason}")
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_delay)
             continue

@@ -99,6 +99,7 @@ class ModelSettings(_Section):
     prefill_step_size: int = Field(ge=1)
     constrained: bool
     thinking_budget: int | None = Field(ge=1)
+    context_window: int | None = Field(ge=64)
 
     @field_validator("preset", "backend", mode="before")
     @classmethod
@@ -307,6 +308,15 @@ def load_settings(
         return Settings.model_validate(merged)
     except ValidationError as error:
         raise ConfigError(_explain(error, sources)) from None
+
+
+def settings_or_defaults(user_path: Path | str | None = None, *, overrides: dict | None = None) -> tuple[Settings, str | None]:
+    """The settings, or the defaults and what is wrong with the file: for commands that only
+    read a setting or two and must keep working while config.yaml has a typo."""
+    try:
+        return load_settings(user_path, overrides=overrides), None
+    except ConfigError as exc:
+        return default_settings(), str(exc)
 
 
 @functools.lru_cache(maxsize=1)

@@ -34,6 +34,12 @@ API (every write is one transaction; times are aware UTC datetimes):
     utterances(limit=50) -> list[HeardUtterance]                      # newest first
     mark_reported(receipt_ids) -> None
 
+Faults: `open_in` sets a damaged file aside and salvages it (agent.salvage), as does a read
+or write that meets damage while agentd runs. A write that fails because the disk is full or the file damaged is
+reported once to `health`; records (messages, audit rows, receipts, utterances) are then
+dropped rather than failing the turn that writes them, and the next write that succeeds
+clears the report. A transaction is all or nothing, so nothing is left half-written.
+
 A query is never handed to FTS5 as syntax: it is cut into words and each word is quoted, so
 `AND`, quotes, `*`, `-` or `:` in what the user said cannot raise an FTS error.
 """
@@ -41,6 +47,7 @@ A query is never handed to FTS5 as syntax: it is cut into words and each word is
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sqlite3
 import threading
@@ -52,9 +59,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from agent import salvage
 from agent.tools import Clock, SystemClock
 
+log = logging.getLogger(__name__)
+
 DB_NAME = "agentd.db"
+SALVAGED_TABLES = ("conversations", "messages", "facts", "audit", "receipts", "utterances")
+_WRITE_PROBLEM = f"{DB_NAME}:write"  # the health key of failing writes (the file's own key: damage)
+_CANNOT_WRITE = frozenset({"SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY"})
 ROLES = frozenset({"system", "user", "assistant", "tool"})
 _TITLE_LENGTH = 60
 
@@ -164,6 +177,10 @@ class StoreError(RuntimeError):
     """The database cannot be used (written by a newer agentd, say)."""
 
 
+class StoreWriteError(OSError):
+    """A write the disk would not take (full, failing, read-only); the message says which file."""
+
+
 @dataclass(frozen=True)
 class Fact:
     """One remembered fact."""
@@ -236,9 +253,11 @@ class ConversationSummary:
 class Store:
     """The agent's SQLite database. Safe to share between the event loop and worker threads."""
 
-    def __init__(self, path: Path, *, clock: Clock | None = None):
+    def __init__(self, path: Path, *, clock: Clock | None = None, health: Any = None):
         self.path = Path(path)
         self._clock = clock or SystemClock()
+        self.health = health  # an agent.health.Health; None: faults are only logged
+        self._unsaved: set[str] = set()  # conversations begun while writes failed
         # One connection behind a lock rather than one per thread: tools run on
         # asyncio.to_thread's pool, whose threads come and go, so per-thread connections would
         # leak and could not all be closed by close(). The traffic is a home's worth of small
@@ -259,6 +278,7 @@ class Store:
         """Open (or create) the store in an agentd home folder."""
         home = Path(home)
         home.mkdir(parents=True, exist_ok=True)
+        store_salvage(home / DB_NAME, kwargs.get("health"))
         return cls(home / DB_NAME, **kwargs)
 
     def close(self) -> None:
@@ -315,20 +335,78 @@ class Store:
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One transaction: committed if the block ends normally, rolled back otherwise."""
         with self._lock:
-            # IMMEDIATE takes the write lock up front, so a read-then-write cannot be
-            # overtaken by another process between the two.
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:  # a failed COMMIT can leave it open
-                    self._db.execute("ROLLBACK")
+                # IMMEDIATE takes the write lock up front, so a read-then-write cannot be
+                # overtaken by another process between the two.
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:  # a failed COMMIT can leave it open
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.DatabaseError as exc:
+                self._write_failed(exc)
+                if _cannot_write(exc):  # a fault of the disk, not a bug: one clear line for whoever asked
+                    raise StoreWriteError(f"{DB_NAME} cannot be written: {exc}") from None
                 raise
+        self._wrote()
+
+    @contextmanager
+    def _record(self) -> Iterator[sqlite3.Connection]:
+        """A write of a record (a message, an audit row): if the disk is full or the file
+        damaged, it is reported and dropped, so the turn that writes it still answers."""
+        try:
+            with self._write() as db:
+                yield db
+        except StoreWriteError:
+            pass
+        except sqlite3.DatabaseError as exc:
+            if not salvage.is_damage(exc):
+                raise
+
+    def _write_failed(self, exc: sqlite3.DatabaseError) -> None:
+        if salvage.is_damage(exc):
+            self._salvage_now()
+        elif _cannot_write(exc):
+            # One fixed text, whatever SQLite said this time ("disk is full", "disk I/O error"):
+            # the person hears about it once, not once per turn.
+            log.debug("a write to %s failed: %s", self.path, exc)
+            problem = (f"{DB_NAME} cannot be written (the disk is full or failing): conversations, memory and "
+                       f"the audit log are not being saved until there is space in {self.path.parent}")
+            if self.health is None:
+                log.error("%s", problem)
+            else:
+                self.health.report(_WRITE_PROBLEM, problem)
+
+    def _wrote(self) -> None:
+        if self.health is not None and self.health.get(_WRITE_PROBLEM):
+            self.health.clear(_WRITE_PROBLEM, f"{DB_NAME} is being written again")
+
+    def _salvage_now(self) -> None:
+        """A read or write met damage: set the file aside, salvage it, carry on with the fresh one."""
+        self._db.close()
+        try:
+            store_salvage(self.path, self.health)
+        except salvage.SalvageError as exc:  # it stays damaged for now; the records say so
+            if self.health is not None:
+                self.health.report(DB_NAME, str(exc), kind="damaged")
+            else:
+                log.error("%s", exc)
+        finally:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._configure()
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         with self._lock:
-            return self._db.execute(sql, tuple(params)).fetchall()
+            try:
+                return self._db.execute(sql, tuple(params)).fetchall()
+            except sqlite3.DatabaseError as exc:
+                if not salvage.is_damage(exc):
+                    raise
+                self._salvage_now()  # then the same question of the fresh file
+                return self._db.execute(sql, tuple(params)).fetchall()
 
     def _now(self) -> str:
         return _stamp(self._clock.now())
@@ -339,11 +417,15 @@ class Store:
         """Start a conversation and return its id."""
         conversation_id = uuid.uuid4().hex
         now = self._now()
-        with self._write() as db:
+        self._unsaved.add(conversation_id)  # until the row is written: a full disk must not lose the turn
+        with self._record() as db:
             db.execute(
                 "INSERT INTO conversations (id, title, source, started, updated) VALUES (?, ?, ?, ?, ?)",
                 (conversation_id, title, source, now, now),
             )
+        # asked of the file, not assumed: on a full disk the COMMIT itself is what fails
+        if self._read("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)):
+            self._unsaved.discard(conversation_id)
         return conversation_id
 
     def add_message(self, conversation_id: str, message: dict) -> None:
@@ -353,7 +435,10 @@ class Store:
     def add_messages(self, conversation_id: str, messages: Iterable[dict]) -> None:
         """Append several messages in one transaction: all are stored or none is."""
         now = self._now()
-        with self._write() as db:
+        with self._record() as db:
+            if conversation_id in self._unsaved:  # begun while the disk was full: written now
+                db.execute("INSERT OR IGNORE INTO conversations (id, source, started, updated) VALUES (?, 'chat', ?, ?)",
+                           (conversation_id, now, now))
             touched = db.execute(
                 "UPDATE conversations SET updated = ? WHERE id = ?", (now, conversation_id)
             )
@@ -385,7 +470,7 @@ class Store:
 
     def has_conversation(self, conversation_id: str) -> bool:
         """Whether a conversation with this id exists."""
-        return bool(self._read("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)))
+        return conversation_id in self._unsaved or bool(self._read("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)))
 
     def conversations(self, limit: int = 20) -> list[ConversationSummary]:
         """The most recently updated conversations, newest first."""
@@ -485,7 +570,7 @@ class Store:
         """Record one tool call."""
         # default=str: the log must take whatever the arguments hold rather than lose the row.
         args_json = json.dumps(arguments, ensure_ascii=False, sort_keys=True, default=str)
-        with self._write() as db:
+        with self._record() as db:
             db.execute(
                 "INSERT INTO audit (at, tool, arguments, risk, outcome, duration_s, who,"
                 " conversation_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -524,14 +609,15 @@ class Store:
     ) -> int:
         """Record one run (or missed run) of a scheduled job; its id."""
         late = None if started is None else (started - scheduled).total_seconds()
-        with self._write() as db:
+        cursor = None
+        with self._record() as db:
             cursor = db.execute(
                 "INSERT INTO receipts (job_id, kind, scheduled, started, late_s, outcome, output,"
                 " detail, duration_s, reported) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (job_id, kind, _stamp(scheduled), None if started is None else _stamp(started),
                  late, outcome, output, detail, float(duration_s), int(reported)),
             )
-            return cursor.lastrowid
+        return cursor.lastrowid if cursor else 0  # 0: not recorded (reported to health)
 
     def receipts(self, limit: int = 50, job_id: str | None = None) -> list[Receipt]:
         """The latest runs (of one job, if given), newest first."""
@@ -549,7 +635,7 @@ class Store:
 
     def mark_reported(self, receipt_ids: Iterable[int]) -> None:
         """Note that these runs have been told to someone."""
-        with self._write() as db:
+        with self._record() as db:
             db.executemany("UPDATE receipts SET reported = 1 WHERE id = ?", [(i,) for i in receipt_ids])
 
 
@@ -557,14 +643,15 @@ class Store:
 
     def add_utterance(self, heard: str, command: str | None, ignored: str | None, reply: str,
                       tools: list[str], times: dict[str, float]) -> int:
-        """Record one utterance the microphone heard; its id."""
-        with self._write() as db:
+        """Record one utterance the microphone heard; its id (0: not recorded, see health)."""
+        cursor = None
+        with self._record() as db:
             cursor = db.execute(
                 "INSERT INTO utterances (at, heard, command, ignored, reply, tools, times)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (self._now(), heard, command, ignored, reply, json.dumps(tools), json.dumps(times)),
             )
-            return cursor.lastrowid
+        return cursor.lastrowid if cursor else 0
 
     def utterances(self, limit: int = 50) -> list[HeardUtterance]:
         """The latest utterances, newest first."""
@@ -587,6 +674,24 @@ def _receipt(row: tuple) -> Receipt:
         started=None if started is None else _parse(started), late_s=late, outcome=outcome,
         output=output, detail=detail, duration_s=duration, reported=bool(reported),
     )
+
+
+def store_salvage(path: Path, health: Any = None) -> None:
+    """Set a damaged agentd.db aside and salvage it into a fresh one; tell the person once.
+    SalvageError (one clear line) when that cannot be done now."""
+    report = salvage.salvage_if_damaged(path, SALVAGED_TABLES, lambda fresh: Store(fresh).close())
+    if report is None:
+        return
+    if health is not None:
+        health.report(path.name, report.text(), kind="damaged")
+    else:
+        log.error("%s", report.text())
+
+
+def _cannot_write(exc: BaseException) -> bool:
+    """A disk that is full, failing or read-only (SQLITE_IOERR_WRITE and its kin included)."""
+    name = getattr(exc, "sqlite_errorname", "")
+    return any(name.startswith(kind) for kind in _CANNOT_WRITE)
 
 
 def fts_query(text: str, *, join: str) -> str | None:

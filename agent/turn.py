@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Protocol
 
+from agent.context import fit_turn
 from agent.events import Note, ReplyDone, StepEvent, TextDelta, ThinkingDelta, ToolFinished, ToolStarted, TurnStats
 from agent.llm.mlx_engine import Chunk, Finished, Request, Sampling, ToolFormat
 from agent.llm.stream import StreamSplitter
@@ -185,6 +186,7 @@ class TurnRun:
         self.started = time.monotonic()
         self.deadline = self.started + self.limits.timeout_s
         self.p = _Progress()
+        self.trim_note: str | None = None  # what agent.context last left out, said once
 
     async def run(self, messages: list[dict]) -> AsyncIterator[StepEvent]:
         """The model/tool loop; always ends with one ReplyDone."""
@@ -239,8 +241,12 @@ class TurnRun:
         tool_format = self.agent.llm.tool_format
         splitter = StreamSplitter(tool_format.tags, thinking=self.thinking)
         sampling = self.agent.thinking_sampling if self.thinking else self.agent.sampling
+        fitted = fit_turn(self.agent, messages, thinking=self.thinking)  # a conversation longer than the window
+        if fitted.note() and fitted.note() != self.trim_note:
+            self.trim_note = fitted.note()
+            yield Note(text=self.trim_note)
         request = Request(
-            messages=list(messages), tools=self.agent.registry.schemas(), thinking=self.thinking, max_tokens=self.limits.max_tokens,
+            messages=fitted.messages, tools=self.agent.registry.schemas(), thinking=self.thinking, max_tokens=self.limits.max_tokens,
             sampling=sampling, constrained=self.agent.constrained, thinking_budget=self.agent.thinking_budget,
         )
         stop_thread = threading.Event()

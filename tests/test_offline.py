@@ -4,6 +4,7 @@
 namespace whose only interface is `lo`; the test is skipped only where neither is permitted.
 """
 
+import json
 import os
 import shutil
 import signal
@@ -59,5 +60,7 @@ def test_a_turn_with_no_network_at_all():
     assert lines[0] == "interfaces: lo"  # the namespace really had nothing but loopback
     assert "12 times 7 is 84." in lines
     status = dict(line.split(None, 1) for line in lines if line.split(None, 1)[0] in ("model", "offline"))
-    assert status == {"model": model.name, "offline": "True"}  # HF_HUB_OFFLINE=1 inside the daemon
+    assert status == {"model": model.name, "offline": "True"}  # measured: nothing left the machine
+    network = json.loads(next(line for line in lines if line.startswith("network")).split(None, 1)[1])
+    assert network["watching"] and network["attempts"] == 0 and network["last"] == []
     assert any(line.startswith("agentd (pid") and line.endswith("stopped") for line in lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from agent.store import StoreWriteError
 from agent.tools import ToolContext, ToolError, tool
 
 if TYPE_CHECKING:
@@ -26,7 +27,10 @@ def remember(fact: str, ctx: ToolContext) -> str:
         raise ToolError("the fact is empty; say what to remember")
     if len(fact) > MAX_FACT_LENGTH:
         raise ToolError(f"the fact is too long ({len(fact)} characters); save one short sentence")
-    _store(ctx).remember(fact, source=ctx.who)
+    try:
+        _store(ctx).remember(fact, source=ctx.who)
+    except StoreWriteError as exc:  # a full disk: the model tells the person it was not saved
+        raise ToolError(f"not saved: {exc}") from None
     return f"Remembered: {fact}"
 
 
@@ -56,7 +60,10 @@ def forget(query: str, ctx: ToolContext) -> str:
     """
     if not query.strip():
         raise ToolError("say which fact to forget")
-    gone = _store(ctx).forget_matching(query)
+    try:
+        gone = _store(ctx).forget_matching(query)
+    except StoreWriteError as exc:
+        raise ToolError(f"nothing was forgotten: {exc}") from None
     if not gone:
         return f"No saved fact matches {query.strip()!r}; nothing was forgotten."
     return _listing(f"Forgot {len(gone)} fact{'s' if len(gone) != 1 else ''}", gone)

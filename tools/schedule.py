@@ -30,7 +30,7 @@ async def set_reminder(ctx: ToolContext, text: str, at: str) -> str:
     when = _read(parse_when, at, now, user_zone(ctx))
     if when <= now:
         raise ToolError(f"{describe(when)} has already passed; give a time in the future")
-    info = _scheduler().add_reminder(text, when)
+    info = _done(_scheduler().add_reminder, text, when)
     return f"Reminder {info.id} set for {describe(when)}: {text}"
 
 
@@ -45,7 +45,7 @@ async def set_timer(ctx: ToolContext, duration: str, label: str = "") -> str:
     from agent.schedule.timewords import parse_duration
 
     length = _read(parse_duration, duration)
-    info = _scheduler().add_timer(length, " ".join(label.split())[:MAX_TEXT])
+    info = _done(_scheduler().add_timer, length, " ".join(label.split())[:MAX_TEXT])
     ends = ctx.clock.now() + length
     return f"Timer {info.id} set for {info.when[3:]}; it goes off at {ends:%H:%M:%S}."
 
@@ -73,7 +73,7 @@ async def schedule_prompt(ctx: ToolContext, prompt: str, cron: str = "", every: 
     build = {"cron": lambda: cron_trigger(value, zone), "every": lambda: every_trigger(value, zone),
              "at": lambda: at_trigger(value, zone, ctx.clock.now())}[kind]
     trigger = _read(build)
-    info = _scheduler().add_prompt(prompt, trigger, f"{kind} {value}")
+    info = _done(_scheduler().add_prompt, prompt, trigger, f"{kind} {value}")
     if info.next_run is None:
         raise ToolError(f"{kind} {value!r} never happens")
     return f"Scheduled {info.id} ({kind} {value}); first run {describe(_local(info.next_run, ctx))}: {prompt}"
@@ -100,13 +100,18 @@ async def cancel_schedule(ctx: ToolContext, id: str) -> str:
     Args:
         id: The id, e.g. "reminder-3f2a1c".
     """
+    info = _done(_scheduler().remove, id.strip(), agent_only=True)
+    return f"Cancelled {info.id}: {info.kind} \"{info.label}\"."
+
+
+def _done(operation, *args, **kwargs):
+    """A schedule operation; what it cannot do (no such job, a full disk) goes to the model as text."""
     from agent.schedule import ScheduleError
 
     try:
-        info = _scheduler().remove(id.strip(), agent_only=True)
+        return operation(*args, **kwargs)
     except ScheduleError as exc:
         raise ToolError(str(exc)) from None
-    return f"Cancelled {info.id}: {info.kind} \"{info.label}\"."
 
 
 def _scheduler():

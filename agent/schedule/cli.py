@@ -90,10 +90,15 @@ def show_history(store: Any, tz: Any, limit: int, job_id: str | None) -> int:
 def _context(args: argparse.Namespace) -> tuple[Any, Any]:
     """Settings and home folder from the common options (as agentd's other commands read them)."""
     from agent.home import resolve_home, select_user_config
-    from agent.settings import load_settings
+    from agent.settings import settings_or_defaults
 
     home = resolve_home(getattr(args, "home", None))
-    return load_settings(select_user_config(home, getattr(args, "config", None))), home
+    # jobs.db and the receipts need no valid config: a typo must not hide the schedule
+    settings, problem = settings_or_defaults(select_user_config(home, getattr(args, "config", None)))
+    if problem:
+        print(f"agentd: {problem} (jobs shown with the default settings; `agentd doctor` checks the config)",
+              file=sys.stderr)
+    return settings, home
 
 
 def _daemon_note(home: Any, action: str, settings: Any) -> str:

@@ -9,6 +9,7 @@ a `misfire_grace_time` chosen on purpose: generous for reminders, tighter for tu
 from __future__ import annotations
 
 import logging
+import shutil
 import uuid
 from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
@@ -22,6 +23,7 @@ from apscheduler.schedulers.base import STATE_STOPPED, BaseScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
 from sqlalchemy import create_engine, event
+from sqlalchemy.exc import SQLAlchemyError
 
 from agent.schedule.runner import Runner, Runtime, ScheduleExecutor, scheduled_job
 from agent.schedule.spec import AGENT, CONFIG, JobInfo, make_spec
@@ -31,6 +33,8 @@ from agent.schedule.watch import ClockWatch, keep_watch
 log = logging.getLogger(__name__)
 
 JOBS_DB = "jobs.db"
+MIN_FREE_BYTES = 256 * 1024  # below this, a job's run could not be saved: due jobs wait
+_HOLD_S = 5.0  # how often held jobs look for space again
 _TABLES = {CONFIG: "automation_jobs", AGENT: "agent_jobs"}
 _current: dict[str, Scheduler] = {}  # the daemon's running schedule, for the agent's tools
 
@@ -48,14 +52,33 @@ class ScheduleError(ValueError):
 
 
 class _LoopScheduler(AsyncIOScheduler):
-    """AsyncIOScheduler whose wake-ups queued behind a shutdown do nothing.
+    """AsyncIOScheduler whose wake-ups queued behind a shutdown do nothing, and which holds due
+    jobs while jobs.db cannot be written.
 
     apscheduler 3.11 would still process due jobs in such a wake-up, with its executors shut
-    down, and move their next run times on: a run lost without a receipt.
+    down, and move their next run times on: a run lost without a receipt. And when it runs a
+    job but cannot then save the job's next time (a full disk), the error escapes its wake-up:
+    no timer is set, and the next look runs the same job again, and again.
     """
 
+    room: Any = None  # () -> bool: whether jobs.db can take a write now (Scheduler.start sets it)
+    failed: Any = None  # (exc) -> None: jobs.db could not be read or updated
+    fine: Any = None  # () -> None: it could again
+
     def _process_jobs(self) -> float | None:
-        return None if self.state == STATE_STOPPED else super()._process_jobs()
+        if self.state == STATE_STOPPED:
+            return None
+        if self.room is not None and not self.room():
+            return _HOLD_S  # late beats twice: the jobs run when there is space (within their grace)
+        try:
+            wait = super()._process_jobs()
+        except SQLAlchemyError as exc:
+            if self.failed is not None:
+                self.failed(exc)
+            return _HOLD_S
+        if self.fine is not None:
+            self.fine()
+        return wait
 
 
 class _EditOnly(BaseScheduler):
@@ -89,6 +112,24 @@ def jobs_engine(path: Path):
     return engine
 
 
+def salvage_jobs_db(path: Path, health: Any = None) -> None:
+    """Set a damaged jobs.db aside and salvage its jobs into a fresh one (the config's
+    automations are synced again anyway; the agent's reminders exist only here)."""
+    from agent.salvage import salvage_if_damaged
+
+    def fresh(target: Path) -> None:
+        engine = jobs_engine(target)
+        for table in _TABLES.values():
+            SQLAlchemyJobStore(engine=engine, tablename=table).jobs_t.create(engine, checkfirst=True)
+        engine.dispose()
+
+    report = salvage_if_damaged(path, _TABLES.values(), fresh)
+    if report is not None and health is not None:
+        health.report(path.name, report.text(), kind="damaged")
+    elif report is not None:
+        log.error("%s", report.text())
+
+
 def local_zone(settings: Any) -> tzinfo:
     """The configured agent.timezone, else the machine's zone."""
     zone = settings.agent.tzinfo() if settings is not None else None
@@ -103,7 +144,7 @@ class Scheduler:
     """agentd's schedule: YAML automations and the agent's jobs, with receipts for every run."""
 
     def __init__(self, home: Path, settings: Any, *, runtime: Runtime | None = None, tz: tzinfo | None = None,
-                 state_hook: Any = None, clock_watch: ClockWatch | None = None):
+                 state_hook: Any = None, clock_watch: ClockWatch | None = None, health: Any = None):
         self.home = Path(home)
         self.settings = settings
         self.runtime = runtime or Runtime(store=None)
@@ -114,6 +155,7 @@ class Scheduler:
         self.state_hook = state_hook
         self.clock_watch = clock_watch  # None: the real clocks (tests pass a ClockWatch with a fake wall clock)
         self.problems: list[str] = []
+        self.health = health  # an agent.health.Health: where a damaged jobs.db is reported
         self.aps: Any = None
 
     # -- life cycle -------------------------------------------------------------------------
@@ -123,6 +165,7 @@ class Scheduler:
         if self.aps is not None and self.aps.running:
             return
         s = self.settings.schedule
+        salvage_jobs_db(self.home / JOBS_DB, self.health)
         engine = jobs_engine(self.home / JOBS_DB)
         stores = {alias: SQLAlchemyJobStore(engine=engine, tablename=table) for alias, table in _TABLES.items()}
         defaults = {"coalesce": s.coalesce, "max_instances": 1, "misfire_grace_time": _whole(s.misfire_grace_s)}
@@ -131,6 +174,7 @@ class Scheduler:
         else:
             executors = {"default": ScheduleExecutor(self.runner)}
             self.aps = _LoopScheduler(jobstores=stores, executors=executors, job_defaults=defaults, timezone=self.tz)
+            self.aps.room, self.aps.failed, self.aps.fine = self.has_room, self._jobs_db_failed, self._jobs_db_fine
             self.aps.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
         self.aps.start(paused=paused)
 
@@ -183,6 +227,39 @@ class Scheduler:
         following = upcoming and f"{upcoming.id} at {_local(upcoming.next_run, self.tz)}"
         return {"schedule": {"jobs": len(jobs), "next": following, "problems": self.problems}}
 
+    def has_room(self) -> bool:
+        """Whether jobs.db's disk has space for a run's bookkeeping; said once when it has not."""
+        free = shutil.disk_usage(self.home).free
+        problem = (f"the disk holding {self.home / JOBS_DB} is full: scheduled jobs and reminders wait until "
+                   "there is space, then run late (within their grace) or are reported missed")
+        if free < MIN_FREE_BYTES:
+            if self.health is not None:
+                self.health.report(f"{JOBS_DB}:space", problem)
+            return False
+        if self.health is not None and self.health.get(f"{JOBS_DB}:space"):
+            self.health.clear(f"{JOBS_DB}:space", "there is space for jobs.db again: held jobs run now")
+        return True
+
+    def _jobs_db_failed(self, exc: Exception) -> None:
+        """apscheduler could not read or update jobs.db: due jobs wait; said once, not every look."""
+        from agent.salvage import is_damage
+
+        cause = getattr(exc, "orig", None) or exc
+        if is_damage(cause):
+            problem = (f"{JOBS_DB} is damaged ({cause}): scheduled jobs are on hold; restart agentd "
+                       "(`agentd stop`, `agentd start`) to set it aside and salvage its jobs")
+        else:
+            problem = f"{JOBS_DB} could not be updated ({cause}): scheduled jobs wait and are tried again"
+        log.debug("jobs.db: %s", exc)
+        if self.health is not None:
+            self.health.report(f"{JOBS_DB}:use", problem)
+        else:
+            log.error("%s", problem)
+
+    def _jobs_db_fine(self) -> None:
+        if self.health is not None and self.health.get(f"{JOBS_DB}:use"):
+            self.health.clear(f"{JOBS_DB}:use", f"{JOBS_DB} is in use again")
+
     @property
     def running(self) -> bool:
         return self.aps is not None and self.aps.running
@@ -213,11 +290,16 @@ class Scheduler:
         return self._add_agent_job("prompt", trigger, spec)
 
     def _add_agent_job(self, kind: str, trigger: BaseTrigger, spec: dict) -> JobInfo:
+        if not self.has_room():
+            raise ScheduleError(f"not scheduled: the disk holding {JOBS_DB} is full; free some space and ask again")
         job_id = f"{kind}-{uuid.uuid4().hex[:6]}"
         while self.aps.get_job(job_id) is not None:  # a clash is one in millions; still, never overwrite
             job_id = f"{kind}-{uuid.uuid4().hex[:6]}"
-        job = self.aps.add_job(scheduled_job, trigger=trigger, id=job_id, name=spec["label"][:60], kwargs=spec,
-                               jobstore=AGENT, misfire_grace_time=self.grace_for(spec))
+        try:
+            job = self.aps.add_job(scheduled_job, trigger=trigger, id=job_id, name=spec["label"][:60], kwargs=spec,
+                                   jobstore=AGENT, misfire_grace_time=self.grace_for(spec))
+        except SQLAlchemyError as exc:  # e.g. the disk filled between the look and the write
+            raise ScheduleError(f"not scheduled: {JOBS_DB} could not be written ({getattr(exc, 'orig', exc)})") from None
         log.info("scheduled %s: %s (%s)", job_id, spec["label"], spec["when"])
         return JobInfo.of(self.aps.get_job(job.id, AGENT), AGENT)
 

@@ -94,6 +94,8 @@ class ChatApp:
             ("agentd chat", "bold"), f" · {self.model or 'model ?'} · ", ("/help", "bold"),
             " for commands · Ctrl-D to leave", style="dim",
         ))
+        for problem in status.get("problems") or []:  # what agentd is living with (a damaged file, ...)
+            self.console.print(Text.assemble(("problem: ", "bold red"), problem))
 
     # -- one reply --------------------------------------------------------------------------
 
