@@ -53,6 +53,8 @@ class HassSettings(_Section):
     # Strict(False): a path arrives from YAML as text and should become a Path.
     token_file: Annotated[Path, Strict(False)] | None
     timeout_s: float = Field(gt=0)
+    reconnect_min_s: float = Field(gt=0)
+    reconnect_max_s: float = Field(gt=0)
 
     @field_validator("url")
     @classmethod
