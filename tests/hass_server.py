@@ -55,7 +55,7 @@ input_boolean:
   shed_bolt: {{name: Shed bolt}}
   hall_motion: {{name: Hall motion}}
 input_number:
-  kitchen_level: {{name: Kitchen level, min: 0, max: 255, step: 1, initial: 0}}
+  kitchen_level: {{name: Kitchen level, min: 0, max: 255, step: 1, initial: 255}}
 light:
   - platform: template
     lights:

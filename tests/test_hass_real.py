@@ -71,12 +71,11 @@ def test_states_come_from_the_pushed_cache(home, hass):  # noqa: F811
     hass.call("input_boolean", "turn_off", entity_id="input_boolean.hall_power")
     until(lambda: tools.get_device_state("hall light") == "hall light is off", timeout=2)
     listed = tools.list_devices("living room")
-    assert listed.startswith("thermostat (climate, living room): ")
-    assert "current_temperature 22" in listed
+    assert listed == "thermostat (climate in the living room): cool (current temperature 22, target temperature 21)"
 
 
 def test_switching_and_dimming_change_home_assistant(home, hass):  # noqa: F811
-    assert tools.set_device("kitchen light", "on") == "kitchen light is on"
+    assert tools.set_device("kitchen light", "on") == "kitchen light is on (brightness 100%)"
     assert hass.state("input_boolean.kitchen_power") == "on"
     assert tools.set_device("kitchen light", brightness=40).startswith("kitchen light is on (brightness 40%")
     assert hass.state("input_number.kitchen_level") == "102.0"  # 40 % of 255
@@ -94,7 +93,8 @@ def test_a_lock_needs_the_confirm_tier_and_a_yes(home, hass):  # noqa: F811
     async def answer(yes):
         async def approve(tool, arguments):
             return yes
-        return await executor.run(Action("set_secure_device", {"device": "shed door", "action": "lock"}),
+        return await executor.run(Action(tool="set_secure_device",
+                                         arguments={"device": "shed door", "action": "lock"}),
                                   approve=approve)
 
     denied = asyncio.run(answer(False))
@@ -120,7 +120,7 @@ def test_a_cover_moves_and_its_progress_is_pushed(home, hass):  # noqa: F811
 
 
 def test_a_thermostat_takes_a_temperature(home, hass):  # noqa: F811
-    assert "target_temperature 23" in tools.set_device("thermostat", temperature=23)
+    assert "target temperature 23" in tools.set_device("thermostat", temperature=23)
     assert hass.rest("GET", "/api/states/climate.hvac")["attributes"]["temperature"] == 23
 
 
