@@ -30,8 +30,7 @@ TOKEN_ENV = "HASS_TOKEN"  # what the default config names
 @pytest.fixture(scope="module")
 def arranged(hass):  # noqa: F811
     """Two areas with entities in them, and one light exposed to Assist, another not."""
-    for name in ("Kitchen", "Garden"):
-        hass.ws("config/area_registry/create", name=name)
+    hass.ws("config/area_registry/create", name="Garden")  # onboarding made Kitchen
     for entity_id, area in [("light.kitchen", "kitchen"), ("lock.shed_door", "garden"),
                             ("input_boolean.hall_motion", "garden")]:
         hass.ws("config/entity_registry/update", entity_id=entity_id, area_id=area)
@@ -177,12 +176,14 @@ def test_without_a_token_a_home_assistant_trigger_is_a_problem(hass, tmp_path, m
     monkeypatch.delenv(TOKEN_ENV, raising=False)
     settings = trigger_settings(hass)
     service = HomeService.from_settings(settings.home)
-    watch = StateWatch(lambda: service, None)
 
-    class Item:  # what the scheduler hands the hook
-        id = "hall-lights"
-        automation = settings.automations[0]
-        spec = {"fingerprint": "x"}
+    async def problems(store):
+        watch = StateWatch(lambda: service, lambda job_id, spec: scheduler.fire(job_id, spec))
+        scheduler = Scheduler(tmp_path, settings, runtime=Runtime(store=store, notify=print), state_hook=watch)
+        async with serving(scheduler):
+            return scheduler.problems
 
-    assert watch([Item()]) == ["automation 'hall-lights': trigger.state: device: hall motion is a Home "
-                               "Assistant entity, and there is no Home Assistant token, so its state is never heard"]
+    with Store.open_in(tmp_path) as store:
+        assert run(problems(store)) == [
+            "automation 'hall-lights': trigger.state: device: hall motion is a Home Assistant entity, "
+            "and there is no Home Assistant token, so its state is never heard"]
