@@ -7,8 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent.home_control.devices import HomeError
-
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add the `home` command to agentd's subparsers (`common` holds --home/--config)."""
@@ -27,6 +25,8 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def home_import(args: argparse.Namespace) -> int:
+    from agent.home_control.devices import HomeError  # not at import: `agentd --help` stays instant
+
     try:
         return _import(args)
     except HomeError as exc:
@@ -36,6 +36,7 @@ def home_import(args: argparse.Namespace) -> int:
 
 def _import(args: argparse.Namespace) -> int:
     from agent.home import resolve_home, select_user_config
+    from agent.home_control.devices import HomeError
     from agent.home_control.hass import read_token
     from agent.home_control.hass_import import choose, config_block, listing, read_candidates, write_new_file
     from agent.home_control.hass_ws import HassLink

@@ -57,7 +57,7 @@ def read_candidates(link: Any) -> list[Candidate]:
     areas = {a["area_id"]: a["name"] for a in link.command("config/area_registry/list")}
     exposed = _exposed(link)
     found = []
-    for entity_id, state in sorted(link.states.items()):
+    for entity_id, state in sorted(link.snapshot().items()):
         kind = KIND_OF_DOMAIN.get(entity_id.split(".")[0])
         entry = entities.get(entity_id) or {}
         if kind is None or entry.get("disabled_by") or entry.get("hidden_by") or entry.get("entity_category"):

@@ -184,6 +184,11 @@ class HassLink:
         with self._lock:
             return self.states.get(entity_id)
 
+    def snapshot(self) -> dict[str, dict]:
+        """Every state now, as a copy the link will not change underneath."""
+        with self._lock:
+            return dict(self.states)
+
     def command(self, kind: str, timeout_s: float | None = None, **fields) -> Any:
         """Send one command and wait for its result; a HomeError with Home Assistant's reason."""
         event, slot = threading.Event(), []

@@ -78,7 +78,7 @@ class StateWatch:
         except ValueError as exc:
             raise HomeError(f"for: {exc}") from None
         if device.entity_id is not None:
-            if service.hass is None or service.hass.link is None:
+            if _link(service) is None:
                 raise HomeError(f"device: {device.name} is a Home Assistant entity, and there is no "
                                 "Home Assistant token, so its state is never heard")
             return HASS_KEY + device.entity_id, (item, device, _word(state.to), hold)
@@ -96,8 +96,8 @@ class StateWatch:
         stops = []
         if service is not None and service.mqtt is not None:
             stops.append(service.mqtt.cache.listen(self._heard))
-        if service is not None and service.hass is not None and service.hass.link is not None:
-            stops.append(service.hass.link.listen(
+        if _link(service) is not None:
+            stops.append(_link(service).listen(
                 lambda entity_id, word, reloaded: self._heard(HASS_KEY + entity_id, word, reloaded)))
         if stops:
             self._unlisten = lambda: [stop() for stop in stops]
@@ -146,6 +146,11 @@ class StateWatch:
         for timer, _ in self.pending.values():
             timer.cancel()
         self.pending.clear()
+
+
+def _link(service: Any) -> Any:
+    """The service's Home Assistant websocket, if it has one (a simulated backend has none)."""
+    return getattr(getattr(service, "hass", None), "link", None)
 
 
 def _word(value: Any) -> str:
