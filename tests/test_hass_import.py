@@ -187,3 +187,30 @@ def test_without_a_token_a_home_assistant_trigger_is_a_problem(hass, tmp_path, m
         assert run(problems(store)) == [
             "automation 'hall-lights': trigger.state: device: hall motion is a Home Assistant entity, "
             "and there is no Home Assistant token, so its state is never heard"]
+
+
+def test_after_a_gap_states_are_reloaded_as_where_things_stand(hass, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.setenv(TOKEN_ENV, hass.token)
+    hass.call("input_boolean", "turn_off", entity_id="input_boolean.hall_motion")
+    settings = trigger_settings(hass)
+    settings = settings.model_copy(update={"home": settings.home.model_copy(update={
+        "hass": settings.home.hass.model_copy(update={"reconnect_min_s": 1.0})})})
+
+    async def go(store):
+        async with watching(tmp_path, store, settings) as (scheduler, _):
+            link = scheduler.state_hook.home().hass.link
+            link._sock.close()  # the connection drops, as when Wi-Fi goes
+            await until(lambda: not link.loaded)
+            await asyncio.to_thread(hass.call, "input_boolean", "turn_on",
+                                    entity_id="input_boolean.hall_motion")  # missed: no subscription
+            await until(lambda: link.loaded, timeout=10)  # reconnected, subscribed, reloaded
+            assert link.state("input_boolean.hall_motion")["state"] == "on"
+            await asyncio.sleep(0.3)
+            assert fired(store) == 0  # learnt on reload: where things stand, not a change seen
+            for word in ("off", "on"):  # pushed again on the new subscription
+                await asyncio.to_thread(hass.call, "input_boolean", f"turn_{word}",
+                                        entity_id="input_boolean.hall_motion")
+            await until(lambda: fired(store) == 1)
+
+    with Store.open_in(tmp_path) as store:
+        run(go(store))

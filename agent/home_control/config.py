@@ -46,7 +46,7 @@ class MqttSettings(_Section):
 
 
 class HassSettings(_Section):
-    """Home Assistant's REST API; the token comes from token_env or token_file."""
+    """Home Assistant (its websocket, REST as a fallback); the token comes from token_env or token_file."""
 
     url: str | None
     token_env: str = Field(min_length=1)
