@@ -15,6 +15,7 @@ The recipe, measured on Python 3.11 (see the Home Assistant issue):
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -87,6 +88,14 @@ def ensure_hass(log=print) -> Path:
     """Build the venv unless the stamp says it is there; returns its Python."""
     if is_built():
         return python()
+    # `.cache` may be shared by several checkouts: one builds, the others wait for it.
+    VENV.parent.mkdir(parents=True, exist_ok=True)
+    with open(VENV.parent / f".homeassistant-{VERSION}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return python() if is_built() else _build(log)
+
+
+def _build(log) -> Path:
     started = time.monotonic()
     log(f"building Home Assistant {VERSION} in {VENV} (once; a few minutes)")
     VENV.mkdir(parents=True, exist_ok=True)
