@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from typing import Any, Callable
 
 from agent.home_control.devices import HomeError
@@ -28,6 +29,10 @@ log = logging.getLogger(__name__)
 Listener = Callable[[str, str, bool], None]
 # get_states on a big home runs to megabytes; the default 1 MiB limit would drop the link.
 MAX_MESSAGE_BYTES = 64 * 2**20
+
+
+class TokenRefused(HomeError):
+    """Home Assistant answered, and refused the token."""
 
 
 def websocket_url(url: str) -> str:
@@ -45,6 +50,7 @@ class HassLink:
         self.states: dict[str, dict] = {}
         self.loaded = False
         self.problem: str | None = None  # why it is not connected, for status and errors
+        self.refused = False  # the token was refused: waiting will not help (retries go on)
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
         self._pending: dict[int, tuple[threading.Event, list]] = {}
@@ -69,8 +75,12 @@ class HassLink:
             self._thread.join(5)
 
     def wait_loaded(self, timeout: float) -> bool:
-        """Block until the states are loaded (True) or timeout (False)."""
-        return self._loaded_event.wait(timeout)
+        """Block until the states are loaded (True), or timeout or a refused token (False)."""
+        deadline = time.monotonic() + timeout
+        while not self.refused and time.monotonic() < deadline:
+            if self._loaded_event.wait(min(0.05, max(0.0, deadline - time.monotonic()))):
+                return True
+        return self._loaded_event.is_set()
 
     def _run(self) -> None:
         wait = self.reconnect_min_s
@@ -78,6 +88,9 @@ class HassLink:
             try:
                 self._session()
                 wait = self.reconnect_min_s  # it was up: the next gap starts short again
+            except TokenRefused as exc:
+                self._down(str(exc))
+                self.refused = True  # after the problem is set: waiters read it next
             except HomeError as exc:
                 self._down(str(exc))
             except Exception as exc:  # noqa: BLE001 - any failure of the link means reconnect
@@ -110,10 +123,10 @@ class HassLink:
             json.loads(sock.recv(self.timeout_s))  # auth_required
             sock.send(json.dumps({"type": "auth", "access_token": self.token}))
             if json.loads(sock.recv(self.timeout_s)).get("type") != "auth_ok":
-                raise HomeError(f"Home Assistant at {self.url} refused the access token: make a new "
+                raise TokenRefused(f"Home Assistant at {self.url} refused the access token: make a new "
                                 "long-lived token on its profile page")
             with self._lock:
-                self._sock = sock
+                self._sock, self.refused = sock, False
             threading.Thread(target=self._load, name="hass-load", daemon=True).start()
             for raw in sock:
                 self._dispatch(json.loads(raw))
