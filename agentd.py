@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.eval.cli import add_parser as add_eval_parser
 
     add_eval_parser(sub, common)
+    from agent.home_control.cli import add_parser as add_home_parser
+
+    add_home_parser(sub, common)
 
     service = sub.add_parser("service", help="install agentd as a login service (launchd or systemd --user)")
     service.add_argument("action", choices=["install", "uninstall"])

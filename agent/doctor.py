@@ -31,6 +31,7 @@ def run_checks(home_arg: str | None, config_arg: str | None, model_arg: str | No
         lambda s: check_audio(),
         check_speech,
         check_mcp,
+        check_hass,
     ]
     failed = 0
     for check in checks:
@@ -207,3 +208,20 @@ def check_mcp(state: dict) -> Check:
     ok = all(state == "up" for state, _, _ in found.values())
     return Check("mcp servers", ok, "; ".join(lines),
                  "" if ok else "check the server's command/url in mcp_servers (its own log: HOME/logs/mcp-NAME.log)")
+
+
+def check_hass(state: dict) -> Check:
+    """Is the configured Home Assistant reachable, and does it take the token?"""
+    settings = state.get("settings")
+    hass = settings.home.hass if settings else None
+    if hass is None or hass.url is None:
+        return Check("home assistant", True, "not configured")
+    from agent.home_control.devices import HomeError
+    from agent.home_control.hass import probe
+
+    try:
+        return Check("home assistant", True, probe(hass))
+    except HomeError as exc:
+        return Check("home assistant", False, str(exc),
+                     "check home.hass.url, that Home Assistant runs, and the token in "
+                     f"${hass.token_env} or home.hass.token_file")

@@ -46,13 +46,15 @@ class MqttSettings(_Section):
 
 
 class HassSettings(_Section):
-    """Home Assistant's REST API; the token comes from token_env or token_file."""
+    """Home Assistant (its websocket, REST as a fallback); the token comes from token_env or token_file."""
 
     url: str | None
     token_env: str = Field(min_length=1)
     # Strict(False): a path arrives from YAML as text and should become a Path.
     token_file: Annotated[Path, Strict(False)] | None
     timeout_s: float = Field(gt=0)
+    reconnect_min_s: float = Field(gt=0)
+    reconnect_max_s: float = Field(gt=0)
 
     @field_validator("url")
     @classmethod

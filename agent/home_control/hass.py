@@ -1,4 +1,8 @@
-"""Home Assistant backend: its REST API over urllib, for the entities named in the config.
+"""Home Assistant backend: pushed states over its websocket, REST over urllib as a fallback.
+
+With a token, a `HassLink` (hass_ws.py) keeps a live cache of every state and carries the
+service calls (its errors give Home Assistant's reason). While that link is down, reads and
+calls go over REST, whose errors say whether Home Assistant is reachable and takes the token.
 
 Requests follow Home Assistant's documented REST API: `GET /api/states/<entity_id>`,
 `GET /api/states`, `POST /api/services/<domain>/<service>`, each with
@@ -11,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -58,22 +61,30 @@ class HassBackend:
         self.token = token
         self.token_hint = f"${settings.token_env}" + (f" or {settings.token_file}" if settings.token_file else "")
         self.devices = {d.entity_id: d for d in devices if d.entity_id}
+        self.link = None
+        if token and self.url:
+            from agent.home_control.hass_ws import HassLink
+
+            self.link = HassLink(self.url, token, timeout_s=settings.timeout_s,
+                                 reconnect_min_s=settings.reconnect_min_s,
+                                 reconnect_max_s=settings.reconnect_max_s)
 
     def start(self) -> None:
-        """Check in the background that the API answers (an unreachable host can take timeout_s)."""
-        threading.Thread(target=self._check, name="hass-check", daemon=True).start()
-
-    def _check(self) -> None:
-        try:
-            self._request("GET", "/api/")
-            log.info("Home Assistant at %s answers", self.url)
-        except HomeError as exc:
-            log.warning("%s", exc)
+        """Open the websocket that keeps the state cache (it connects in the background)."""
+        if self.link is not None:
+            self.link.start()
 
     def stop(self) -> None:
-        pass  # each request opens its own connection: nothing to close
+        if self.link is not None:
+            self.link.stop()
+
+    def _live(self) -> bool:
+        """Whether the pushed state cache is current (else ask over REST, which says why not)."""
+        return self.link is not None and self.link.loaded
 
     def read(self, devices: list[Device]) -> list[DeviceState]:
+        if self._live():
+            return [to_state(d, self.link.state(d.entity_id)) for d in devices]
         if len(devices) == 1:
             return [self._state(devices[0])]
         # One request for many: /api/states lists every entity, of which we keep ours.
@@ -100,12 +111,18 @@ class HassBackend:
 
     def _call(self, device: Device, command: Command) -> DeviceState:
         domain, entity_id = device.entity_id.split(".")[0], device.entity_id
+        if self._live():
+            for service, data in _services(command):
+                try:
+                    self.link.command("call_service", domain=domain, service=service,
+                                      service_data=data, target={"entity_id": entity_id})
+                except HomeError as exc:
+                    raise HomeError(f"{exc} (device {device.name!r}, {domain}.{service})") from None
+            # Pushed changes arrive before the call's result, so the cache is already current.
+            return to_state(device, self.link.state(entity_id))
         changed: list = []
-        if command.temperature is not None:
-            changed += self._service(device, domain, "set_temperature", {"temperature": command.temperature})
-        if command.action or command.brightness is not None:
-            data = {} if command.brightness is None else {"brightness_pct": command.brightness}
-            changed += self._service(device, domain, SERVICES[command.action or "on"], data)
+        for service, data in _services(command):
+            changed += self._service(device, domain, service, data)
         # The service's answer lists the states it changed; an entity that was already in
         # the wanted state is not among them, so then ask for it.
         mine = [s for s in changed if isinstance(s, dict) and s.get("entity_id") == entity_id]
@@ -152,6 +169,17 @@ class HassBackend:
         return HomeError(f"Home Assistant answered {exc.code} {exc.reason} for {path}{who}")
 
 
+def _services(command: Command) -> list[tuple[str, dict]]:
+    """The service calls (name, data) that carry out a command, in order."""
+    calls = []
+    if command.temperature is not None:
+        calls.append(("set_temperature", {"temperature": command.temperature}))
+    if command.action or command.brightness is not None:
+        data = {} if command.brightness is None else {"brightness_pct": command.brightness}
+        calls.append((SERVICES[command.action or "on"], data))
+    return calls
+
+
 def to_state(device: Device, data: dict | None) -> DeviceState:
     """A DeviceState from a Home Assistant state object; unavailable/unknown stay unavailable."""
     if not data:
@@ -167,3 +195,11 @@ def to_state(device: Device, data: dict | None) -> DeviceState:
     if device.kind == "sensor" and unit:
         state = f"{state} {unit}"
     return DeviceState(device.name, True, str(state), shown)
+
+
+def probe(settings: Any) -> str:
+    """One line on the configured Home Assistant (version, state); a HomeError saying what is wrong."""
+    backend = HassBackend(settings, [], token=read_token(settings))
+    answer = backend._request("GET", "/api/config") or {}
+    return (f"Home Assistant {answer.get('version', '?')} at {settings.url} takes the token "
+            f"({answer.get('state', 'state unknown')})")

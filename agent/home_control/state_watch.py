@@ -6,7 +6,9 @@ The scheduler hands a `StateWatch` its state automations at every sync (its `sta
 the watch listens to the MQTT state topics of their devices and calls `fire(id, spec)` once
 per change into the state, after `for` if given (a change away before then cancels it).
 Retained messages (sent on every (re)connect) only tell the watch where things stand: they
-are old news, not changes. Home Assistant devices are not watched yet; they are reported.
+are old news, not changes. Home Assistant devices are heard through the backend's websocket
+(`HassLink`), under the key `hass:<entity_id>`; states it reloads after a gap count as
+retained.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from agent.schedule.timewords import parse_duration
 log = logging.getLogger(__name__)
 
 Fire = Callable[[str, dict], Awaitable[Any]]  # Scheduler.fire
+HASS_KEY = "hass:"  # watched keys of Home Assistant entities, beside MQTT topics
 
 
 class StateWatch:
@@ -70,25 +73,34 @@ class StateWatch:
         if match.group:
             raise HomeError(f"device: {state.device!r} names several devices; name one")
         device = match.devices[0]
-        if device.mqtt is None:
-            raise HomeError(f"device: {device.name} is a Home Assistant entity; only MQTT devices trigger yet")
-        if not device.mqtt.state_topic:
-            raise HomeError(f"device: {device.name} has no state_topic, so its state is never heard")
         try:
             hold = parse_duration(state.for_).total_seconds() if state.for_ is not None else 0.0
         except ValueError as exc:
             raise HomeError(f"for: {exc}") from None
+        if device.entity_id is not None:
+            if _link(service) is None:
+                raise HomeError(f"device: {device.name} is a Home Assistant entity, and there is no "
+                                "Home Assistant token, so its state is never heard")
+            return HASS_KEY + device.entity_id, (item, device, _word(state.to), hold)
+        if not device.mqtt.state_topic:
+            raise HomeError(f"device: {device.name} has no state_topic, so its state is never heard")
         return device.mqtt.state_topic, (item, device, _word(state.to), hold)
 
     def _bind(self, service: Any) -> None:
-        """Listen to the service's MQTT messages (a reload brings a new service)."""
+        """Listen to the service's MQTT messages and Home Assistant states (a reload brings a new service)."""
         if service is self._bound:
             return
         if self._unlisten is not None:
             self._unlisten()
         self._bound, self._unlisten = service, None
+        stops = []
         if service is not None and service.mqtt is not None:
-            self._unlisten = service.mqtt.cache.listen(self._heard)
+            stops.append(service.mqtt.cache.listen(self._heard))
+        if _link(service) is not None:
+            stops.append(_link(service).listen(
+                lambda entity_id, word, reloaded: self._heard(HASS_KEY + entity_id, word, reloaded)))
+        if stops:
+            self._unlisten = lambda: [stop() for stop in stops]
 
     def _heard(self, topic: str, payload: str, retained: bool) -> None:
         """On paho's thread: hand the message to the event loop."""
@@ -104,7 +116,8 @@ class StateWatch:
         if not entries:
             return
         device = entries[0][1]
-        now = _state_of(device, payload)
+        # Home Assistant sends the state word itself; MQTT a payload to parse.
+        now = payload.strip().lower() if topic.startswith(HASS_KEY) else _state_of(device, payload)
         if self.last.get(device.name) == now:
             return  # the same state again: no new change
         self.last[device.name] = now
@@ -133,6 +146,11 @@ class StateWatch:
         for timer, _ in self.pending.values():
             timer.cancel()
         self.pending.clear()
+
+
+def _link(service: Any) -> Any:
+    """The service's Home Assistant websocket, if it has one (a simulated backend has none)."""
+    return getattr(getattr(service, "hass", None), "link", None)
 
 
 def _word(value: Any) -> str:

@@ -1,0 +1,167 @@
+"""Home control against a real Home Assistant 2024.3.3 (tests/hass_server.py), one per module.
+
+The home skill's tools run unchanged on a HomeService whose Home Assistant backend keeps its
+state cache over the websocket: template lights and a template lock (instant), the demo's
+locks (two seconds to move; one jams), covers (they move step by step) and a thermostat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.actions import Action, Executor
+from agent.home_control import HomeError, start_home
+from agent.settings import load_settings
+from agent.tools import ToolRegistry
+from hass_server import hass  # noqa: F401  (a fixture)
+
+SKILL_TOOLS = Path(__file__).resolve().parent.parent / "skills" / "home" / "tools.py"
+_spec = importlib.util.spec_from_file_location("home_skill_tools_under_test_hass_real", SKILL_TOOLS)
+tools = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tools)
+
+TOKEN_ENV = "AGENTD_TEST_HASS_TOKEN"
+DEVICES = [
+    {"name": "kitchen light", "room": "kitchen", "kind": "light", "entity_id": "light.kitchen"},
+    {"name": "hall light", "room": "hall", "kind": "light", "entity_id": "light.hall"},
+    {"name": "shed door", "room": "garden", "kind": "lock", "entity_id": "lock.shed_door"},
+    {"name": "front door", "room": "hall", "kind": "lock", "entity_id": "lock.front_door"},
+    {"name": "side door", "room": "hall", "kind": "lock", "entity_id": "lock.poorly_installed_door"},
+    {"name": "kitchen blind", "room": "kitchen", "kind": "cover", "entity_id": "cover.kitchen_window"},
+    {"name": "thermostat", "room": "living room", "kind": "climate", "entity_id": "climate.hvac"},
+    {"name": "garden light", "room": "garden", "kind": "light", "entity_id": "light.nowhere"},
+    # A light's entity configured as a thermostat: Home Assistant refuses set_temperature.
+    {"name": "odd heater", "kind": "climate", "entity_id": "light.bed_light"},
+]
+
+
+def settings_for(server, **hass_settings):
+    hass_settings = {"url": server.url, "token_env": TOKEN_ENV, "reconnect_min_s": 0.1,
+                     "reconnect_max_s": 0.5, **hass_settings}
+    return load_settings(overrides={"home": {"hass": hass_settings, "devices": DEVICES}})
+
+
+@pytest.fixture
+def home(hass, monkeypatch):  # noqa: F811
+    monkeypatch.setenv(TOKEN_ENV, hass.token)
+    service = start_home(settings_for(hass))
+    assert service.hass.link.wait_loaded(10), service.hass.link.problem
+    yield service
+    service.stop()
+
+
+def until(predicate, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_states_come_from_the_pushed_cache(home, hass):  # noqa: F811
+    hass.call("input_boolean", "turn_on", entity_id="input_boolean.hall_power")
+    # No request of agentd's: the change arrives over the websocket by itself.
+    until(lambda: home.hass.link.state("light.hall")["state"] == "on", timeout=2)
+    assert tools.get_device_state("hall light") == "hall light is on"
+    hass.call("input_boolean", "turn_off", entity_id="input_boolean.hall_power")
+    until(lambda: tools.get_device_state("hall light") == "hall light is off", timeout=2)
+    listed = tools.list_devices("living room")
+    assert listed == "thermostat (climate in the living room): cool (current temperature 22, target temperature 21)"
+
+
+def test_switching_and_dimming_change_home_assistant(home, hass):  # noqa: F811
+    assert tools.set_device("kitchen light", "on") == "kitchen light is on (brightness 100%)"
+    assert hass.state("input_boolean.kitchen_power") == "on"
+    assert tools.set_device("kitchen light", brightness=40).startswith("kitchen light is on (brightness 40%")
+    assert hass.state("input_number.kitchen_level") == "102.0"  # 40 % of 255
+    assert tools.set_device("kitchen light", "off") == "kitchen light is off"
+    assert hass.state("light.kitchen") == "off"
+
+
+def test_a_lock_needs_the_confirm_tier_and_a_yes(home, hass):  # noqa: F811
+    with pytest.raises(HomeError, match="set_secure_device"):
+        tools.set_device("shed door", "on")
+    registry = ToolRegistry()
+    registry.add_module(tools)
+    executor = Executor(registry)
+
+    async def answer(yes):
+        async def approve(tool, arguments):
+            return yes
+        return await executor.run(Action(tool="set_secure_device",
+                                         arguments={"device": "shed door", "action": "lock"}),
+                                  approve=approve)
+
+    denied = asyncio.run(answer(False))
+    assert denied.status == "denied" and hass.state("lock.shed_door") == "unlocked"
+    done = asyncio.run(answer(True))
+    assert (done.status, done.result) == ("ok", "shed door is locked")
+    assert hass.state("lock.shed_door") == "locked"
+
+
+def test_a_slow_lock_is_waited_for_and_a_jammed_one_says_so(home, hass):  # noqa: F811
+    started = time.monotonic()
+    assert tools.set_secure_device("front door", "unlock") == "front door is unlocked"
+    assert time.monotonic() - started >= 1.5  # the demo lock takes two seconds to turn
+    assert tools.set_secure_device("side door", "lock") == "side door is jammed"
+    assert tools.get_device_state("side door") == "side door is jammed"
+
+
+def test_a_cover_moves_and_its_progress_is_pushed(home, hass):  # noqa: F811
+    assert tools.set_secure_device("kitchen blind", "close") in ("kitchen blind is closing",
+                                                                 "kitchen blind is closed")
+    until(lambda: tools.get_device_state("kitchen blind").startswith("kitchen blind is closed"), timeout=20)
+    assert hass.state("cover.kitchen_window") == "closed"
+
+
+def test_a_thermostat_takes_a_temperature(home, hass):  # noqa: F811
+    assert "target temperature 23" in tools.set_device("thermostat", temperature=23)
+    assert hass.rest("GET", "/api/states/climate.hvac")["attributes"]["temperature"] == 23
+
+
+def test_home_assistant_errors_reach_the_model_with_their_reason(home):
+    assert tools.get_device_state("garden light") == (
+        "garden light is unavailable: Home Assistant has no entity light.nowhere")
+    # A service naming an unknown entity succeeds in Home Assistant (it only logs): the state says.
+    assert tools.set_device("garden light", "on") == (
+        "garden light is unavailable: Home Assistant has no entity light.nowhere")
+    # REST would answer a bare "400: Bad Request"; the websocket says why.
+    refused = tools.set_device("odd heater", temperature=20)
+    assert refused.startswith("odd heater is unavailable: Home Assistant refused call_service: ")
+    assert "set_temperature" in refused and "(device 'odd heater', light.set_temperature)" in refused
+
+
+def test_a_bad_token_is_refused_with_what_to_do(hass, monkeypatch):  # noqa: F811
+    monkeypatch.setenv(TOKEN_ENV, "not-a-token")
+    service = start_home(settings_for(hass))
+    try:
+        assert not service.hass.link.wait_loaded(1)
+        assert "refused the access token" in service.hass.link.problem
+        assert tools.get_device_state("hall light") == (
+            "hall light is unavailable: Home Assistant refused the access token (401): put a valid "
+            f"long-lived token in ${TOKEN_ENV}")
+    finally:
+        service.stop()
+
+
+def test_home_assistant_stopping_mid_call_and_coming_back(home, hass):  # noqa: F811
+    tools.set_secure_device("front door", "lock")
+    outcome = {}
+    turning = threading.Thread(target=lambda: outcome.update(text=tools.set_secure_device("front door", "unlock")))
+    turning.start()
+    time.sleep(0.5)  # the lock is turning (two seconds) when Home Assistant goes
+    hass.stop()
+    turning.join(15)
+    assert not turning.is_alive()
+    assert outcome["text"].startswith("front door is unavailable: ")
+    until(lambda: not home.hass.link.loaded, timeout=5)
+    assert tools.get_device_state("hall light").startswith(
+        f"hall light is unavailable: cannot reach Home Assistant at {hass.url}")
+    hass.start()
+    assert home.hass.link.wait_loaded(15), home.hass.link.problem  # reconnected by itself
+    assert tools.set_device("hall light", "on") == "hall light is on"
