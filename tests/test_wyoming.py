@@ -49,15 +49,21 @@ HA_CHUNK_BYTES = 2048  # Home Assistant forwards the satellite's audio in small 
 # -- Home Assistant's side, as its wyoming integration writes it ---------------------------------
 
 
-async def ha_describe(port: int) -> Info:
-    """data.load_wyoming_info: describe -> info."""
-    async with AsyncTcpClient(HOST, port) as client, asyncio.timeout(5):
-        await client.write_event(Describe().event())
-        while True:
-            event = await client.read_event()
-            assert event is not None, "connection closed before info"
-            if Info.is_type(event.type):
-                return Info.from_event(event)
+async def ha_describe(port: int, retries: int = 40) -> Info:
+    """data.load_wyoming_info: describe -> info, tried again while nothing listens yet (Home
+    Assistant waits 2 s between tries; here a quarter of that)."""
+    for _ in range(retries):
+        try:
+            async with AsyncTcpClient(HOST, port) as client, asyncio.timeout(5):
+                await client.write_event(Describe().event())
+                while True:
+                    event = await client.read_event()
+                    assert event is not None, "connection closed before info"
+                    if Info.is_type(event.type):
+                        return Info.from_event(event)
+        except OSError:
+            await asyncio.sleep(0.5)
+    raise AssertionError(f"nothing answered describe on port {port}")
 
 
 async def ha_transcribe(port: int, audio: bytes, *, rate=16000, width=2, channels=1, language="en") -> str | None:
