@@ -339,3 +339,28 @@ def test_wyoming_is_off_by_default_and_its_port_is_checked():
     assert not load_settings().wyoming.enabled and load_settings().wyoming.allow_confirm == []
     with pytest.raises(ConfigError, match="wyoming.port"):
         load_settings(overrides={"wyoming": {"port": 70000}})
+
+
+def test_a_turn_that_fails_is_not_handled_and_the_next_one_is(tmp_path):
+    async def go():
+        async with serving(tmp_path, wyoming_settings()) as door:  # a FakeAgent: "boom" raises
+            return await ha_converse(door.port, "boom", "01HA-X"), await ha_converse(door.port, "hello there", "01HA-X")
+
+    failed, fine = asyncio.run(go())
+    assert isinstance(failed, NotHandled) and failed.text == "agentd could not answer."
+    assert isinstance(fine, Handled) and fine.text == "hello there"
+
+
+def test_zeroconf_without_its_package_is_one_line_and_the_rest_serves(tmp_path, caplog):
+    try:
+        import zeroconf  # noqa: F401
+        pytest.skip("zeroconf is installed: announcing would reach beyond 127.0.0.1")
+    except ImportError:
+        pass
+
+    async def go():
+        async with serving(tmp_path, wyoming_settings(zeroconf=True)) as door:
+            return await ha_describe(door.port)
+
+    assert asyncio.run(go()).handle
+    assert "wyoming.zeroconf is on but the zeroconf package is missing (pip install zeroconf)" in caplog.text
