@@ -23,7 +23,7 @@ from wyoming.client import AsyncTcpClient
 from wyoming.error import Error
 from wyoming.handle import Handled, NotHandled
 from wyoming.info import Describe, Info
-from wyoming.tts import Synthesize, SynthesizeVoice
+from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped, SynthesizeVoice
 
 from agent.app import apply_skills, core_registry, device_slots
 from agent.daemon import store_hooks
@@ -109,6 +109,39 @@ async def ha_synthesize(port: int, text: str, voice: str | None = None) -> tuple
             if writer is not None:
                 writer.close()
             return types, wav_io.getvalue()
+
+
+async def ha_stream_synthesize(port: int, pieces: list[str]) -> tuple[list[str], tuple, bytes]:
+    """tts.async_stream_tts_audio (Home Assistant 2025.7+, for a server that supports streaming):
+    one task writes synthesize-start, the text as it arrives, the whole text again as a plain
+    synthesize (for old servers), synthesize-stop; meanwhile the audio is read, its format
+    from the first audio-start, until synthesize-stopped. (Event types, format, samples.)"""
+    client = AsyncTcpClient(HOST, port)
+    await client.connect()
+
+    async def write() -> None:
+        await client.write_event(SynthesizeStart(voice=None).event())
+        for piece in pieces:
+            await client.write_event(SynthesizeChunk(text=piece).event())
+        await client.write_event(Synthesize(text="".join(pieces), voice=None).event())
+        await client.write_event(SynthesizeStop().event())
+
+    writer = asyncio.create_task(write())
+    types, fmt, audio = [], None, b""
+    try:
+        while event := await client.read_event():
+            types.append(event.type)
+            if fmt is not None and AudioChunk.is_type(event.type):
+                audio += AudioChunk.from_event(event).audio
+            elif fmt is None and AudioStart.is_type(event.type):
+                start = AudioStart.from_event(event)
+                fmt = (start.rate, start.width, start.channels)
+            elif SynthesizeStopped.is_type(event.type):
+                break
+        await writer
+    finally:
+        await client.disconnect()
+    return types, fmt, audio
 
 
 async def ha_converse(port: int, text: str, conversation_id: str, language: str = "en") -> Handled | NotHandled:
@@ -243,6 +276,30 @@ def test_synthesized_speech_is_pcm_that_whisper_hears_back(tmp_path, whisper_stt
     assert np.abs(np.frombuffer(frames, "<i2")).max() > 3000  # speech, not silence
     assert normalize(heard) == normalize(text)
     assert british is not None and british != b""
+
+
+def test_streamed_text_is_spoken_sentence_by_sentence_and_only_once(tmp_path, whisper_stt):
+    need("espeak-ng")
+    pieces = ["The kitchen ", "lights are on. The back", " door is ", "locked."]  # as a model writes it
+
+    async def go():
+        async with serving(tmp_path, wyoming_settings(), stt=whisper_stt) as door:
+            info = await ha_describe(door.port)
+            types, fmt, audio = await ha_stream_synthesize(door.port, pieces)
+            _, whole = await ha_synthesize(door.port, "".join(pieces))
+            heard = await ha_transcribe(door.port, audio, rate=fmt[0], width=fmt[1], channels=fmt[2])
+            return info, types, fmt, audio, whole, heard
+
+    info, types, fmt, audio, whole, heard = asyncio.run(go())
+    assert info.tts[0].supports_synthesize_streaming  # else Home Assistant never streams
+    assert types.count("audio-start") == types.count("audio-stop") == 2  # one per sentence, as each completes
+    assert types[-1] == "synthesize-stopped" and fmt == (22050, 2, 1)
+    with wave.open(io.BytesIO(whole), "rb") as w:
+        whole_seconds = w.getnframes() / w.getframerate()
+    seconds = len(audio) / (2 * 22050)
+    # The copy of the whole text inside the stream is not spoken a second time.
+    assert 0.7 * whole_seconds < seconds < 1.3 * whole_seconds, (seconds, whole_seconds)
+    assert "kitchen lights are on" in normalize(heard) and "locked" in normalize(heard), heard
 
 
 def test_an_unknown_voice_is_an_error_event_and_the_connection_closes(tmp_path):

@@ -57,6 +57,7 @@ def describe(*, stt_model: str | None, stt_language: str | None, speech_program:
             name=NAME, description=f"agentd speech ({speech_program})", attribution=AGENTD, installed=True, version=ver,
             voices=[TtsVoice(name=v.name, description=v.description, attribution=AGENTD, installed=True, version=None,
                              languages=list(v.languages)) for v in voices],
+            supports_synthesize_streaming=True,  # spoken sentence by sentence as the text arrives
         )]
     # No languages: Home Assistant then offers the agent for every language (the model decides).
     handle = HandleModel(name=agent_name, description="the agent's turn: tools, skills, home control",

@@ -3,6 +3,8 @@
     describe                                   -> info (asr, tts, handle)
     transcribe, audio-start, audio-chunk..., audio-stop -> transcript
     synthesize                                 -> audio-start, audio-chunk..., audio-stop
+    synthesize-start, synthesize-chunk..., synthesize-stop
+                -> per finished sentence: audio-start, audio-chunk..., audio-stop; then synthesize-stopped
     transcript (context: conversation_id)      -> handled (or not-handled)
     ping                                       -> pong
 
@@ -23,8 +25,9 @@ from wyoming.event import Event
 from wyoming.info import Describe
 from wyoming.ping import Ping, Pong
 from wyoming.server import AsyncEventHandler, AsyncTcpServer
-from wyoming.tts import Synthesize
+from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped
 
+from agent.voice.tts import SentenceSplitter
 from agent.wyoming.asr import Recording, TooMuchAudio
 from agent.wyoming.handle import Conversations, handle_transcript
 from agent.wyoming.info import describe
@@ -135,6 +138,10 @@ class WyomingHandler(AsyncEventHandler):
         self.door = door
         self.language: str | None = None
         self.recording: Recording | None = None
+        # A text stream (Home Assistant 2025.7+ streams a reply's text as it is written): its
+        # unfinished sentence, and the voice asked for at its start.
+        self.stream: SentenceSplitter | None = None
+        self.stream_voice: str | None = None
 
     async def handle_event(self, event: Event) -> bool:
         try:
@@ -159,8 +166,20 @@ class WyomingHandler(AsyncEventHandler):
         elif AudioStop.is_type(event.type) and self.recording is not None:
             recording, self.recording = self.recording, None
             await self.write_event(Transcript(text=await self._transcribe(recording), language=self.language).event())
-        elif Synthesize.is_type(event.type):
-            await self._synthesize(Synthesize.from_event(event))
+        elif SynthesizeStart.is_type(event.type):
+            start = SynthesizeStart.from_event(event)
+            self.stream, self.stream_voice = SentenceSplitter(), start.voice.name if start.voice else None
+        elif SynthesizeChunk.is_type(event.type) and self.stream is not None:
+            for sentence in self.stream.add(SynthesizeChunk.from_event(event).text):
+                await self._speak(sentence, self.stream_voice)
+        elif SynthesizeStop.is_type(event.type) and self.stream is not None:
+            for sentence in self.stream.rest():
+                await self._speak(sentence, self.stream_voice)
+            self.stream = None
+            await self.write_event(SynthesizeStopped().event())
+        elif Synthesize.is_type(event.type) and self.stream is None:  # inside a stream: a copy for old servers
+            request = Synthesize.from_event(event)
+            await self._speak(request.text, request.voice.name if request.voice else None)
         elif Transcript.is_type(event.type):
             transcript = Transcript.from_event(event)
             answer = await handle_transcript(door.daemon, door.conversations, transcript,
@@ -180,10 +199,11 @@ class WyomingHandler(AsyncEventHandler):
                  recording.seconds, transcript.seconds)
         return transcript.text
 
-    async def _synthesize(self, request: Synthesize) -> None:
+    async def _speak(self, text: str, voice: str | None) -> None:
+        """`text` as one audio-start, its audio-chunks and an audio-stop."""
         if self.door.speech is None:
             raise SpeechError("speech is not available here (see agentd status)")
-        pcm = await self.door.speech.synthesize(request.text, request.voice.name if request.voice else None)
+        pcm = await self.door.speech.synthesize(text, voice)
         await self.write_event(AudioStart(rate=pcm.rate, width=pcm.width, channels=pcm.channels).event())
         step = SAMPLES_PER_CHUNK * pcm.width * pcm.channels
         for offset in range(0, len(pcm.data), step):
