@@ -52,7 +52,7 @@ class WyomingDoor:
         self.stt, self.speech, self.guards = stt, speech, guards
         self.conversations = Conversations(getattr(daemon, "new_conversation", None))
         self.info_event: Event | None = None
-        self.port: int | None = None  # the port listened on (settings' port, or the one picked for 0)
+        self.port: int | None = None  # set once listening
         self.problems: list[str] = []
         self._server: AsyncTcpServer | None = None
 
@@ -91,7 +91,7 @@ class WyomingDoor:
             await self._server.start(lambda reader, writer: WyomingHandler(reader, writer, self))
         except OSError as exc:
             raise WyomingListenError(f"wyoming: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        self.port = self._server._server.sockets[0].getsockname()[1]
+        self.port = port
         log.info("wyoming: serving Home Assistant on %s:%d", host, self.port)
 
     async def stop(self) -> None:
@@ -106,7 +106,7 @@ class WyomingDoor:
         try:
             await asyncio.Event().wait()
         finally:
-            if announcer is not None:
+            if announcer is not None:  # wyoming's helper has no close of its own
                 await announcer._aiozc.async_close()
             await self.stop()
 
