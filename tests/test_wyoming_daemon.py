@@ -11,9 +11,9 @@ from wyoming.handle import Handled
 
 from daemon_proc import RealDaemon, greedy_config, short_home
 from fixtures.agent_model import trained_tool_model
-from mosquitto import HOST, free_port
+from ha_wyoming import HOST, ha_converse, ha_describe
+from mosquitto import free_port
 from speech import need
-from test_wyoming import ha_converse, ha_describe
 
 pytestmark = pytest.mark.slow
 
