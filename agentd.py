@@ -206,6 +206,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             from agent.voice.door import house_words
 
             voice.use_words(house_words(app.agent, app.home_control))
+        if wyoming:  # allow_confirm applies from the next request (a new address needs a restart)
+            wyoming.settings = new
 
     daemon = Daemon(
         agent=app.agent,
@@ -213,7 +215,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings=settings,
         **store_hooks(app.store),
         status=lambda: {**app.status(), **network.status(), **scheduler.status(),
-                        **(voice.status() if voice else {})},
+                        **(voice.status() if voice else {}), **(wyoming.status() if wyoming else {})},
         reload=reload,
         on_close=lambda: (state_watch.close(), app.close()),
         health=health,
@@ -224,6 +226,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     daemon.add_service("schedule", scheduler.serve)
     if voice:
         daemon.add_service("voice", voice.serve)
+    wyoming = None
+    if settings.wyoming.enabled:  # Home Assistant's Assist reaches agentd over Wyoming
+        from agent.home import models_dir
+        from agent.voice.door import house_words
+        from agent.wyoming import wyoming_door
+
+        wyoming = wyoming_door(daemon, settings, stt=voice.pipeline.stt if voice else None,
+                               hints=house_words(app.agent, app.home_control), models_dir=models_dir(home))
+        daemon.add_service("wyoming", wyoming.serve)
     mcp = app.start_mcp(settings)
     if mcp:
         daemon.add_service("mcp", mcp.serve)

@@ -239,6 +239,16 @@ class VoiceSettings(_Section):
     retry_max_s: float = Field(gt=0)
 
 
+class WyomingSettings(_Section):
+    """Home Assistant's Wyoming protocol (agent.wyoming): speech to text, speech, and the agent."""
+
+    enabled: bool
+    host: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+    allow_confirm: list[str]
+    zeroconf: bool
+
+
 class Settings(_Section):
     """All of agentd's settings (the root of config/default.yaml)."""
 
@@ -250,6 +260,7 @@ class Settings(_Section):
     skills: SkillsSettings
     intents: IntentsSettings
     voice: VoiceSettings
+    wyoming: WyomingSettings
     home: HomeSettings
     mcp_servers: dict[str, McpServerSettings]
     # Each automation is checked on its own by agent.schedule, so one bad entry is

@@ -28,22 +28,29 @@ def build_pipeline(voice: Any, *, respond: Respond, source: AudioSource | None =
                    speaker: Speaker | None = None, hints: Iterable[str] = (), models_dir: Path | None = None,
                    on_report: Callable[[UtteranceReport], None] | None = None) -> VoicePipeline:
     """A pipeline from the `voice` settings section; the microphone unless `source` is given."""
-    if stt is None:
-        words = [*voice.wake_phrases, *hints] if voice.stt_hints else []
-        stt = WhisperSTT(voice.stt_model, compute_type=voice.stt_compute_type, threads=voice.stt_threads,
-                         beam_size=voice.stt_beam_size, language=voice.stt_language, hints=words,
-                         models_dir=models_dir)
     endpointer = Endpointer(SileroVAD(), threshold=voice.vad_threshold, end_silence_ms=voice.end_silence_ms,
                             min_speech_ms=voice.min_speech_ms, max_utterance_s=voice.max_utterance_s)
-    guards = Guards(voice.min_avg_logprob, voice.max_no_speech_prob, voice.max_compression_ratio,
-                    tuple(voice.ignore_phrases))
     return VoicePipeline(
-        source=source or mic_source(voice), endpointer=endpointer, stt=stt, respond=respond,
+        source=source or mic_source(voice), endpointer=endpointer, respond=respond, guards=voice_guards(voice),
+        stt=stt if stt is not None else voice_stt(voice, hints=hints, models_dir=models_dir),
         wake=Wake(voice.wake_phrases, similarity=voice.wake_similarity),
         speaker=speaker or make_speaker(voice.tts, voice=voice.tts_voice, rate=voice.tts_rate, device=voice.output_device),
-        mode=voice.wake_mode, guards=guards, wake_window_s=voice.wake_window_s, follow_up_s=voice.follow_up_s,
+        mode=voice.wake_mode, wake_window_s=voice.wake_window_s, follow_up_s=voice.follow_up_s,
         confirm_window_s=voice.confirm_window_s, on_report=on_report,
     )
+
+
+def voice_stt(voice: Any, *, hints: Iterable[str] = (), models_dir: Path | None = None) -> WhisperSTT:
+    """faster-whisper as the `voice` section sets it up (not loaded yet)."""
+    words = [*voice.wake_phrases, *hints] if voice.stt_hints else []
+    return WhisperSTT(voice.stt_model, compute_type=voice.stt_compute_type, threads=voice.stt_threads,
+                      beam_size=voice.stt_beam_size, language=voice.stt_language, hints=words, models_dir=models_dir)
+
+
+def voice_guards(voice: Any) -> Guards:
+    """When a transcript is not trusted, from the `voice` section."""
+    return Guards(voice.min_avg_logprob, voice.max_no_speech_prob, voice.max_compression_ratio,
+                  tuple(voice.ignore_phrases))
 
 
 def mic_source(voice: Any) -> Resilient:
