@@ -216,12 +216,12 @@ def check_hass(state: dict) -> Check:
     hass = settings.home.hass if settings else None
     if hass is None or hass.url is None:
         return Check("home assistant", True, "not configured")
-    from agent.home_control.devices import HomeError
+    from agent.home_control.devices import HomeControlError
     from agent.home_control.hass import probe
 
     try:
         return Check("home assistant", True, probe(hass))
-    except HomeError as exc:
+    except HomeControlError as exc:
         return Check("home assistant", False, str(exc),
                      "check home.hass.url, that Home Assistant runs, and the token in "
                      f"${hass.token_env} or home.hass.token_file")

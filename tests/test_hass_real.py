@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from agent.actions import Action, Executor
-from agent.home_control import HomeError, start_home
+from agent.home_control import HomeControlError, start_home
 from agent.settings import load_settings
 from agent.tools import ToolRegistry
 from hass_server import hass  # noqa: F401  (a fixture)
@@ -84,7 +84,7 @@ def test_switching_and_dimming_change_home_assistant(home, hass):  # noqa: F811
 
 
 def test_a_lock_needs_the_confirm_tier_and_a_yes(home, hass):  # noqa: F811
-    with pytest.raises(HomeError, match="set_secure_device"):
+    with pytest.raises(HomeControlError, match="set_secure_device"):
         tools.set_device("shed door", "on")
     registry = ToolRegistry()
     registry.add_module(tools)

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from agent.home_control import (
-    Command,
+    DeviceCommand,
     Device,
     DeviceRegistry,
     DeviceState,
-    HomeError,
+    HomeControlError,
     HomeService,
     MqttTopics,
     use_home,
@@ -48,7 +48,7 @@ class MemoryBackend:
 
     def __init__(self):
         self.states: dict[str, str] = {}
-        self.applied: list[tuple[str, Command]] = []
+        self.applied: list[tuple[str, DeviceCommand]] = []
 
     def start(self) -> None: ...
     def stop(self) -> None: ...
@@ -95,7 +95,7 @@ def test_devices_are_found_by_name_alias_room_or_kind(said, found):
     ("attic", "no device or room called 'attic'; devices: kitchen ceiling light, "),
 ])
 def test_an_unclear_or_unknown_name_says_what_exists(said, message):
-    with pytest.raises(HomeError) as caught:
+    with pytest.raises(HomeControlError) as caught:
         DeviceRegistry(HOUSE).find(said)
     assert str(caught.value).startswith(message)
 
@@ -140,7 +140,7 @@ def test_secure_devices_change_through_the_confirm_tool(house):
 def test_zero_brightness_is_off_and_dimming_turns_on(house):
     tools.set_device("bedroom lamp", brightness=0)
     tools.set_device("bedroom lamp", brightness=30)
-    assert house.applied == [("bedroom lamp", Command("off")), ("bedroom lamp", Command("on", 30))]
+    assert house.applied == [("bedroom lamp", DeviceCommand("off")), ("bedroom lamp", DeviceCommand("on", 30))]
 
 
 def test_without_a_running_service_the_tools_say_so():

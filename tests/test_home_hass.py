@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.home_control import HomeError, start_home
+from agent.home_control import HomeControlError, start_home
 from agent.settings import ConfigError, load_settings
 
 SKILL_TOOLS = Path(__file__).resolve().parent.parent / "skills" / "home" / "tools.py"
@@ -167,9 +167,9 @@ def test_only_configured_entities_are_visible(home, hass):
     assert "secret" not in listing.lower()
     assert listing.splitlines()[0] == "living room lamp (light in the living room): off"
     assert [r[1] for r in hass.calls() if r[0] == "GET"][-1] == "/api/states"  # one request for all
-    with pytest.raises(HomeError, match="no device or room called 'secret room'"):
+    with pytest.raises(HomeControlError, match="no device or room called 'secret room'"):
         tools.get_device_state("secret room")
-    with pytest.raises(HomeError, match="no device or room"):
+    with pytest.raises(HomeControlError, match="no device or room"):
         tools.set_device("light.secret_room", "off")
     assert hass.states["light.secret_room"]["state"] == "on"
 

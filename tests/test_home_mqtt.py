@@ -17,7 +17,7 @@ import paho.mqtt.client as paho
 import pytest
 
 from agent.events import ToolFinished
-from agent.home_control import HomeError, home_service, start_home
+from agent.home_control import HomeControlError, home_service, start_home
 from agent.settings import load_settings
 from agent.tools import ToolRegistry
 from agent.turn import Agent
@@ -184,7 +184,7 @@ def test_a_command_the_device_does_not_confirm_is_reported_as_sent(home, peer):
 
 def test_locks_and_covers_need_the_confirm_tier(home, peer):
     peer.play("home/door/set", "home/door", {"LOCK": "LOCKED", "UNLOCK": "UNLOCKED"})
-    with pytest.raises(HomeError, match="front door is a lock: change it with set_secure_device"):
+    with pytest.raises(HomeControlError, match="front door is a lock: change it with set_secure_device"):
         tools.set_device("front door", "off")
     asked = []
 
@@ -256,7 +256,7 @@ def test_a_restarted_broker_is_reconnected(home, broker, peer):  # noqa: F811
     until(lambda: not home.mqtt.connected, what="the disconnect")
     assert tools.get_device_state("kitchen plug") == (
         f"kitchen plug is unavailable: not connected to the MQTT broker at {HOST}:{broker.port}; retrying")
-    with pytest.raises(HomeError, match="cannot reach the MQTT broker .* nothing was changed"):
+    with pytest.raises(HomeControlError, match="cannot reach the MQTT broker .* nothing was changed"):
         tools.set_device("kitchen plug", "off")
 
     broker.start()
@@ -283,7 +283,7 @@ def test_starting_while_the_broker_is_down_connects_when_it_comes_up(broker):  #
         assert home_service() is service
     finally:
         service.stop()
-    with pytest.raises(HomeError, match="home control is not running"):
+    with pytest.raises(HomeControlError, match="home control is not running"):
         home_service()
 
 

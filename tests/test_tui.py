@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from agent.events import Note, ReplyDone, TextDelta, ThinkingDelta, ToolFinished, ToolStarted, TurnStats
-from agent.tui.commands import Command, CommandError, message_text, parse_command
+from agent.tui.commands import SlashCommand, CommandError, message_text, parse_command
 from agent.tui.render import (
     ReplyView,
     confirm_panel,
@@ -129,19 +129,19 @@ def test_history_and_lists():
 
 
 @pytest.mark.parametrize("line, command", [
-    ("/new", Command("new")),
-    ("  /NEW  ", Command("new")),
-    ("/history", Command("history")),
-    ("/history 50", Command("history", 50)),
-    ("/think on", Command("think", True)),
-    ("/think OFF", Command("think", False)),
-    ("/skills", Command("skills")),
-    ("/jobs", Command("jobs")),
-    ("/stop", Command("stop")),
-    ("/help", Command("help")),
-    ("/?", Command("help")),
-    ("/quit", Command("quit")),
-    ("/exit", Command("quit")),
+    ("/new", SlashCommand("new")),
+    ("  /NEW  ", SlashCommand("new")),
+    ("/history", SlashCommand("history")),
+    ("/history 50", SlashCommand("history", 50)),
+    ("/think on", SlashCommand("think", True)),
+    ("/think OFF", SlashCommand("think", False)),
+    ("/skills", SlashCommand("skills")),
+    ("/jobs", SlashCommand("jobs")),
+    ("/stop", SlashCommand("stop")),
+    ("/help", SlashCommand("help")),
+    ("/?", SlashCommand("help")),
+    ("/quit", SlashCommand("quit")),
+    ("/exit", SlashCommand("quit")),
     ("hello /new", None),
     ("//new is a word", None),
 ])

@@ -247,18 +247,18 @@ def test_the_chat_window_answers_with_slash_yes(tmp_path):
     from rich.console import Console
 
     from agent.tui.app import ChatApp
-    from agent.tui.commands import Command
+    from agent.tui.commands import SlashCommand
 
     async def go():
         async with running(make(tmp_path)) as daemon:
             app = ChatApp(daemon.socket_path, console=Console(file=StringIO(), width=100, color_system=None))
             app.client = await Client.connect(daemon.socket_path)
             try:
-                await app._command(Command("yes"))  # nothing asked yet
+                await app._command(SlashCommand("yes"))  # nothing asked yet
                 await until(lambda: len(daemon.server.connections) == 1)
                 question = open_question()
                 daemon.questions.put(question)  # asked while the window waits at its prompt
-                await app._command(Command("yes"))
+                await app._command(SlashCommand("yes"))
                 return question.answer.result(), app.console.file.getvalue()
             finally:
                 await app.client.close()

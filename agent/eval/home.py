@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.eval.cases import CaseFileError, read_yaml
-from agent.home_control.devices import Command, Device, DeviceRegistry, DeviceState, HomeError
+from agent.home_control.devices import DeviceCommand, Device, DeviceRegistry, DeviceState, HomeControlError
 from agent.home_control.service import HomeService
 
 
@@ -49,7 +49,7 @@ class SimulatedHome:
     def __init__(self, devices: list[Device]):
         self.registry = DeviceRegistry(devices)
         self.states: dict[str, DeviceState] = {}
-        self.applied: list[tuple[str, Command]] = []
+        self.applied: list[tuple[str, DeviceCommand]] = []
         self.reset({})
 
     def reset(self, states: dict[str, str]) -> None:
@@ -63,7 +63,7 @@ class SimulatedHome:
     def device(self, name: str) -> Device:
         match = self.registry.find(name)
         if match.group:
-            raise HomeError(f"{name!r} names several devices ({', '.join(d.name for d in match.devices)}); name one")
+            raise HomeControlError(f"{name!r} names several devices ({', '.join(d.name for d in match.devices)}); name one")
         return match.devices[0]
 
     def backend(self, name: str) -> "SimulatedBackend":
@@ -77,7 +77,7 @@ class SimulatedHome:
         """Why a device name finds nothing in this home (None when it does)."""
         try:
             self.registry.find(name)
-        except HomeError as exc:
+        except HomeControlError as exc:
             return str(exc)
         return None
 
@@ -96,7 +96,7 @@ class SimulatedBackend:
     def read(self, devices: list[Device]) -> list[DeviceState]:
         return [self.home.states[d.name] for d in devices]
 
-    def apply(self, changes: list[tuple[Device, Command]]) -> list[DeviceState]:
+    def apply(self, changes: list[tuple[Device, DeviceCommand]]) -> list[DeviceState]:
         for device, command in changes:
             self.home.applied.append((device.name, command))
             old = self.home.states[device.name]

@@ -5,24 +5,24 @@ imported only when a configured device needs them.
 """
 
 from agent.home_control.devices import (
-    Command,
+    DeviceCommand,
     Device,
     DeviceRegistry,
     DeviceState,
-    HomeError,
+    HomeControlError,
     MqttTopics,
 )
-from agent.home_control.service import HomeService, Outcome, home_service, start_home, use_home
+from agent.home_control.service import HomeService, ChangeResult, home_service, start_home, use_home
 
 __all__ = [
-    "Command",
+    "DeviceCommand",
     "Device",
     "DeviceRegistry",
     "DeviceState",
-    "HomeError",
+    "HomeControlError",
     "HomeService",
     "MqttTopics",
-    "Outcome",
+    "ChangeResult",
     "home_service",
     "start_home",
     "use_home",

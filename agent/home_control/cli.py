@@ -25,18 +25,18 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def home_import(args: argparse.Namespace) -> int:
-    from agent.home_control.devices import HomeError  # not at import: `agentd --help` stays instant
+    from agent.home_control.devices import HomeControlError  # not at import: `agentd --help` stays instant
 
     try:
         return _import(args)
-    except HomeError as exc:
+    except HomeControlError as exc:
         print(f"agentd: {exc}", file=sys.stderr)
         return 1
 
 
 def _import(args: argparse.Namespace) -> int:
     from agent.home import resolve_home, select_user_config
-    from agent.home_control.devices import HomeError
+    from agent.home_control.devices import HomeControlError
     from agent.home_control.hass import read_token
     from agent.home_control.hass_import import choose, config_block, listing, read_candidates, write_new_file
     from agent.home_control.hass_ws import HassLink
@@ -46,16 +46,16 @@ def _import(args: argparse.Namespace) -> int:
     hass = load_settings(select_user_config(home, getattr(args, "config", None))).home.hass
     url = (args.url or hass.url or "").rstrip("/")
     if not url.startswith(("http://", "https://")):
-        raise HomeError("no Home Assistant address: give --url http://HOST:8123 or set home.hass.url")
+        raise HomeControlError("no Home Assistant address: give --url http://HOST:8123 or set home.hass.url")
     token = read_token(hass)
     if not token:
-        raise HomeError(f"no Home Assistant access token: put a long-lived token in ${hass.token_env}"
+        raise HomeControlError(f"no Home Assistant access token: put a long-lived token in ${hass.token_env}"
                         " (made on your Home Assistant profile page)")
     link = HassLink(url, token, timeout_s=hass.timeout_s, reconnect_max_s=hass.timeout_s)
     link.start()
     try:
         if not link.wait_loaded(hass.timeout_s):
-            raise HomeError(link.problem or f"Home Assistant at {url} did not send its states in "
+            raise HomeControlError(link.problem or f"Home Assistant at {url} did not send its states in "
                             f"{hass.timeout_s:g} s")
         candidates = read_candidates(link)
     finally:
@@ -67,7 +67,7 @@ def _import(args: argparse.Namespace) -> int:
         return 0
     chosen = choose(candidates, areas=args.area, domains=args.domain, exposed=args.exposed)
     if not chosen:
-        raise HomeError("no entity matches that choice: run `agentd home import` alone to see the areas "
+        raise HomeControlError("no entity matches that choice: run `agentd home import` alone to see the areas "
                         "and domains there are")
     block = config_block(chosen, url)
     if args.out is None:

@@ -47,7 +47,7 @@ KIND_WORDS = {
 _FILLERS = {"the", "my", "all", "every", "a"}
 
 
-class HomeError(ToolError):
+class HomeControlError(ToolError):
     """A device cannot be found, reached or changed; the message tells the model what to do."""
 
 
@@ -108,7 +108,7 @@ class Device:
 
 
 @dataclass(frozen=True)
-class Command:
+class DeviceCommand:
     """A change to make: an action (on, off, open, lock, ...), a brightness, a temperature."""
 
     action: str | None = None
@@ -192,16 +192,16 @@ class DeviceRegistry:
         return sorted(set(self._rooms.values()))
 
     def in_room(self, room: str | None) -> list[Device]:
-        """Devices in a room (every device for None); HomeError for an unknown room."""
+        """Devices in a room (every device for None); HomeControlError for an unknown room."""
         if room is None or not room.strip():
             return list(self.devices)
         wanted = self._rooms.get(key(room))
         if wanted is None:
-            raise HomeError(f"there is no room called {room!r}; rooms: {', '.join(self.rooms()) or 'none'}")
+            raise HomeControlError(f"there is no room called {room!r}; rooms: {', '.join(self.rooms()) or 'none'}")
         return [d for d in self.devices if d.room == wanted]
 
     def find(self, query: str) -> Match:
-        """The device(s) a spoken name means; HomeError says what is known when nothing fits."""
+        """The device(s) a spoken name means; HomeControlError says what is known when nothing fits."""
         q = key(query)
         if q in self._by_name:
             return Match((self._by_name[q],), False, self._by_name[q].name)
@@ -220,16 +220,16 @@ class DeviceRegistry:
             return Match((containing[0],), False, containing[0].name)
         if len(containing) > 1:
             names = ", ".join(d.name for d in containing)
-            raise HomeError(f"{query!r} could mean {names}: say which one")
+            raise HomeControlError(f"{query!r} could mean {names}: say which one")
         close = difflib.get_close_matches(q, [*self._by_name, *self._rooms], n=1, cutoff=0.8)
         if close:  # a misheard or misspelt name ("kitchen lite")
             return self.find(self._by_name[close[0]].name if close[0] in self._by_name else self._rooms[close[0]])
-        raise HomeError(f"no device or room called {query!r}; {self.known()}")
+        raise HomeControlError(f"no device or room called {query!r}; {self.known()}")
 
     def _group(self, query: str, keep) -> Match:
         found = tuple(d for d in self.devices if keep(d))
         if not found:
-            raise HomeError(f"no devices match {query!r}; {self.known()}")
+            raise HomeControlError(f"no devices match {query!r}; {self.known()}")
         return Match(found, True, query.strip())
 
     def known(self) -> str:

@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Iterable
 
-from agent.home_control.devices import Command, Device, DeviceState, HomeError
+from agent.home_control.devices import DeviceCommand, Device, DeviceState, HomeControlError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def read_token(settings: Any) -> str | None:
     try:
         text = Path(path).read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise HomeError(f"cannot read the Home Assistant token file {path}: {exc.strerror}") from None
+        raise HomeControlError(f"cannot read the Home Assistant token file {path}: {exc.strerror}") from None
     if Path(path).stat().st_mode & 0o077:
         log.warning("the Home Assistant token file %s is readable by others; chmod 600 it", path)
     return text or None
@@ -90,34 +90,34 @@ class HassBackend:
         # One request for many: /api/states lists every entity, of which we keep ours.
         try:
             every = {s.get("entity_id"): s for s in self._request("GET", "/api/states") or []}
-        except HomeError as exc:
+        except HomeControlError as exc:
             return [DeviceState(d.name, False, reason=str(exc)) for d in devices]
         return [to_state(d, every.get(d.entity_id)) for d in devices]
 
-    def apply(self, changes: list[tuple[Device, Command]]) -> list[DeviceState]:
+    def apply(self, changes: list[tuple[Device, DeviceCommand]]) -> list[DeviceState]:
         results = []
         for device, command in changes:
             try:
                 results.append(self._call(device, command))
-            except HomeError as exc:
+            except HomeControlError as exc:
                 results.append(DeviceState(device.name, False, reason=str(exc)))
         return results
 
     def _state(self, device: Device) -> DeviceState:
         try:
             return to_state(device, self._request("GET", f"/api/states/{device.entity_id}", device=device))
-        except HomeError as exc:
+        except HomeControlError as exc:
             return DeviceState(device.name, False, reason=str(exc))
 
-    def _call(self, device: Device, command: Command) -> DeviceState:
+    def _call(self, device: Device, command: DeviceCommand) -> DeviceState:
         domain, entity_id = device.entity_id.split(".")[0], device.entity_id
         if self._live():
             for service, data in _services(command):
                 try:
                     self.link.command("call_service", domain=domain, service=service,
                                       service_data=data, target={"entity_id": entity_id})
-                except HomeError as exc:
-                    raise HomeError(f"{exc} (device {device.name!r}, {domain}.{service})") from None
+                except HomeControlError as exc:
+                    raise HomeControlError(f"{exc} (device {device.name!r}, {domain}.{service})") from None
             # Pushed changes arrive before the call's result, so the cache is already current.
             return to_state(device, self.link.state(entity_id))
         changed: list = []
@@ -135,7 +135,7 @@ class HassBackend:
 
     def _request(self, method: str, path: str, body: Any = None, *, device: Device | None = None) -> Any:
         if not self.token:
-            raise HomeError(f"no Home Assistant access token: put a long-lived token in {self.token_hint}")
+            raise HomeControlError(f"no Home Assistant access token: put a long-lived token in {self.token_hint}")
         request = urllib.request.Request(
             self.url + path, method=method,
             data=None if body is None else json.dumps(body).encode(),
@@ -148,28 +148,28 @@ class HassBackend:
             raise self._refused(exc, path, device) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise HomeError(f"cannot reach Home Assistant at {self.url}: {reason}; is it running?") from None
+            raise HomeControlError(f"cannot reach Home Assistant at {self.url}: {reason}; is it running?") from None
         try:
             return json.loads(raw) if raw else None
         except ValueError:
-            raise HomeError(f"Home Assistant at {self.url} sent something other than JSON for {path}") from None
+            raise HomeControlError(f"Home Assistant at {self.url} sent something other than JSON for {path}") from None
 
-    def _refused(self, exc: urllib.error.HTTPError, path: str, device: Device | None) -> HomeError:
+    def _refused(self, exc: urllib.error.HTTPError, path: str, device: Device | None) -> HomeControlError:
         who = f" (device {device.name!r})" if device else ""
         if exc.code == 401:
-            return HomeError(f"Home Assistant refused the access token (401): put a valid long-lived "
+            return HomeControlError(f"Home Assistant refused the access token (401): put a valid long-lived "
                              f"token in {self.token_hint}")
         if exc.code == 404 and path.startswith("/api/states/"):
-            return HomeError(f"Home Assistant has no entity {path.rsplit('/', 1)[-1]}{who}: check its "
+            return HomeControlError(f"Home Assistant has no entity {path.rsplit('/', 1)[-1]}{who}: check its "
                              "entity_id in home.devices")
         if exc.code in (400, 404) and path.startswith("/api/services/"):
             detail = exc.read().decode("utf-8", "replace").strip()[:200]
             service = path[len("/api/services/"):].replace("/", ".")
-            return HomeError(f"Home Assistant refused {service}{who}: {detail or exc.reason}")
-        return HomeError(f"Home Assistant answered {exc.code} {exc.reason} for {path}{who}")
+            return HomeControlError(f"Home Assistant refused {service}{who}: {detail or exc.reason}")
+        return HomeControlError(f"Home Assistant answered {exc.code} {exc.reason} for {path}{who}")
 
 
-def _services(command: Command) -> list[tuple[str, dict]]:
+def _services(command: DeviceCommand) -> list[tuple[str, dict]]:
     """The service calls (name, data) that carry out a command, in order."""
     calls = []
     if command.temperature is not None:
@@ -198,7 +198,7 @@ def to_state(device: Device, data: dict | None) -> DeviceState:
 
 
 def probe(settings: Any) -> str:
-    """One line on the configured Home Assistant (version, state); a HomeError saying what is wrong."""
+    """One line on the configured Home Assistant (version, state); a HomeControlError saying what is wrong."""
     backend = HassBackend(settings, [], token=read_token(settings))
     answer = backend._request("GET", "/api/config") or {}
     return (f"Home Assistant {answer.get('version', '?')} at {settings.url} takes the token "

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from agent.home_control.devices import HomeError
+from agent.home_control.devices import HomeControlError
 
 # Home Assistant domains agentd can drive, as device kinds.
 KIND_OF_DOMAIN = {"light": "light", "switch": "switch", "fan": "switch", "input_boolean": "switch",
@@ -75,7 +75,7 @@ def _exposed(link: Any) -> dict[str, bool]:
     """Which entities the person exposed to Assist (an older Home Assistant: none known)."""
     try:
         listed = link.command("homeassistant/expose_entity/list")["exposed_entities"]
-    except HomeError:
+    except HomeControlError:
         return {}
     return {entity_id: bool(assistants.get(ASSIST)) for entity_id, assistants in listed.items()}
 
@@ -141,7 +141,7 @@ def write_new_file(path: Path, text: str) -> None:
     """Write text to a file that must not exist yet, all at once (a temp file, then a link)."""
     path = Path(path)
     if path.exists():
-        raise HomeError(f"{path} already exists: name another file with --out, or remove it first")
+        raise HomeControlError(f"{path} already exists: name another file with --out, or remove it first")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -149,6 +149,6 @@ def write_new_file(path: Path, text: str) -> None:
             handle.write(text)
         os.link(temp, path)  # fails if the file appeared meanwhile: never overwrite it
     except FileExistsError:
-        raise HomeError(f"{path} already exists: name another file with --out, or remove it first") from None
+        raise HomeControlError(f"{path} already exists: name another file with --out, or remove it first") from None
     finally:
         os.unlink(temp)

@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from agent.home_control.devices import HomeError
+from agent.home_control.devices import HomeControlError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ Listener = Callable[[str, str, bool], None]
 MAX_MESSAGE_BYTES = 64 * 2**20
 
 
-class TokenRefused(HomeError):
+class TokenRefused(HomeControlError):
     """Home Assistant answered, and refused the token."""
 
 
@@ -91,7 +91,7 @@ class HassLink:
             except TokenRefused as exc:
                 self._down(str(exc))
                 self.refused = True  # after the problem is set: waiters read it next
-            except HomeError as exc:
+            except HomeControlError as exc:
                 self._down(str(exc))
             except Exception as exc:  # noqa: BLE001 - any failure of the link means reconnect
                 self._down(f"lost Home Assistant's websocket at {self.url}: {exc}")
@@ -118,7 +118,7 @@ class HassLink:
             sock = connect(websocket_url(self.url), open_timeout=self.timeout_s,
                            max_size=MAX_MESSAGE_BYTES, proxy=None)
         except OSError as exc:
-            raise HomeError(f"cannot reach Home Assistant at {self.url}: {exc}; is it running?") from None
+            raise HomeControlError(f"cannot reach Home Assistant at {self.url}: {exc}; is it running?") from None
         with sock:
             json.loads(sock.recv(self.timeout_s))  # auth_required
             sock.send(json.dumps({"type": "auth", "access_token": self.token}))
@@ -131,14 +131,14 @@ class HassLink:
             for raw in sock:
                 self._dispatch(json.loads(raw))
         if not self._stopped.is_set():
-            raise HomeError(f"Home Assistant at {self.url} closed the websocket")
+            raise HomeControlError(f"Home Assistant at {self.url} closed the websocket")
 
     def _load(self) -> None:
         """Subscribe, then load every state (changes after the subscription are not missed)."""
         try:
             self.command("subscribe_events", event_type="state_changed")
             every = self.command("get_states")
-        except HomeError as exc:
+        except HomeControlError as exc:
             log.warning("%s", exc)
             return
         with self._lock:
@@ -203,12 +203,12 @@ class HassLink:
             return dict(self.states)
 
     def command(self, kind: str, timeout_s: float | None = None, **fields) -> Any:
-        """Send one command and wait for its result; a HomeError with Home Assistant's reason."""
+        """Send one command and wait for its result; a HomeControlError with Home Assistant's reason."""
         event, slot = threading.Event(), []
         with self._lock:
             sock = self._sock
             if sock is None:
-                raise HomeError(self.problem or f"not connected to Home Assistant at {self.url} yet")
+                raise HomeControlError(self.problem or f"not connected to Home Assistant at {self.url} yet")
             self._next_id += 1
             ident = self._next_id
             self._pending[ident] = (event, slot)
@@ -217,14 +217,14 @@ class HassLink:
         except Exception as exc:  # noqa: BLE001 - a closed socket: the run loop reconnects
             with self._lock:
                 self._pending.pop(ident, None)
-            raise HomeError(f"lost Home Assistant's websocket at {self.url}: {exc}") from None
+            raise HomeControlError(f"lost Home Assistant's websocket at {self.url}: {exc}") from None
         if not event.wait(timeout_s or self.timeout_s):
             with self._lock:
                 self._pending.pop(ident, None)
-            raise HomeError(f"Home Assistant at {self.url} did not answer {kind} within "
+            raise HomeControlError(f"Home Assistant at {self.url} did not answer {kind} within "
                             f"{timeout_s or self.timeout_s:g} s")
         answer = slot[0]
         if not answer.get("success"):
             error = answer.get("error") or {}
-            raise HomeError(f"Home Assistant refused {kind}: {error.get('message') or error}")
+            raise HomeControlError(f"Home Assistant refused {kind}: {error.get('message') or error}")
         return answer.get("result")

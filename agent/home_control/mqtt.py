@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable
 
 import paho.mqtt.client as paho
 
-from agent.home_control.devices import RESULT, Command, Device, DeviceState, HomeError
+from agent.home_control.devices import RESULT, DeviceCommand, Device, DeviceState, HomeControlError
 
 log = logging.getLogger(__name__)
 
@@ -210,30 +210,30 @@ class MqttBackend:
 
     # -- changing --------------------------------------------------------------------------
 
-    def apply(self, changes: list[tuple[Device, Command]]) -> list[DeviceState]:
+    def apply(self, changes: list[tuple[Device, DeviceCommand]]) -> list[DeviceState]:
         """Send each command, then wait up to state_wait_s for the devices to report back."""
         if not self._ready():
-            raise HomeError(f"cannot reach the MQTT broker at {self.where} ({self._trouble}); nothing was changed")
+            raise HomeControlError(f"cannot reach the MQTT broker at {self.where} ({self._trouble}); nothing was changed")
         before = self.cache.seq()
         failed: dict[str, DeviceState] = {}
         for device, command in changes:
             try:
                 self._send(device, command)
-            except HomeError as exc:
+            except HomeControlError as exc:
                 failed[device.name] = DeviceState(device.name, False, reason=str(exc))
         deadline = time.monotonic() + self.settings.state_wait_s
         return [failed.get(d.name) or self._confirm(d, c, before, deadline) for d, c in changes]
 
-    def _send(self, device: Device, command: Command) -> None:
+    def _send(self, device: Device, command: DeviceCommand) -> None:
         t = device.mqtt
         messages = []
         if command.brightness is not None:
             if not t.brightness_topic:
-                raise HomeError(f"{device.name} cannot be dimmed: it has no brightness_topic in the config")
+                raise HomeControlError(f"{device.name} cannot be dimmed: it has no brightness_topic in the config")
             messages.append((t.brightness_topic, str(round(command.brightness * t.brightness_scale / 100))))
         if command.temperature is not None:
             if not t.temperature_topic:
-                raise HomeError(f"{device.name} cannot take a temperature: it has no temperature_topic in the config")
+                raise HomeControlError(f"{device.name} cannot take a temperature: it has no temperature_topic in the config")
             messages.append((t.temperature_topic, f"{command.temperature:g}"))
         if command.action:  # last, as Home Assistant does: the level first, then "ON"
             messages.append((t.command_topic, t.payloads[command.action]))
@@ -246,10 +246,10 @@ class MqttBackend:
             except (RuntimeError, ValueError):
                 pass
             if info.rc != paho.MQTT_ERR_SUCCESS or not info.is_published():
-                raise HomeError(f"could not send {payload!r} to {topic} for {device.name}: "
+                raise HomeControlError(f"could not send {payload!r} to {topic} for {device.name}: "
                                 f"{paho.error_string(info.rc)}")
 
-    def _confirm(self, device: Device, command: Command, before: int, deadline: float) -> DeviceState:
+    def _confirm(self, device: Device, command: DeviceCommand, before: int, deadline: float) -> DeviceState:
         """The device's state once it has reported the change, or a note that it has not."""
         topic, expected = device.mqtt.state_topic, command.expected_state()
         if not topic:

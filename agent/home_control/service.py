@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from agent.home_control.devices import Command, Device, DeviceRegistry, DeviceState, HomeError, Match
+from agent.home_control.devices import DeviceCommand, Device, DeviceRegistry, DeviceState, HomeControlError, Match
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +26,11 @@ class Backend(Protocol):
     def start(self) -> None: ...
     def stop(self) -> None: ...
     def read(self, devices: list[Device]) -> list[DeviceState]: ...
-    def apply(self, changes: list[tuple[Device, Command]]) -> list[DeviceState]: ...
+    def apply(self, changes: list[tuple[Device, DeviceCommand]]) -> list[DeviceState]: ...
 
 
 @dataclass(frozen=True)
-class Outcome:
+class ChangeResult:
     """What a change did: the states after it, and devices left alone with the reason."""
 
     states: list[DeviceState]
@@ -61,7 +61,7 @@ class HomeService:
 
             try:
                 token = read_token(home.hass)
-            except HomeError as exc:  # agentd still runs; the tools say there is no token
+            except HomeControlError as exc:  # agentd still runs; the tools say there is no token
                 log.warning("%s", exc)
                 token = None
             hass = HassBackend(home.hass, devices, token=token)
@@ -88,7 +88,7 @@ class HomeService:
     def _backend(self, device: Device) -> Backend:
         backend = self.mqtt if device.mqtt is not None else self.hass
         if backend is None:  # only when a test builds a service by hand
-            raise HomeError(f"{device.name} has no backend to reach it")
+            raise HomeControlError(f"{device.name} has no backend to reach it")
         return backend
 
     # -- reading -------------------------------------------------------------------------
@@ -108,12 +108,12 @@ class HomeService:
 
     # -- changing ------------------------------------------------------------------------
 
-    def set(self, target: str, command: Command, *, secure: bool = False) -> Outcome:
+    def set(self, target: str, command: DeviceCommand, *, secure: bool = False) -> ChangeResult:
         """Change the device(s) named by target; a secure device only when `secure` is true."""
         if command.brightness == 0 and command.action in (None, "on"):
-            command = Command("off")  # 0% is off, and a light that is off has no brightness
+            command = DeviceCommand("off")  # 0% is off, and a light that is off has no brightness
         elif command.brightness and command.action is None:
-            command = Command("on", command.brightness, command.temperature)  # dimming turns it on
+            command = DeviceCommand("on", command.brightness, command.temperature)  # dimming turns it on
         match = self.registry.find(target)
         devices, skipped = self._targets(match, command, secure)
         changes = [(d, command) for d in devices]
@@ -122,32 +122,32 @@ class HomeService:
             mine = [(d, c) for d, c in changes if self._backend(d) is backend]
             if mine:
                 states.update((s.device, s) for s in backend.apply(mine))
-        return Outcome([states[d.name] for d in devices], skipped)
+        return ChangeResult([states[d.name] for d in devices], skipped)
 
-    def _targets(self, match: Match, command: Command, secure: bool) -> tuple[list[Device], list[str]]:
+    def _targets(self, match: Match, command: DeviceCommand, secure: bool) -> tuple[list[Device], list[str]]:
         if not match.group:
             device = match.devices[0]
             if device.secure and not secure:
                 why = "is marked confirm" if device.confirm else f"is a {device.kind}"
-                raise HomeError(f"{device.name} {why}: change it with set_secure_device, which asks "
+                raise HomeControlError(f"{device.name} {why}: change it with set_secure_device, which asks "
                                 "the person first")
             problem = _unfit(device, command)
             if problem:
-                raise HomeError(problem)
+                raise HomeControlError(problem)
             return [device], []
         if secure:
             names = ", ".join(d.name for d in match.devices)
-            raise HomeError(f"set_secure_device changes one device at a time, so the person knows "
+            raise HomeControlError(f"set_secure_device changes one device at a time, so the person knows "
                             f"what they agree to: name one of {names}")
         fit = [d for d in match.devices if not _unfit(d, command)]
         if not fit:
             kinds = ", ".join(d.describe() for d in match.devices)
-            raise HomeError(f"nothing in {match.label!r} can do {command.text()!r} (there: {kinds})")
+            raise HomeControlError(f"nothing in {match.label!r} can do {command.text()!r} (there: {kinds})")
         skipped = [f"{d.name} (needs set_secure_device)" for d in fit if d.secure]
         return [d for d in fit if not d.secure], skipped
 
 
-def _unfit(device: Device, command: Command) -> str | None:
+def _unfit(device: Device, command: DeviceCommand) -> str | None:
     """Why a device cannot carry out a command, or None if it can."""
     if device.kind == "sensor":
         return f"{device.name} is a sensor: it can only be read"
@@ -174,11 +174,11 @@ def use_home(service: HomeService | None) -> None:
 
 
 def home_service() -> HomeService:
-    """The running home service; a HomeError the model can read if there is none."""
+    """The running home service; a HomeControlError the model can read if there is none."""
     with _lock:
         service = _running
     if service is None:
-        raise HomeError("home control is not running (agentd starts it when home.devices lists devices)")
+        raise HomeControlError("home control is not running (agentd starts it when home.devices lists devices)")
     return service
 
 

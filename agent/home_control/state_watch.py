@@ -17,7 +17,7 @@ import asyncio
 import logging
 from typing import Any, Awaitable, Callable
 
-from agent.home_control.devices import Device, HomeError
+from agent.home_control.devices import Device, HomeControlError
 from agent.schedule.timewords import parse_duration
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class StateWatch:
         for item in automations:
             try:
                 topic, entry = self._entry(item, service)
-            except HomeError as exc:
+            except HomeControlError as exc:
                 problems.append(f"automation {item.id!r}: trigger.state: {exc}")
                 continue
             if item.automation.enabled:
@@ -68,22 +68,22 @@ class StateWatch:
     def _entry(self, item: Any, service: Any) -> tuple[str, tuple]:
         state = item.automation.trigger.state
         if service is None:
-            raise HomeError("home control is not running (home.devices lists no devices)")
+            raise HomeControlError("home control is not running (home.devices lists no devices)")
         match = service.registry.find(state.device)
         if match.group:
-            raise HomeError(f"device: {state.device!r} names several devices; name one")
+            raise HomeControlError(f"device: {state.device!r} names several devices; name one")
         device = match.devices[0]
         try:
             hold = parse_duration(state.for_).total_seconds() if state.for_ is not None else 0.0
         except ValueError as exc:
-            raise HomeError(f"for: {exc}") from None
+            raise HomeControlError(f"for: {exc}") from None
         if device.entity_id is not None:
             if _link(service) is None:
-                raise HomeError(f"device: {device.name} is a Home Assistant entity, and there is no "
+                raise HomeControlError(f"device: {device.name} is a Home Assistant entity, and there is no "
                                 "Home Assistant token, so its state is never heard")
             return HASS_KEY + device.entity_id, (item, device, _word(state.to), hold)
         if not device.mqtt.state_topic:
-            raise HomeError(f"device: {device.name} has no state_topic, so its state is never heard")
+            raise HomeControlError(f"device: {device.name} has no state_topic, so its state is never heard")
         return device.mqtt.state_topic, (item, device, _word(state.to), hold)
 
     def _bind(self, service: Any) -> None:

@@ -49,7 +49,7 @@ class Runtime:
 
 
 @dataclass
-class Outcome:
+class RunResult:
     """How one run went, before it becomes a receipt."""
 
     outcome: str  # ok | error | denied
@@ -103,28 +103,28 @@ class Runner:
         if grace is not None and started - due > timedelta(seconds=grace):
             log.warning("job %s missed its run due %s (late by %s)", job_id, due, started - due)
             detail = f"missed by {_ago(started - due)} (grace {grace:g} s){merged_note}"
-            await self._receipt(job_id, spec, due, None, Outcome("missed", _what(spec), detail, heard=False))
+            await self._receipt(job_id, spec, due, None, RunResult("missed", _what(spec), detail, heard=False))
             return EVENT_JOB_MISSED
         clock, code = time.monotonic(), EVENT_JOB_EXECUTED
         try:
             result = await self.perform(job_id, spec, due)
         except asyncio.CancelledError:  # agentd is stopping mid-run: still leave a receipt
-            stopped = Outcome("error", "", "cancelled: agentd stopped")
+            stopped = RunResult("error", "", "cancelled: agentd stopped")
             self._write(job_id, spec, due, started, stopped, time.monotonic() - clock)
             raise
         except Exception as exc:  # a bug: keep the daemon and the schedule going
             log.exception("job %s failed", job_id)
-            result, code = Outcome("error", "", f"{type(exc).__name__}: {exc}"), EVENT_JOB_ERROR
+            result, code = RunResult("error", "", f"{type(exc).__name__}: {exc}"), EVENT_JOB_ERROR
         result.detail += merged_note
         await self._receipt(job_id, spec, due, started, result, time.monotonic() - clock)
         return code
 
-    async def perform(self, job_id: str, spec: dict, due: datetime) -> Outcome:
+    async def perform(self, job_id: str, spec: dict, due: datetime) -> RunResult:
         """Do what the job says."""
         action, speak = spec["action"], spec.get("speak", False)
         if "say" in action:
             heard = await self.tell(job_id, _say_kind(spec), action["say"], speak, due)
-            return Outcome("ok", action["say"], "" if heard else "no one was there to hear it yet", heard)
+            return RunResult("ok", action["say"], "" if heard else "no one was there to hear it yet", heard)
         if "tool" in action:
             result = await self._call_tool(job_id, spec, action["tool"], action.get("args") or {})
         else:
@@ -133,9 +133,9 @@ class Runner:
             await self.tell(job_id, "prompt" if "prompt" in action else "say", result.output, speak, due)
         return result
 
-    async def _turn(self, job_id: str, spec: dict, prompt: str) -> Outcome:
+    async def _turn(self, job_id: str, spec: dict, prompt: str) -> RunResult:
         if self.rt.submit is None:
-            return Outcome("error", "", "no agent to run the prompt (the daemon wires one in)")
+            return RunResult("error", "", "no agent to run the prompt (the daemon wires one in)")
         denied: list[str] = []
         reply, stopped_by = "", "error"
         confirm = unattended(spec.get("allow", []), denied)
@@ -145,16 +145,16 @@ class Runner:
             if isinstance(event, ReplyDone):
                 reply, stopped_by = event.text, event.stopped_by
         if denied:
-            return Outcome("denied", reply, _denied(*dict.fromkeys(denied)))
+            return RunResult("denied", reply, _denied(*dict.fromkeys(denied)))
         if stopped_by != "done":
-            return Outcome("error", reply, f"turn stopped: {stopped_by}")
-        return Outcome("ok", reply)
+            return RunResult("error", reply, f"turn stopped: {stopped_by}")
+        return RunResult("ok", reply)
 
-    async def _call_tool(self, job_id: str, spec: dict, name: str, args: dict) -> Outcome:
+    async def _call_tool(self, job_id: str, spec: dict, name: str, args: dict) -> RunResult:
         """A direct tool call, through the executor like every other door's; confirm-tier
         tools run only when the job's allow list names them (nobody is there to ask)."""
         if self.rt.registry is None:
-            return Outcome("error", "", f"no tool named {name!r}: this schedule has no tools")
+            return RunResult("error", "", f"no tool named {name!r}: this schedule has no tools")
         executor = Executor(self.rt.registry, store=self.rt.store, settings=self.rt.settings, clock=self.rt.clock,
                             timeout_s=_setting(self.rt.settings, "tool_timeout_s", 30.0),
                             output_max_chars=_setting(self.rt.settings, "tool_output_max_chars", 4000))
@@ -162,10 +162,10 @@ class Runner:
         action = Action(tool=name, arguments=args, who=f"schedule:{job_id}", source=f"job {job_id}")
         done = await executor.run(action, approve=unattended(spec.get("allow", []), denied))
         if done.status == "denied":
-            return Outcome("denied", "", _denied(name))
+            return RunResult("denied", "", _denied(name))
         if not done.ok:
-            return Outcome("error", "", f"{name}: {done.status}: {done.reason}")
-        return Outcome("ok", done.result)
+            return RunResult("error", "", f"{name}: {done.status}: {done.reason}")
+        return RunResult("ok", done.result)
 
     async def tell(self, job_id: str, kind: str, text: str, speak: bool, due: datetime) -> bool:
         """Announce something; True when someone saw or heard it."""
@@ -182,12 +182,12 @@ class Runner:
             log.exception("could not announce %s", announcement)
             return False
 
-    async def _receipt(self, job_id: str, spec: dict, due: datetime, started: datetime | None, result: Outcome,
+    async def _receipt(self, job_id: str, spec: dict, due: datetime, started: datetime | None, result: RunResult,
                        duration: float = 0.0) -> None:
         # A worker thread: a run's receipt must not hold up the next job's start.
         await asyncio.to_thread(self._write, job_id, spec, due, started, result, duration)
 
-    def _write(self, job_id: str, spec: dict, due: datetime, started: datetime | None, result: Outcome,
+    def _write(self, job_id: str, spec: dict, due: datetime, started: datetime | None, result: RunResult,
                duration: float) -> None:
         if self.rt.store is not None:
             self.rt.store.add_receipt(job_id, spec.get("kind", "?"), due, started, result.outcome, result.output,

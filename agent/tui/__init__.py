@@ -5,7 +5,7 @@
 """
 
 from agent.tui.app import ChatApp, run_chat
-from agent.tui.commands import Command, CommandError, parse_command
+from agent.tui.commands import SlashCommand, CommandError, parse_command
 from agent.tui.render import ReplyView, status_line, tool_panel
 
-__all__ = ["ChatApp", "Command", "CommandError", "ReplyView", "parse_command", "run_chat", "status_line", "tool_panel"]
+__all__ = ["ChatApp", "SlashCommand", "CommandError", "ReplyView", "parse_command", "run_chat", "status_line", "tool_panel"]

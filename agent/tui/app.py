@@ -25,7 +25,7 @@ from rich.text import Text
 from agent.events import Note, ToolStarted
 from agent.ipc.client import Client, DaemonNotRunning, RequestFailed
 from agent.ipc.protocol import ConfirmRequest, Error, Started
-from agent.tui.commands import COMMANDS, Command, CommandError, message_text, parse_command
+from agent.tui.commands import COMMANDS, SlashCommand, CommandError, message_text, parse_command
 from agent.tui.render import ReplyView, confirm_panel, history_view, item_list, notice_line, status_line
 
 REFRESH_S = 1 / 15  # redraw at most this often while text streams
@@ -180,7 +180,7 @@ class ChatApp:
 
     # -- slash commands ---------------------------------------------------------------------
 
-    async def _command(self, command: Command) -> bool:
+    async def _command(self, command: SlashCommand) -> bool:
         """Run a slash command; False means leave."""
         name, print_ = command.name, self.console.print
         if name == "quit":

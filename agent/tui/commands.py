@@ -25,13 +25,13 @@ class CommandError(ValueError):
 
 
 @dataclass(frozen=True)
-class Command:
+class SlashCommand:
     name: str
     arg: str | bool | int | None = None
 
 
-def parse_command(line: str) -> Command | None:
-    """A Command if the line is a slash command, None if it is a message."""
+def parse_command(line: str) -> SlashCommand | None:
+    """A SlashCommand if the line is a slash command, None if it is a message."""
     line = line.strip()
     if not line.startswith("/") or line.startswith("//"):
         return None  # "//..." lets a message start with a slash
@@ -43,14 +43,14 @@ def parse_command(line: str) -> Command | None:
     if name == "think":
         if rest.lower() not in ("on", "off"):
             raise CommandError(f"/think needs on or off, got {rest or 'nothing'!r}")
-        return Command("think", rest.lower() == "on")
+        return SlashCommand("think", rest.lower() == "on")
     if name == "history" and rest:
         if not rest.isdigit() or not 1 <= int(rest) <= 1000:
             raise CommandError(f"/history takes a number of messages from 1 to 1000, got {rest!r}")
-        return Command("history", int(rest))
+        return SlashCommand("history", int(rest))
     if rest:
         raise CommandError(f"/{name} takes no argument, got {rest!r}")
-    return Command(name)
+    return SlashCommand(name)
 
 
 def message_text(line: str) -> str:

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from agent import ToolError, tool
-from agent.home_control import Command, DeviceState, home_service
+from agent.home_control import DeviceCommand, DeviceState, home_service
 
 Percent = Annotated[int, Field(ge=0, le=100)]
 
@@ -35,7 +35,7 @@ def set_device(
     """
     if state is None and brightness is None and temperature is None:
         raise ToolError("say what to change: state, brightness or temperature")
-    outcome = home_service().set(device, Command(state, brightness, temperature))
+    outcome = home_service().set(device, DeviceCommand(state, brightness, temperature))
     return _lines(outcome.states, outcome.skipped)
 
 
@@ -51,7 +51,7 @@ def set_secure_device(
         device: One device's name, e.g. "front door".
         action: What to do: lock, unlock, open, close, stop, on or off.
     """
-    outcome = home_service().set(device, Command(action), secure=True)
+    outcome = home_service().set(device, DeviceCommand(action), secure=True)
     return _lines(outcome.states, outcome.skipped)
 
 
