@@ -23,6 +23,7 @@ import openai
 import pytest
 
 from agent.app import core_registry
+from agent.ipc import status_sync
 from agent.settings import default_settings
 from agent.store import Store
 from daemon_proc import RealDaemon, greedy_config, short_home
@@ -134,6 +135,17 @@ def test_openai_with_client_tools_returns_the_call_and_runs_nothing(api, client)
                  {"role": "tool", "tool_call_id": call.id, "name": "calculate", "content": "12*7 = 84"}]
     again = client.chat.completions.create(model="agentd", messages=messages, tools=TOOLS)
     assert again.choices[0].message.content == MATH_REPLY and not again.choices[0].message.tool_calls
+
+
+def test_another_system_prompt_leaves_agentds_prefix_cache_alone(api, client):
+    daemon = api[0]
+    before = status_sync(daemon.socket)["prefix_cache"]
+    messages = [{"role": "system", "content": "You are another program's assistant."}, {"role": "user", "content": MATH}]
+    client.chat.completions.create(model="agentd", messages=messages, tools=TOOLS, max_tokens=8)
+    assert status_sync(daemon.socket)["prefix_cache"]["builds"] == before["builds"]  # not rebuilt for it
+    client.chat.completions.create(model="agentd", messages=[{"role": "user", "content": HELLO}])
+    after = status_sync(daemon.socket)["prefix_cache"]
+    assert after["builds"] == before["builds"] and after["hits"] == before["hits"] + 1  # agentd's next turn still hits
 
 
 def test_openai_streams_client_tool_calls_as_argument_deltas(client):

@@ -136,3 +136,17 @@ def test_the_token_is_made_once_private_and_kept(home):
     assert token_file.stat().st_mode & 0o777 == 0o600 and len(first.strip()) >= 32
     ApiServer(make(home), api_settings(), home)
     assert token_file.read_text() == first
+
+
+def test_thinking_reaches_each_protocol_in_its_own_field(home):
+    async def go():
+        async with serving(home, FakeAgent()) as (_, http):
+            whole = await http.post("/v1/chat/completions", json=user("think"))
+            streamed = await http.post("/api/chat", json={**user("think"), "stream": True, "think": True})
+            return whole.json(), [json.loads(line) for line in streamed.text.splitlines()]
+
+    whole, lines = run(go())
+    message = whole["choices"][0]["message"]
+    assert message["reasoning_content"] == "Let me think about this." and message["content"] == "Thought it through."
+    assert "".join(line["message"].get("thinking", "") for line in lines) == "Let me think about this."
+    assert "".join(line["message"]["content"] for line in lines) == "Thought it through."
