@@ -163,6 +163,10 @@ def test_openai_streams_client_tool_calls_as_argument_deltas(client):
 def test_ollama_lists_the_model_and_runs_a_turn(ollama_client):
     assert [m.model for m in ollama_client.list().models] == ["agentd:latest"]
     assert [m.model for m in ollama_client.ps().models] == ["agentd:latest"]
+    assert "tools" in ollama_client.show("agentd").capabilities
+    assert ollama_client.pull("agentd").status == "success"
+    with pytest.raises(ollama.ResponseError, match="not found"):
+        ollama_client.pull("llama3")
     reply = ollama_client.chat(model="agentd:latest", messages=[{"role": "user", "content": MATH}], stream=False)
     assert reply.message.content == MATH_REPLY and reply.done
     assert reply.prompt_eval_count > 0 and reply.eval_count > 0

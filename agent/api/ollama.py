@@ -1,4 +1,5 @@
-"""Ollama-compatible routes: /api/tags, /api/chat (NDJSON when streaming), /api/ps, /api/version.
+"""Ollama-compatible routes: /api/tags, /api/chat (NDJSON when streaming), /api/ps, /api/version,
+/api/show, and /api/pull (a success for agentd's own model, which is already here).
 
 Accepted and ignored, because agentd keeps its one model loaded with its own context:
 `format`, `keep_alive`, `options.num_ctx` and the other options but temperature, top_p and
@@ -45,6 +46,18 @@ class OllamaChatRequest(BaseModel):
                         temperature=options.get("temperature"), top_p=options.get("top_p"))
 
 
+class ModelRequest(BaseModel):
+    """/api/show and /api/pull: a model name (`model`, or the older `name`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = ""
+    name: str = ""
+
+    def model_post_init(self, _: Any) -> None:
+        self.name = self.model or self.name
+
+
 def routes(api: Any) -> list[Route]:
     """The /api routes, served by `api` (server.ApiContext)."""
 
@@ -58,6 +71,20 @@ def routes(api: Any) -> list[Route]:
 
     async def version(request: Request) -> JSONResponse:
         return JSONResponse({"version": OLLAMA_VERSION})
+
+    async def show(request: Request) -> JSONResponse:
+        body = await read_body(request, ModelRequest)
+        api.model.check(body.name)
+        entry = api.model.ollama()
+        return JSONResponse({"modelfile": "", "parameters": "", "template": "", "details": entry["details"],
+                             "model_info": {}, "capabilities": ["completion", "tools", "thinking"],
+                             "modified_at": entry["modified_at"]})
+
+    async def pull(request: Request) -> JSONResponse:
+        # Nothing to download: agentd's model is already here (`agentd model pull` fetches others).
+        body = await read_body(request, ModelRequest)
+        api.model.check(body.name)
+        return JSONResponse({"status": "success"})
 
     async def chat(request: Request) -> Any:
         body = await read_body(request, OllamaChatRequest)
@@ -77,6 +104,8 @@ def routes(api: Any) -> list[Route]:
         Route("/api/ps", ps, methods=["GET"]),
         Route("/api/version", version, methods=["GET"]),
         Route("/api/chat", chat, methods=["POST"]),
+        Route("/api/show", show, methods=["POST"]),
+        Route("/api/pull", pull, methods=["POST"]),
     ]
 
 
