@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 
 import httpx
+import pytest
 
-from agent.api.server import ApiServer
+from agent.api.server import ApiBindError, ApiServer
 from agent.ipc import Client
 from agent.settings import default_settings
 from fakes import FakeAgent, collect, home, make, run, running, until  # noqa: F401  (home is a fixture)
@@ -150,3 +152,13 @@ def test_thinking_reaches_each_protocol_in_its_own_field(home):
     assert message["reasoning_content"] == "Let me think about this." and message["content"] == "Thought it through."
     assert "".join(line["message"].get("thinking", "") for line in lines) == "Let me think about this."
     assert "".join(line["message"]["content"] for line in lines) == "Thought it through."
+
+
+def test_a_port_in_use_is_named_in_the_error(home):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        api = ApiServer(make(home), api_settings(port=port), home)
+        with pytest.raises(ApiBindError, match=f"cannot listen on 127.0.0.1:{port}.*api.port"):
+            asyncio.run(api.serve())
