@@ -107,8 +107,9 @@ class Conversations:
         return self._ids.get(self.key(history)) if history else None
 
     def remember(self, history: list[dict], conversation_id: str) -> None:
-        self._ids[self.key(history)] = conversation_id
-        self._ids.move_to_end(self.key(history))
+        key = self.key(history)
+        self._ids[key] = conversation_id
+        self._ids.move_to_end(key)
         while len(self._ids) > self.size:
             self._ids.popitem(last=False)
 
@@ -128,6 +129,8 @@ class ChatBackend:
             return self.daemon.submit("", who="api", job=passthrough_job(self.daemon.agent, call))
         if not call.messages or call.messages[-1]["role"] != "user":
             raise ApiRequestError("the last message must be the user's (agentd answers it as a turn)")
+        if not call.messages[-1]["content"].strip():
+            raise ApiRequestError("the last user message has no text to answer")
         return self._turn(call)
 
     async def _turn(self, call: ChatCall) -> AsyncIterator[Any]:
