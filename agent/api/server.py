@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 from dataclasses import dataclass
@@ -82,6 +83,9 @@ class ApiServer:
                                 timeout_graceful_shutdown=3, server_header=False)
         server = _InLoopServer(config)
         log.info("API listening on %s (token in %s)", self.url, self.token_file)
+        if not _loopback(self.settings.host):
+            log.warning("the API is reachable from other machines (api.host %s); anyone with the token can use the agent",
+                        self.settings.host)
         task = asyncio.create_task(server.serve(sockets=[listener]), name="api-http")
         try:
             await asyncio.shield(task)
@@ -100,6 +104,13 @@ class _InLoopServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self):  # type: ignore[override]
         yield
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 class ApiBindError(OSError):
