@@ -184,7 +184,7 @@ class MLXEngine:
         from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
         system, _ = _split_system(request.messages)
-        use_prefix = system and request.prefix_cache
+        use_prefix = bool(system) and request.prefix_cache
         prefix_text = self.prefix_text(system[0]["content"], request.tools, thinking=request.thinking) if use_prefix else ""
         full_text = self.render(request.messages, request.tools, thinking=request.thinking)
         tokens = self.encode(full_text)
