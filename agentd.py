@@ -238,6 +238,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     mcp = app.start_mcp(settings)
     if mcp:
         daemon.add_service("mcp", mcp.serve)
+    if settings.api.enabled:  # off: no network port at all
+        from agent.api.server import ApiServer
+
+        daemon.add_service("api", ApiServer(daemon, settings.api, home, model_path=app.engine.path, ready=app.ready).serve)
     return daemon.run_forever()
 
 

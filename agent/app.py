@@ -31,6 +31,7 @@ class App:
     skills: Any = None
     home_control: Any = None  # the HomeService (MQTT / Home Assistant devices)
     mcp: Any = None  # the McpHub of the configured MCP servers (the daemon runs it)
+    warming: Any = None  # the warm-up's Future (see ready)
 
     def status(self) -> dict:
         """The model's part of the daemon's status report."""
@@ -83,7 +84,11 @@ class App:
 
     def warm_up(self) -> None:
         """Prefill the system prompt + tools in the background so the first turn is quick."""
-        self.engine.warm_up(self.agent.system_prompt(), self.agent.registry.schemas(), constrained=self.agent.constrained)
+        self.warming = self.engine.warm_up(self.agent.system_prompt(), self.agent.registry.schemas(), constrained=self.agent.constrained)
+
+    def ready(self) -> bool:
+        """False while the model warms up (the API answers 503 then, rather than hang)."""
+        return self.warming is None or self.warming.done()
 
     def close(self) -> None:
         if self.home_control is not None:

@@ -134,13 +134,14 @@ class Daemon:
 
     async def submit(
         self, text: str, *, who: str, conversation_id: str | None = None, thinking: bool | None = None,
-        confirm: Confirm | None = None,
+        confirm: Confirm | None = None, job: Callable[[asyncio.Event], Any] | None = None,
     ) -> AsyncIterator[Any]:
-        """Queue a turn from a door inside the daemon; yield its step events up to ReplyDone."""
+        """Queue a turn from a door inside the daemon; yield its step events up to ReplyDone.
+        With `job`, the queue runs `job(cancel)` (step events) in the turn's place."""
         outbox: asyncio.Queue = asyncio.Queue()
         request = TurnRequest(
             priority=priority_of(who), seq=0, id=f"{who}-{next(self._local_ids)}", text=text, who=who,
-            conversation_id=conversation_id, thinking=thinking, outbox=outbox, confirm=confirm,
+            conversation_id=conversation_id, thinking=thinking, outbox=outbox, confirm=confirm, job=job,
         )
         self.turns.put(request)
         try:

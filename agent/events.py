@@ -49,6 +49,16 @@ class ToolFinished:
 
 
 @_frozen
+class ProposedCall:
+    """A tool call the model wrote for a caller's own tools (the API's pass-through): handed
+    back to the caller, never run here."""
+
+    call_id: str
+    name: str
+    arguments: dict
+
+
+@_frozen
 class Note:
     """Something the user should know that is not part of the reply (a bad tool call, a guard)."""
 
@@ -82,9 +92,9 @@ class ReplyDone:
     stats: TurnStats = field(default_factory=TurnStats)
 
 
-StepEvent = TextDelta | ThinkingDelta | ToolStarted | ToolFinished | Note | ReplyDone
+StepEvent = TextDelta | ThinkingDelta | ToolStarted | ToolFinished | ProposedCall | Note | ReplyDone
 STEP_EVENTS: dict[str, type] = {
-    cls.__name__: cls for cls in (TextDelta, ThinkingDelta, ToolStarted, ToolFinished, Note, ReplyDone)
+    cls.__name__: cls for cls in (TextDelta, ThinkingDelta, ToolStarted, ToolFinished, ProposedCall, Note, ReplyDone)
 }
 
 

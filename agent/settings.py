@@ -182,6 +182,17 @@ class DaemonSettings(_Section):
     cancel_grace_s: float = Field(gt=0)
 
 
+class ApiSettings(_Section):
+    """The HTTP API for other programs (OpenAI- and Ollama-compatible); off by default."""
+
+    enabled: bool
+    host: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+    model_name: str = Field(min_length=1)
+    token_file: Annotated[Path, Strict(False)]
+    allow: list[str]
+
+
 class ScheduleSettings(_Section):
     """The schedule (apscheduler): how late runs are treated and how often it looks around."""
 
@@ -255,6 +266,7 @@ class Settings(_Section):
     model: ModelSettings
     agent: AgentSettings
     daemon: DaemonSettings
+    api: ApiSettings
     logging: LoggingSettings
     schedule: ScheduleSettings
     skills: SkillsSettings

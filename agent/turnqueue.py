@@ -49,6 +49,9 @@ class TurnRequest:
     conn: Connection | None = field(compare=False, default=None)  # None: an in-process door
     outbox: asyncio.Queue | None = field(compare=False, default=None)
     confirm: Confirm | None = field(compare=False, default=None)  # in-process doors may ask someone
+    # Instead of an agent turn: job(cancel) yields step events ending with ReplyDone. The API's
+    # pass-through generation uses it, so it too waits its turn for the one model.
+    job: Callable[[asyncio.Event], Any] | None = field(compare=False, default=None)
     state: str = field(compare=False, default="queued")  # queued | running | done
     cancel: asyncio.Event = field(compare=False, default_factory=asyncio.Event)
     answer: asyncio.Future | None = field(compare=False, default=None)
@@ -139,7 +142,7 @@ class TurnQueue:
         request.emit(p.Started(v=p.VERSION, id=request.id, conversation_id=request.conversation_id))
         done: ReplyDone | None = None
         try:
-            stream = self.daemon.agent.respond(
+            stream = request.job(request.cancel) if request.job is not None else self.daemon.agent.respond(
                 request.text, conversation_id=request.conversation_id, who=request.who,
                 thinking=request.thinking, explain=request.explain, confirm=lambda tool, args: self.daemon.confirmer.ask(request, tool, args),
                 cancel=request.cancel,

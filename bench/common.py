@@ -41,6 +41,20 @@ def show(result: dict) -> dict:
     return result
 
 
+async def interleaved(first, second, repeats: int) -> tuple[list, list]:
+    """Await first() and second() `repeats` times each, alternating which goes first, so drift
+    on a busy machine hits both alike; (first's results, second's results)."""
+    a, b = [], []
+    for i in range(repeats):
+        if i % 2 == 0:
+            a.append(await first())
+            b.append(await second())
+        else:
+            b.append(await second())
+            a.append(await first())
+    return a, b
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 

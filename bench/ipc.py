@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import median, percentile, show
+from bench.common import interleaved, median, percentile, show
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPT = "What is 12 times 7?"  # one tool call and a short answer: a whole agent turn
@@ -123,14 +123,7 @@ async def compare_turns(socket: Path, agent, text: str, repeats: int) -> dict:
     async with await Client.connect(socket) as client:  # one connection, as a chat window keeps
         await socket_turn(client, text)  # warm up both sides
         await local_turn(agent, text)
-        remote, local = [], []
-        for i in range(repeats):
-            if i % 2 == 0:  # alternate which goes first
-                remote.append(await socket_turn(client, text))
-                local.append(await local_turn(agent, text))
-            else:
-                local.append(await local_turn(agent, text))
-                remote.append(await socket_turn(client, text))
+        remote, local = await interleaved(lambda: socket_turn(client, text), lambda: local_turn(agent, text), repeats)
     remote_s, local_s = median([t for t, _ in remote]), median([t for t, _ in local])
     return {
         "reply": remote[0][1].text,

@@ -84,6 +84,11 @@ BENCHES = (
         Line("daemon idle CPU", lambda r: f"{r['idle_cpu_percent']}% of a core", "<= 1%", lambda r: r["idle_cpu_percent"] <= 1),
         Line("daemon RSS (tiny model)", lambda r: f"{r['rss_mb']} MB", "<= 200 MB", lambda r: r["rss_mb"] <= 200),
     )),
+    Bench("api", "bench.api", lambda a: ["--repeats", "30"], (
+        Line("turn via the HTTP API (SSE) vs the socket",
+             lambda r: f"{r['api_ratio']}x ({r['api_overhead_ms']:+.1f} ms; same tokens: {r['same_tokens']})",
+             "<= 1.05x", lambda r: r["api_ratio"] <= 1.05 and r["same_tokens"]),
+    )),
     Bench("schedule", "bench.schedule", lambda a: ["--repeats", "2"], (
         Line("100 jobs due at once: lateness", lambda r: f"p50 {r['late_p50_ms']} ms, p99 {r['late_p99_ms']} ms",
              "p99 <= 50 ms", lambda r: r["late_p99_ms"] <= 50),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
@@ -76,6 +76,9 @@ class Request:
     logits_processors: list = field(default_factory=list)
     constrained: bool = False  # tool calls follow the tools' schemas (see constrained.py)
     thinking_budget: int | None = None  # thinking tokens before </think> is forced
+    # False: neither use nor replace the kept prefix (another program's system prompt must not
+    # evict agentd's own, which every voice and chat turn starts from).
+    prefix_cache: bool = True
 
 
 class MLXEngine:
@@ -184,7 +187,8 @@ class MLXEngine:
         from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
         system, _ = _split_system(request.messages)
-        prefix_text = self.prefix_text(system[0]["content"], request.tools, thinking=request.thinking) if system else ""
+        use_prefix = bool(system) and request.prefix_cache
+        prefix_text = self.prefix_text(system[0]["content"], request.tools, thinking=request.thinking) if use_prefix else ""
         full_text = self.render(request.messages, request.tools, thinking=request.thinking)
         tokens = self.encode(full_text)
         cache, reused, hit = self.prefix_cache.fetch(self, prefix_text, full_text, tokens)
@@ -242,9 +246,10 @@ class MLXEngine:
         """Constrained decoding for this model; None when its tool-call format is not known."""
         return self._guides
 
-    def warm_up(self, system_prompt: str, tools: list[dict], *, constrained: bool = False) -> None:
+    def warm_up(self, system_prompt: str, tools: list[dict], *, constrained: bool = False) -> Future:
         """Prefill the prefix now (daemon start), so the first command does not pay for it;
-        with `constrained`, also read the vocabulary and compile the tools' grammar."""
+        with `constrained`, also read the vocabulary and compile the tools' grammar. The
+        future is done when the model is warm."""
         constrained = constrained and self._guides is not None
         if constrained:
             require_llguidance()  # missing: say so now, not at the first command
@@ -254,7 +259,7 @@ class MLXEngine:
             if constrained:
                 self._guides.matcher(tools, thinking=False)
 
-        self._executor.submit(build)
+        return self._executor.submit(build)
 
     def run_on_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run fn(*args) on the MLX thread and wait (for benchmarks and tests)."""
