@@ -71,10 +71,10 @@ class App:
 
 def core_registry() -> ToolRegistry:
     """The core tools every install has."""
-    from tools import CORE_TOOL_MODULES
+    from agent.bundled import core_tools
 
     registry = ToolRegistry()
-    for name in CORE_TOOL_MODULES:
+    for name in core_tools().CORE_TOOL_MODULES:
         registry.add_module(importlib.import_module(name))
     return registry
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -234,22 +233,14 @@ class Settings(_Section):
 
 # ---------------------------------------------------------------------------- loading
 
-_HERE = Path(__file__).resolve().parent
-# A source checkout or editable install keeps the file at <repo>/config/default.yaml; an
-# installed wheel gets it through pyproject's data-files, under <prefix>/share/agentd/.
-_DEFAULT_CANDIDATES = (
-    _HERE.parent / "config" / "default.yaml",
-    Path(sys.prefix) / "share" / "agentd" / "default.yaml",
-)
-
-
 def default_config_path() -> Path:
-    """Where the packaged config/default.yaml is."""
-    for candidate in _DEFAULT_CANDIDATES:
-        if candidate.is_file():
-            return candidate
-    looked = ", ".join(str(c) for c in _DEFAULT_CANDIDATES)
-    raise ConfigError(f"agentd's default config is missing (looked in: {looked})")
+    """Where the packaged config/default.yaml is (the checkout's config/, or inside a wheel)."""
+    from agent.bundled import bundled_dir
+
+    path = bundled_dir("config") / "default.yaml"
+    if not path.is_file():
+        raise ConfigError(f"agentd's default config is missing ({path}): reinstall agentd")
+    return path
 
 
 def load_settings(
