@@ -40,8 +40,10 @@ def user_facing_errors() -> tuple[type[BaseException], ...]:
     from agent.settings import ConfigError
 
     from agent.ipc import DaemonNotRunning
+    from agent.runtime import StartError
 
-    return (ConfigError, HomeError, ModelNotFoundError, UnknownModelError, DemoModelError, PullError, ModelLoadError, DaemonNotRunning)
+    return (ConfigError, HomeError, ModelNotFoundError, UnknownModelError, DemoModelError, PullError, ModelLoadError,
+            DaemonNotRunning, StartError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -270,10 +272,9 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
     _, home = load_context(args)
     try:
-        pid = stop_daemon(home)
-    except TimeoutError as exc:  # e.g. a model call on a slow CPU that has not reached a stop point
-        print(f"agentd: {exc}; it stops when its current model step ends (`kill -9 PID` stops it now)",
-              file=sys.stderr)
+        pid = stop_daemon(home)  # a model step too slow to reach a stop point is killed
+    except TimeoutError as exc:
+        print(f"agentd: {exc}", file=sys.stderr)
         return 1
     print(f"agentd (pid {pid}) stopped" if pid else "agentd was not running")
     return 0
