@@ -17,6 +17,8 @@ from agent.turn import Agent, TurnLimits
 
 log = logging.getLogger(__name__)
 
+PREFIX_FOLDER = "cache"  # in the home: the saved prefilled prefix (agent/llm/prefix_store.py)
+
 
 @dataclass
 class App:
@@ -30,6 +32,7 @@ class App:
     home: Path
     skills: Any = None
     home_control: Any = None  # the HomeService (MQTT / Home Assistant devices)
+    small_prompt: bool = False  # the demo on a CPU: the model is shown model.demo_cpu_tools only
 
     def status(self) -> dict:
         """The model's part of the daemon's status report."""
@@ -42,7 +45,9 @@ class App:
             "demo_model": self.is_demo,
             "tools": self.agent.registry.names(),
             "skills": [s.name for s in self.skills.enabled()] if self.skills else [],
-            "prefix_cache": {"hits": stats.hits, "misses": stats.misses, "builds": stats.builds, "tokens_reused": stats.tokens_reused},
+            "prefix_cache": {"hits": stats.hits, "misses": stats.misses, "builds": stats.builds, "loads": stats.loads,
+                             "tokens_reused": stats.tokens_reused},
+            "warm_up": self.engine.warmup.report(),
         }
 
     def reload(self, settings: Any) -> None:
@@ -54,6 +59,8 @@ class App:
             self.home_control.stop()
         self.home_control = start_home_control(settings)
         self.skills = apply_skills(self.agent, settings, self.home, self.store, device_slots(self.home_control))
+        if self.small_prompt:
+            self.agent.registry.show_only(settings.model.demo_cpu_tools)
         self.engine.prefix_cache.clear()  # instructions or tools may have changed
         self.warm_up()
 
@@ -108,17 +115,22 @@ def clock_from(settings: Any) -> SystemClock:
     return SystemClock(settings.agent.tzinfo())
 
 
-def build_app(settings: Any, home: Path, *, with_store: bool = True, home_control: Any = None) -> App:
+def build_app(settings: Any, home: Path, *, with_store: bool = True, home_control: Any = None,
+              small_demo_prompt: bool = True) -> App:
     """Load the configured model (or the demo model) and wire the agent to it.
 
     `home_control`: a HomeService to use instead of connecting to the configured MQTT broker
-    and Home Assistant (`agentd eval` passes its simulated home)."""
+    and Home Assistant (`agentd eval` passes its simulated home). `small_demo_prompt`: the demo
+    model on a CPU is shown only `model.demo_cpu_tools` (the eval turns it off: it scores every tool)."""
     from agent.home import models_dir
     from agent.llm.catalog import find_model
     from agent.llm.mlx_engine import MLXEngine
 
+    from agent.llm.prefix_store import PrefixStore
+
     choice = find_model(settings.model.path, models_dir(home), settings.model.preset)
-    engine = MLXEngine(choice.path, prefill_step_size=settings.model.prefill_step_size, seed=settings.model.seed)
+    engine = MLXEngine(choice.path, prefill_step_size=settings.model.prefill_step_size, seed=settings.model.seed,
+                       prefix_store=PrefixStore(Path(home) / PREFIX_FOLDER, choice.path))
     store = None
     if with_store:
         from agent.store import Store
@@ -129,8 +141,13 @@ def build_app(settings: Any, home: Path, *, with_store: bool = True, home_contro
     if home_control is None:
         home_control = start_home_control(settings)
     skills = apply_skills(agent, settings, home, store, device_slots(home_control))
+    from agent.llm.demo_model import on_cpu
+
+    small_prompt = small_demo_prompt and choice.is_demo and on_cpu()
+    if small_prompt:
+        agent.registry.show_only(settings.model.demo_cpu_tools)
     return App(agent=agent, engine=engine, store=store, model_note=choice.reason, is_demo=choice.is_demo,
-               home=home, skills=skills, home_control=home_control)
+               home=home, skills=skills, home_control=home_control, small_prompt=small_prompt)
 
 
 def configure(agent: Agent, settings: Any) -> None:

@@ -78,6 +78,7 @@ class ModelSettings(_Section):
     prefill_step_size: int = Field(ge=1)
     constrained: bool
     thinking_budget: int | None = Field(ge=1)
+    demo_cpu_tools: list[str]
 
     @field_validator("preset", mode="before")
     @classmethod
