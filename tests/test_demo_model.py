@@ -8,7 +8,7 @@ import mlx_lm
 import pytest
 
 from agent.llm import demo_model
-from agent.llm.demo_model import DEMO_FOLDER, DemoModelError, ensure_demo_model
+from agent.llm.demo_model import BFLOAT16, DEMO_FOLDER, DemoModelError, demo_folder, ensure_demo_model
 
 
 WEATHER_TOOL = {
@@ -238,3 +238,18 @@ def test_missing_package_says_what_to_install(tmp_path, monkeypatch):
         ensure_demo_model(tmp_path)
     assert isinstance(caught.value, FileNotFoundError)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_bfloat16_demo_is_the_same_model_dequantized(demo, tmp_path):
+    # What a CPU runs (demo_dtype): every quantized matrix expanded, nothing else changed.
+    folder = ensure_demo_model(tmp_path, BFLOAT16)
+    assert folder.name == demo_folder(BFLOAT16)
+    config = json.loads((folder / "config.json").read_text())
+    assert "quantization" not in config and config["torch_dtype"] == "bfloat16"
+    weights = mx.load(str(folder / "model.safetensors"))
+    assert not any(name.endswith((".scales", ".biases")) for name in weights)
+    assert {w.dtype for w in weights.values()} == {mx.bfloat16}
+    model, tokenizer = demo
+    bf16, _ = mlx_lm.load(str(folder))
+    ids = mx.array([tokenizer.encode("The capital of Germany is Berlin. The capital of France is")])
+    assert (model(ids).argmax(-1) == bf16(ids).argmax(-1)).all().item()
