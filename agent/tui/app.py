@@ -94,6 +94,9 @@ class ChatApp:
             ("agentd chat", "bold"), f" · {self.model or 'model ?'} · ", ("/help", "bold"),
             " for commands · Ctrl-D to leave", style="dim",
         ))
+        warm_up = status.get("warm_up") or {}
+        if warm_up.get("phase") not in (None, "ready"):  # a message sent now waits, with progress
+            self.console.print(Text(f"{warm_up['text']}; you can type already", style="yellow"))
 
     # -- one reply --------------------------------------------------------------------------
 
