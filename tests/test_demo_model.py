@@ -253,3 +253,17 @@ def test_the_bfloat16_demo_is_the_same_model_dequantized(demo, tmp_path):
     bf16, _ = mlx_lm.load(str(folder))
     ids = mx.array([tokenizer.encode("The capital of Germany is Berlin. The capital of France is")])
     assert (model(ids).argmax(-1) == bf16(ids).argmax(-1)).all().item()
+
+
+def test_a_prefix_built_without_the_output_head_continues_like_the_whole_prompt(demo):
+    # PrefixCache builds through the layers only (a prefix needs the cache, not the logits).
+    from agent.llm.prefix_cache import PrefixCache
+
+    model, tokenizer = demo
+    tokens = tokenizer.encode("The capital of Germany is Berlin. The capital of France is")
+    cache = PrefixCache(model)
+    cache.prime(tokens[:-1])
+    logits = model(mx.array([tokens[-1:]]), cache=cache._cache)[0, -1]
+    whole = model(mx.array([tokens]))[0, -1]
+    assert logits.argmax().item() == whole.argmax().item()
+    assert mx.abs(logits - whole).max().item() < 1e-2 * mx.abs(whole).max().item()
