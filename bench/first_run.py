@@ -28,19 +28,21 @@ def agentd(home: Path, *args: str, timeout: float = 900) -> subprocess.Completed
 
 
 def status(home: Path) -> dict:
-    done = agentd(home, "status")
-    return {line.split(None, 1)[0]: line.split(None, 1)[1] for line in done.stdout.splitlines() if " " in line}
+    """The daemon's status report, asked in-process (a CLI call would add its own start-up)."""
+    from agent.ipc import status_sync
+
+    return status_sync(home / "agentd.sock")
 
 
 def wait_ready(home: Path, started: float, seen: list[str]) -> float:
-    """Poll `agentd status` until the warm-up is over; seconds since `started`. Keeps what it said."""
+    """Poll the status until the warm-up is over; seconds since `started`. Keeps what it said."""
     while True:
-        warm = json.loads(status(home).get("warm_up", "{}"))
+        warm = status(home).get("warm_up") or {}
         if warm.get("text") and (not seen or seen[-1] != warm["text"]):
             seen.append(warm["text"])
         if warm.get("phase") in ("ready", "stopped"):
             return time.monotonic() - started
-        time.sleep(0.5)
+        time.sleep(0.1)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -67,9 +69,9 @@ def main(argv: list[str] | None = None) -> dict:
         done_event = next((e for e in events if e.get("type") == "ReplyDone"), {})
         result["first_reply"] = done_event.get("text", "")[:80]
         result["stopped_by"] = done_event.get("stopped_by")
-        warm = json.loads(status(home).get("warm_up", "{}"))
-        result["prefix_tokens"] = warm.get("total_tokens")
-        result["model"] = status(home).get("model")
+        report = status(home)
+        result["prefix_tokens"] = report["warm_up"]["total_tokens"]
+        result["model"] = report["model"]
 
         agentd(home, "stop")
         restarted = time.monotonic()

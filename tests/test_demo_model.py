@@ -267,3 +267,24 @@ def test_a_prefix_built_without_the_output_head_continues_like_the_whole_prompt(
     whole = model(mx.array([tokens]))[0, -1]
     assert logits.argmax().item() == whole.argmax().item()
     assert mx.abs(logits - whole).max().item() < 1e-2 * mx.abs(whole).max().item()
+
+
+def test_on_a_cpu_the_demo_is_shown_only_its_cpu_tools(tmp_path):
+    # Every tool schema is read at each cold start, at 10-20 tokens/s on a CPU: the demo sees a
+    # few; the rest stay registered (their phrases still run them), and a reload keeps it so.
+    from agent.app import build_app
+    from agent.settings import default_settings
+
+    settings = default_settings()
+    app = build_app(settings, tmp_path / "home", with_store=False)
+    try:
+        assert app.is_demo and app.small_prompt == demo_model.on_cpu()
+        shown = [s["function"]["name"] for s in app.agent.registry.schemas()]
+        if app.small_prompt:
+            assert shown == settings.model.demo_cpu_tools  # in registration order, as the config lists them
+            assert app.agent.registry.get("convert_units") is not None
+            app.reload(settings)
+            assert [s["function"]["name"] for s in app.agent.registry.schemas()] == shown
+            assert app.engine.warmup.report()["total_tokens"] < 900
+    finally:
+        app.close()
