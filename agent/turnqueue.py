@@ -142,6 +142,9 @@ class TurnQueue:
         warmup = getattr(getattr(self.daemon.agent, "llm", None), "warmup", None)
         if warmup is None or warmup.ready:
             return
+        intents = getattr(self.daemon.agent, "intents", None)
+        if intents is not None and intents.match(request.text) is not None:
+            return  # the phrase path answers without the model
         async for line in warmup.wait(every_s=self.warm_up_note_s, cancel=request.cancel):
             request.emit(Note(text=line[0].upper() + line[1:] + "…", level="info"))
         if request.cancel.is_set():

@@ -86,3 +86,17 @@ def test_status_reports_the_warm_up_and_its_time_left():
     assert report["seconds_left"] is not None and "128 of 766 tokens" in report["text"]
     warmup.finish("prefix loaded from the home folder")
     assert warmup.ready and warmup.report()["text"] == "model ready (prefix loaded from the home folder)"
+
+
+def test_a_phrase_the_fast_path_answers_does_not_wait_for_the_warm_up(home):
+    agent = warming_agent()
+    agent.intents = SimpleNamespace(match=lambda text: "match" if text.startswith("turn on") else None)
+
+    async def go():
+        async with running(make(home, agent)) as daemon:
+            async with await Client.connect(daemon.socket_path) as client:
+                return [event async for event in client.reply("turn on the kitchen lights")]
+
+    events = run(go())
+    assert not any(isinstance(e, Note) for e in events)
+    assert events[-1].stopped_by == "done" and agent.calls
