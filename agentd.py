@@ -297,6 +297,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(exc)
         return 3
     for key, value in report.items():
+        if key == "warm_up" and isinstance(value, dict):
+            value = value.get("text")  # "warming up the model: ... 128 of 766 tokens, about 40 s left"
         print(f"{key:14} {json.dumps(value) if isinstance(value, (dict, list)) else value}")
     return 0
 
