@@ -147,8 +147,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if pid is not None:
         print(f"agentd: already running (pid {pid}) on {home}", file=sys.stderr)
         return 1
-    app = build_local_app(args)
-    app.warm_up()
+    from agent import startup
+
+    startup.announce(home)  # until the socket answers, `agentd status` reads what it is doing here
+    try:
+        app = build_local_app(args)
+        app.warm_up()
+    finally:
+        startup.done(home)
     # run_forever installs its own console and file logs; main()'s basicConfig console
     # handler would otherwise print every line a second time.
     for handler in list(logging.getLogger().handlers):
@@ -249,14 +255,22 @@ def cmd_start(args: argparse.Namespace) -> int:
     from agent.home import socket_path
     from agent.ipc import status_sync
     from agent.runtime import running_pid, start_in_background
+    from agent.startup import starting
 
     _, home = load_context(args)
     pid = running_pid(home)
     if pid is not None:
         print(f"agentd is already running (pid {pid})")
         return 0
-    print("starting agentd: loading the model (a first run converts the demo model first)...", flush=True)
-    pid = start_in_background(run_command(args, home), home, socket_path(home))
+    said = []
+
+    def say_what_it_does() -> None:  # "converting the demo model" on a first run, then "loading the model"
+        line = starting(home)
+        if line and line.split(",")[0] not in said:
+            said.append(line.split(",")[0])
+            print(line, flush=True)
+
+    pid = start_in_background(run_command(args, home), home, socket_path(home), waiting=say_what_it_does)
     print(f"agentd started (pid {pid}); logs in {home / 'logs'}")
     warm_up = status_sync(socket_path(home)).get("warm_up") or {}
     if warm_up.get("phase") not in (None, "ready"):  # a first run on a slow CPU: minutes
@@ -294,7 +308,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         report = status_sync(socket_path(home))
     except DaemonNotRunning as exc:
-        print(exc)
+        from agent.startup import starting
+
+        print(starting(home) or exc)  # one that is loading its model does not answer yet
         return 3
     for key, value in report.items():
         if key == "warm_up" and isinstance(value, dict):

@@ -124,7 +124,8 @@ class StartError(RuntimeError):
 START_ERR_FILE = "start.err"  # the starting daemon's stderr, read back when it dies early
 
 
-def start_in_background(command: list[str], home: Path, socket_path: Path, timeout: float = 600.0) -> int:
+def start_in_background(command: list[str], home: Path, socket_path: Path, timeout: float = 600.0,
+                        waiting: Callable[[], None] | None = None) -> int:
     """Start `command` (an `agentd run` line) detached from this terminal; its pid once it answers.
 
     The daemon answers once its model is loaded (converting the demo model first on a first
@@ -149,6 +150,8 @@ def start_in_background(command: list[str], home: Path, socket_path: Path, timeo
             raise StartError(f"agentd exited while starting: {last_words(err_path, proc.returncode)}")
         if time.monotonic() > deadline:
             raise TimeoutError(f"agentd (pid {proc.pid}) did not answer within {timeout:g} s; see {folder / LOG_FILE}")
+        if waiting is not None:
+            waiting()  # e.g. say what the daemon is doing meanwhile
         time.sleep(0.1)
 
 

@@ -248,11 +248,11 @@ def _remove_stale_temp_folders(models_dir: Path) -> None:
     """Delete temp folders left by conversions whose process is gone (a crash, a kill)."""
     for path in models_dir.glob(f".{DEMO_FOLDER}*.*"):
         match = re.search(r"\.(?:tmp|old)-(\d+)", path.name)
-        if not match or not _process_alive(int(match.group(1))):
+        if not match or not process_alive(int(match.group(1))):
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """True when a process with this id exists."""
     try:
         os.kill(pid, 0)
