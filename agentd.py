@@ -35,15 +35,16 @@ def user_facing_errors() -> tuple[type[BaseException], ...]:
     """Errors whose message tells the user what is wrong and what to do: no traceback."""
     from agent.home import HomeError
     from agent.llm.catalog import ModelNotFoundError, PullError, UnknownModelError
+    from agent.llm.demo_fetch import DemoFetchError
     from agent.llm.demo_model import DemoModelError
     from agent.llm.mlx_engine import ModelLoadError
     from agent.salvage import SalvageError
+    from agent.ipc import DaemonNotRunning, RequestFailed
+    from agent.runtime import StartError
     from agent.settings import ConfigError
 
-    from agent.ipc import DaemonNotRunning, RequestFailed
-
     return (ConfigError, HomeError, ModelNotFoundError, UnknownModelError, DemoModelError, PullError, ModelLoadError,
-            DaemonNotRunning, RequestFailed, SalvageError)
+            DaemonNotRunning, RequestFailed, SalvageError, StartError, DemoFetchError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing = model_sub.add_parser("list", parents=[common], help="installed models and their sizes")
     listing.set_defaults(handler=cmd_model_list)
     pull = model_sub.add_parser("pull", parents=[common], help="download a model (the only command that uses the network)")
-    pull.add_argument("name", help="a preset (qwen3.5-0.8b, -2b, -4b, -9b; whisper-tiny.en, -base.en, -small.en, "
+    pull.add_argument("name", help="a preset (qwen3.5-0.8b, -2b, -4b, -9b; demo: the bundled demo model's weights; whisper-tiny.en, -base.en, -small.en, "
                                    "-medium.en, whisper-large-v3) or a Hugging Face repo id")
     pull.set_defaults(handler=cmd_model_pull)
     return parser
@@ -170,14 +171,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     if pid is not None:
         print(f"agentd: already running (pid {pid}) on {home}", file=sys.stderr)
         return 1
+    from agent import startup
     from agent.health import Health
     from agent.netguard import NetGuard, configured_hosts
 
     # first: from here on every connection beyond loopback is recorded, and refused unless configured
     network = NetGuard(configured_hosts(settings)).install()
     health = Health()  # what the daemon finds wrong from here on: told in status, doctor, chat
-    app = build_local_app(args, health)
-    app.warm_up()
+    startup.announce(home)  # until the socket answers, `agentd status` reads what it is doing here
+    try:
+        app = build_local_app(args, health)
+        app.warm_up()
+    finally:
+        startup.done(home)
     # run_forever installs its own console and file logs; main()'s basicConfig console
     # handler would otherwise print every line a second time.
     for handler in list(logging.getLogger().handlers):
@@ -304,15 +310,28 @@ def cmd_bench(argv: list[str]) -> int:
 
 def cmd_start(args: argparse.Namespace) -> int:
     from agent.home import socket_path
+    from agent.ipc import status_sync
     from agent.runtime import running_pid, start_in_background
+    from agent.startup import starting
 
     _, home = load_context(args)
     pid = running_pid(home)
     if pid is not None:
         print(f"agentd is already running (pid {pid})")
         return 0
-    pid = start_in_background(run_command(args, home), home, socket_path(home))
+    said = []
+
+    def say_what_it_does() -> None:  # "converting the demo model" on a first run, then "loading the model"
+        line = starting(home)
+        if line and line.split(",")[0] not in said:
+            said.append(line.split(",")[0])
+            print(line, flush=True)
+
+    pid = start_in_background(run_command(args, home), home, socket_path(home), waiting=say_what_it_does)
     print(f"agentd started (pid {pid}); logs in {home / 'logs'}")
+    warm_up = status_sync(socket_path(home)).get("warm_up") or {}
+    if warm_up.get("phase") not in (None, "ready"):  # a first run on a slow CPU: minutes
+        print(f"{warm_up['text']}; `agentd status` shows how far it is")
     return 0
 
 
@@ -330,10 +349,9 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
     home = home_of(args)
     try:
-        pid = stop_daemon(home)
-    except TimeoutError as exc:  # e.g. a model call on a slow CPU that has not reached a stop point
-        print(f"agentd: {exc}; it stops when its current model step ends (`kill -9 PID` stops it now)",
-              file=sys.stderr)
+        pid = stop_daemon(home)  # a model step too slow to reach a stop point is killed
+    except TimeoutError as exc:
+        print(f"agentd: {exc}", file=sys.stderr)
         return 1
     print(f"agentd (pid {pid}) stopped" if pid else "agentd was not running")
     return 0
@@ -347,9 +365,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         report = status_sync(socket_path(home))
     except DaemonNotRunning as exc:
-        print(exc)
+        from agent.startup import starting
+
+        print(starting(home) or exc)  # one that is loading its model does not answer yet
         return 3
     for key, value in report.items():
+        if key == "warm_up" and isinstance(value, dict):
+            value = value.get("text")  # "warming up the model: ... 128 of 766 tokens, about 40 s left"
         print(f"{key:14} {json.dumps(value) if isinstance(value, (dict, list)) else value}")
     return 0
 
@@ -404,6 +426,8 @@ def ask_locally(args: argparse.Namespace) -> int:
     """The model in this process: one question, or a line-by-line prompt."""
     app = build_local_app(args)
     try:
+        app.warm_up()  # the saved prefix, or built now with progress shown: not inside the turn's time limit
+        app.engine.warmup.show_until_ready(lambda line: print(f"agentd: {line}", file=sys.stderr))
         if args.text:
             asyncio.run(print_turn(app.agent, " ".join(args.text), thinking=args.think, as_json=args.json, explain=args.explain))
             return 0
@@ -504,7 +528,12 @@ def cmd_model_pull(args: argparse.Namespace) -> int:
     from agent.llm.catalog import pull
 
     _, home = load_context(args)
-    path = pull(args.name, models_dir(home), console=Console(stderr=True))
+    if args.name == "demo":
+        from agent.llm.demo_fetch import pull_demo_model
+
+        path = pull_demo_model(models_dir(home), console=Console(stderr=True))
+    else:
+        path = pull(args.name, models_dir(home), console=Console(stderr=True))
     print(f"Installed {args.name} in {path}")
     return 0
 

@@ -17,6 +17,8 @@ from agent.turn import Agent, TurnLimits
 
 log = logging.getLogger(__name__)
 
+PREFIX_FOLDER = "cache"  # in the home: the saved prefilled prefix (agent/llm/prefix_store.py)
+
 
 @dataclass
 class App:
@@ -31,7 +33,7 @@ class App:
     skills: Any = None
     home_control: Any = None  # the HomeService (MQTT / Home Assistant devices)
     mcp: Any = None  # the McpHub of the configured MCP servers (the daemon runs it)
-    warming: Any = None  # the warm-up's Future (see ready)
+    small_prompt: bool = False  # the demo on a CPU: the model is shown model.demo_cpu_tools only
 
     def status(self) -> dict:
         """The model's part of the daemon's status report."""
@@ -41,7 +43,9 @@ class App:
             "demo_model": self.is_demo,
             "tools": self.agent.registry.names(),
             "skills": [s.name for s in self.skills.enabled()] if self.skills else [],
-            "prefix_cache": {"hits": stats.hits, "misses": stats.misses, "builds": stats.builds, "tokens_reused": stats.tokens_reused},
+            "prefix_cache": {"hits": stats.hits, "misses": stats.misses, "builds": stats.builds, "loads": stats.loads,
+                             "tokens_reused": stats.tokens_reused},
+            "warm_up": self.engine.warmup.report(),
             **(self.mcp.status() if self.mcp else {}),
             **(self.engine.status() if hasattr(self.engine, "status") else {}),
         }
@@ -75,6 +79,8 @@ class App:
             self.home_control.stop()
         self.home_control = start_home_control(settings)
         self.skills = apply_skills(self.agent, settings, self.home, self.store, device_slots(self.home_control))
+        if self.small_prompt:
+            self.agent.registry.show_only(settings.model.demo_cpu_tools)
         if self.mcp:
             if settings.mcp_servers != servers_before:
                 log.warning("mcp_servers changed: restart agentd to connect to the new set")
@@ -84,11 +90,11 @@ class App:
 
     def warm_up(self) -> None:
         """Prefill the system prompt + tools in the background so the first turn is quick."""
-        self.warming = self.engine.warm_up(self.agent.system_prompt(), self.agent.registry.schemas(), constrained=self.agent.constrained)
+        self.engine.warm_up(self.agent.system_prompt(), self.agent.registry.schemas(), constrained=self.agent.constrained)
 
     def ready(self) -> bool:
         """False while the model warms up (the API answers 503 then, rather than hang)."""
-        return self.warming is None or self.warming.done()
+        return self.engine.warmup.ready
 
     def close(self) -> None:
         if self.home_control is not None:
@@ -100,10 +106,10 @@ class App:
 
 def core_registry() -> ToolRegistry:
     """The core tools every install has."""
-    from tools import CORE_TOOL_MODULES
+    from agent.bundled import core_tools
 
     registry = ToolRegistry()
-    for name in CORE_TOOL_MODULES:
+    for name in core_tools().CORE_TOOL_MODULES:
         registry.add_module(importlib.import_module(name))
     return registry
 
@@ -139,12 +145,13 @@ def clock_from(settings: Any) -> SystemClock:
 
 
 def build_app(settings: Any, home: Path, *, with_store: bool = True, home_control: Any = None,
-              health: Any = None) -> App:
+              health: Any = None, small_demo_prompt: bool = True) -> App:
     """Load the configured model (or the demo model) and wire the agent to it.
 
     `home_control`: a HomeService to use instead of connecting to the configured MQTT broker
     and Home Assistant (`agentd eval` passes its simulated home). `health` (agent.health) hears
-    of a damaged or unwritable store."""
+    of a damaged or unwritable store. `small_demo_prompt`: the demo model on a CPU is shown only
+    `model.demo_cpu_tools` (the eval turns it off: it scores every tool)."""
     engine, note, is_demo = load_engine(settings, home)
     store = None
     if with_store:
@@ -156,8 +163,13 @@ def build_app(settings: Any, home: Path, *, with_store: bool = True, home_contro
     if home_control is None:
         home_control = start_home_control(settings)
     skills = apply_skills(agent, settings, home, store, device_slots(home_control))
+    from agent.llm.demo_model import on_cpu
+
+    small_prompt = small_demo_prompt and is_demo and on_cpu()
+    if small_prompt:
+        agent.registry.show_only(settings.model.demo_cpu_tools)
     return App(agent=agent, engine=engine, store=store, model_note=note, is_demo=is_demo,
-               home=home, skills=skills, home_control=home_control)
+               home=home, skills=skills, home_control=home_control, small_prompt=small_prompt)
 
 
 def load_engine(settings: Any, home: Path) -> tuple[Any, str, bool]:
@@ -170,9 +182,11 @@ def load_engine(settings: Any, home: Path) -> tuple[Any, str, bool]:
     from agent.home import models_dir
     from agent.llm.catalog import find_model
     from agent.llm.mlx_engine import MLXEngine
+    from agent.llm.prefix_store import PrefixStore
 
     choice = find_model(settings.model.path, models_dir(home), settings.model.preset)
-    engine = MLXEngine(choice.path, prefill_step_size=settings.model.prefill_step_size, seed=settings.model.seed)
+    engine = MLXEngine(choice.path, prefill_step_size=settings.model.prefill_step_size, seed=settings.model.seed,
+                       prefix_store=PrefixStore(Path(home) / PREFIX_FOLDER, choice.path))
     return engine, choice.reason, choice.is_demo
 
 

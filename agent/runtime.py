@@ -81,26 +81,63 @@ def running_pid(home: Path) -> int | None:
         os.close(fd)
 
 
-def stop_daemon(home: Path, timeout: float = 15.0) -> int | None:
-    """SIGTERM the daemon of this home and wait for it to go; its pid, or None if none ran."""
+def stop_daemon(home: Path, timeout: float = 15.0, *, kill_after: float | None = 30.0) -> int | None:
+    """SIGTERM the daemon of this home and wait for it to go; its pid, or None if none ran.
+
+    A model step on a slow CPU cannot be interrupted (a 64-token prefill step takes seconds
+    here), so after `kill_after` more seconds it is SIGKILLed: stop must end with no daemon,
+    or the next start finds one that is going away. Nothing is lost: the store is SQLite in
+    WAL mode and every file agentd writes is renamed into place whole. `kill_after=None`
+    raises TimeoutError instead."""
     pid = running_pid(home)
     if pid is None or pid < 0:
         return None
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while running_pid(home) is not None:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"agentd (pid {pid}) did not stop within {timeout:g} s")
-        time.sleep(0.05)
+    if _wait_gone(home, timeout):
+        return pid
+    if kill_after is None:
+        raise TimeoutError(f"agentd (pid {pid}) did not stop within {timeout:g} s")
+    log.warning("agentd (pid %d) did not stop within %g s; killing it", pid, timeout)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    if not _wait_gone(home, kill_after):
+        raise TimeoutError(f"agentd (pid {pid}) did not stop within {timeout + kill_after:g} s, even killed")
     return pid
 
 
-def start_in_background(command: list[str], home: Path, socket_path: Path, timeout: float = 120.0) -> int:
-    """Start `command` (an `agentd run` line) detached from this terminal; its pid once it answers."""
+def _wait_gone(home: Path, timeout: float) -> bool:
+    """Wait until nobody holds the home's lock; False if someone still does after timeout."""
+    deadline = time.monotonic() + timeout
+    while running_pid(home) is not None:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+class StartError(RuntimeError):
+    """The daemon ended while starting; the message is its own one-line reason."""
+
+
+START_ERR_FILE = "start.err"  # the starting daemon's stderr, read back when it dies early
+
+
+def start_in_background(command: list[str], home: Path, socket_path: Path, timeout: float = 600.0,
+                        waiting: Callable[[], None] | None = None) -> int:
+    """Start `command` (an `agentd run` line) detached from this terminal; its pid once it answers.
+
+    The daemon answers once its model is loaded (converting the demo model first on a first
+    run), so the wait is long. If it dies first, StartError carries the reason it printed."""
     from agent.ipc.client import status_sync  # the client is only needed here
 
-    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)  # its logs go to the file
+    folder = log_dir(Path(home))
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    err_path = folder / START_ERR_FILE
+    with open(err_path, "wb") as err:  # its logs go to the log file; this keeps its last words
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=err, start_new_session=True)
     # reap it if it ends while this process still runs (no zombie, no "still running" warning)
     threading.Thread(target=proc.wait, name="agentd-reaper", daemon=True).start()
     deadline = time.monotonic() + timeout
@@ -110,11 +147,26 @@ def start_in_background(command: list[str], home: Path, socket_path: Path, timeo
         except ConnectionError:
             pass
         if proc.poll() is not None:
-            raise RuntimeError(f"agentd exited with code {proc.returncode} while starting; "
-                               f"see {log_dir(Path(home)) / LOG_FILE}")
+            raise StartError(f"agentd exited while starting: {last_words(err_path, proc.returncode)}")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"agentd (pid {proc.pid}) did not answer within {timeout:g} s")
+            raise TimeoutError(f"agentd (pid {proc.pid}) did not answer within {timeout:g} s; see {folder / LOG_FILE}")
+        if waiting is not None:
+            waiting()  # e.g. say what the daemon is doing meanwhile
         time.sleep(0.1)
+
+
+def last_words(err_path: Path, code: int) -> str:
+    """The one line that says why a daemon died: its `agentd: ...` line, else its last line."""
+    try:
+        lines = [line.strip() for line in err_path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        lines = []
+    reasons = [line for line in lines if line.startswith("agentd: ")]
+    if reasons:
+        return reasons[-1].removeprefix("agentd: ")
+    if lines:  # a crash: the exception line ends a traceback
+        return f"{lines[-1]} (exit code {code}; the whole output is in {err_path})"
+    return f"exit code {code}, no output"
 
 
 def _read_pid(fd: int) -> int | None:

@@ -100,6 +100,7 @@ class ModelSettings(_Section):
     constrained: bool
     thinking_budget: int | None = Field(ge=1)
     context_window: int | None = Field(ge=64)
+    demo_cpu_tools: list[str]
 
     @field_validator("preset", "backend", mode="before")
     @classmethod
@@ -296,22 +297,14 @@ class Settings(_Section):
 
 # ---------------------------------------------------------------------------- loading
 
-_HERE = Path(__file__).resolve().parent
-# A source checkout or editable install keeps the file at <repo>/config/default.yaml; an
-# installed wheel gets it through pyproject's data-files, under <prefix>/share/agentd/.
-_DEFAULT_CANDIDATES = (
-    _HERE.parent / "config" / "default.yaml",
-    Path(sys.prefix) / "share" / "agentd" / "default.yaml",
-)
-
-
 def default_config_path() -> Path:
-    """Where the packaged config/default.yaml is."""
-    for candidate in _DEFAULT_CANDIDATES:
-        if candidate.is_file():
-            return candidate
-    looked = ", ".join(str(c) for c in _DEFAULT_CANDIDATES)
-    raise ConfigError(f"agentd's default config is missing (looked in: {looked})")
+    """Where the packaged config/default.yaml is (the checkout's config/, or inside a wheel)."""
+    from agent.bundled import bundled_dir
+
+    path = bundled_dir("config") / "default.yaml"
+    if not path.is_file():
+        raise ConfigError(f"agentd's default config is missing ({path}): reinstall agentd")
+    return path
 
 
 def load_settings(

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.bundled import bundled_dir
 from agent.phrases import PhraseSpec, SlotSpec
 from agent.skill_files import NAME_PATTERN, SkillFileError, read_skill_md
 from agent.tools import RISK_TIERS, Risk, Tool, ToolRegistry, tools_in
@@ -24,7 +25,7 @@ from agent.trust import TrustError, TrustStore, file_digests
 
 log = logging.getLogger(__name__)
 
-BUNDLED_DIR = Path(__file__).resolve().parent.parent / "skills"
+BUNDLED_DIR = bundled_dir("skills")
 SKILL_FILE = "SKILL.md"
 TOOLS_FILE = "tools.py"
 _MODULE_PREFIX = "agentd_skill_"

@@ -254,6 +254,7 @@ class ToolRegistry:
 
     def __init__(self, tools: list[Tool] | None = None):
         self._tools: dict[str, Tool] = {}
+        self.shown: set[str] | None = None  # tools the model is shown (None: all); see show_only
         for t in tools or []:
             self.add(t)
 
@@ -279,7 +280,13 @@ class ToolRegistry:
         return list(self._tools)
 
     def schemas(self) -> list[dict]:
-        return [t.schema for t in self._tools.values()]
+        """The schemas the model is shown, in registration order."""
+        return [t.schema for t in self._tools.values() if self.shown is None or t.name in self.shown]
+
+    def show_only(self, names: list[str] | None) -> None:
+        """Show the model only these tools (a small prompt for a slow CPU); the rest stay
+        registered, so phrases still run them. None or [] shows every tool."""
+        self.shown = set(names) if names else None
 
     def __len__(self) -> int:
         return len(self._tools)

@@ -72,6 +72,8 @@ class TurnRequest:
 class TurnQueue:
     """The turns waiting and running, and the single worker that runs them."""
 
+    warm_up_note_s = 10.0  # seconds between progress notes while a turn waits for the warm-up
+
     def __init__(self, daemon: "Daemon"):
         self.daemon = daemon
         self.queue: asyncio.PriorityQueue[TurnRequest] = asyncio.PriorityQueue()
@@ -137,11 +139,26 @@ class TurnQueue:
                 self.current = None
                 self._finish(request)
 
+    async def _wait_for_warm_up(self, request: TurnRequest) -> None:
+        """While the model warms up (minutes on a slow CPU's first start), tell the asker how far
+        it is, every few seconds, instead of letting the turn's time limit run out silently."""
+        warmup = getattr(getattr(self.daemon.agent, "llm", None), "warmup", None)
+        if warmup is None or warmup.ready:
+            return
+        intents = getattr(self.daemon.agent, "intents", None)
+        if intents is not None and intents.match(request.text) is not None:
+            return  # the phrase path answers without the model
+        async for line in warmup.wait(every_s=self.warm_up_note_s, cancel=request.cancel):
+            request.emit(Note(text=line[0].upper() + line[1:] + "…", level="info"))
+        if request.cancel.is_set():
+            raise asyncio.CancelledError  # _run answers it as a cancelled turn
+
     async def _run(self, request: TurnRequest) -> None:
         """One turn: stream the agent's events to the asker; always end with one ReplyDone."""
         request.emit(p.Started(v=p.VERSION, id=request.id, conversation_id=request.conversation_id))
         done: ReplyDone | None = None
         try:
+            await self._wait_for_warm_up(request)  # before respond(): the turn's time limit starts there
             stream = request.job(request.cancel) if request.job is not None else self.daemon.agent.respond(
                 request.text, conversation_id=request.conversation_id, who=request.who,
                 thinking=request.thinking, explain=request.explain, confirm=lambda tool, args: self.daemon.confirmer.ask(request, tool, args),

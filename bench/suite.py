@@ -73,6 +73,18 @@ BENCHES = (
              lambda r: f"{r['valid_calls_constrained']} constrained, {r['valid_calls_unconstrained']} not",
              "all constrained", lambda r: r["valid_calls_constrained"].split("/")[0] == r["valid_calls_constrained"].split("/")[1]),
     )),
+    Bench("first_run", "bench.first_run", lambda a: [*(["--model", a.model] if a.model else [])], (
+        Line("first run: start -> first reply (new home)",
+             lambda r: f"{r['first_reply_s']} s ({r['model']}, prefix {r['prefix_tokens']} tok, "
+                       f"{r['progress_notes']} progress notes)", "<= 90 s", lambda r: r["first_reply_s"] <= 90),
+        Line("restart -> ready (prefix warm)", lambda r: f"{r['restart_ready_s']} s ({r['restart_warm_up']})",
+             "<= 5 s", lambda r: r["restart_ready_s"] <= 5),
+    )),
+    Bench("demo_dtype", "bench.demo_dtype", lambda a: ["--tokens", "128", "--repeats", "2"], (
+        Line("demo model prefill by dtype (CPU)",
+             lambda r: f"4-bit {r['prefill_4bit_tok_per_s']}, bfloat16 {r['prefill_bfloat16_tok_per_s']}, "
+                       f"float32 {r['prefill_float32_tok_per_s']} tok/s: {r['fastest']} fastest"),
+    )),
     Bench("intents", "bench.intents", lambda a: ["--calls", "5000"], (
         Line("phrase match, 1,000 templates", lambda r: f"p50 {r['p50_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms",
              "p99 <= 1 ms", lambda r: r["p99_ms"] <= 1.0),

@@ -124,3 +124,12 @@ def test_doctor_fails_speech_when_voice_is_on_and_its_model_is_not_installed(tmp
     done = agentd("doctor", "--config", str(config), home=tmp_path / "home")
     assert done.returncode == 1
     assert "[FAIL] speech: voice.stt_model 'whisper-small.en' is not installed: run `agentd model pull whisper-small.en`" in done.stdout
+
+
+def test_start_says_in_one_line_why_the_daemon_died(tmp_path):
+    done = agentd("start", "--model", str(tmp_path / "nowhere"), home=tmp_path / "home")
+    assert done.returncode == 2
+    assert "Traceback" not in done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("agentd: agentd exited while starting: ")
+    assert str(tmp_path / "nowhere") in lines[0]  # the daemon's own reason, naming the folder

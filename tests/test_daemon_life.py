@@ -11,7 +11,7 @@ import pytest
 
 from agent.events import TextDelta
 from agent.ipc import AlreadyRunning, Client, status_sync
-from agent.runtime import HomeLock, running_pid, start_in_background, stop_daemon, supervise
+from agent.runtime import HomeLock, StartError, running_pid, start_in_background, stop_daemon, supervise
 from fakes import SERVE_FAKE, FakeAgent, home, make, run, running, spawn, until  # noqa: F401  (home is a fixture)
 
 
@@ -163,5 +163,37 @@ def test_start_in_background_waits_until_it_answers(home):
 
 
 def test_start_in_background_reports_a_daemon_that_dies(home):
-    with pytest.raises(RuntimeError, match="exited with code 3"):
+    with pytest.raises(StartError, match="exit code 3, no output"):
         start_in_background([sys.executable, "-c", "raise SystemExit(3)"], home, home / "agentd.sock")
+
+
+def test_a_daemon_that_dies_while_starting_is_reported_by_its_own_reason(home):
+    # What `agentd run` prints for a user-facing error, after some logging noise.
+    script = "import sys; print('INFO loading', file=sys.stderr); print('agentd: the demo model was not found: install it', file=sys.stderr); sys.exit(2)"
+    with pytest.raises(StartError) as caught:
+        start_in_background([sys.executable, "-c", script], home, home / "agentd.sock")
+    assert str(caught.value) == "agentd exited while starting: the demo model was not found: install it"
+
+
+def test_a_crash_while_starting_names_its_last_line_and_where_the_rest_is(home):
+    with pytest.raises(StartError, match=r"ZeroDivisionError: division by zero \(exit code 1; the whole output is in .*start.err\)"):
+        start_in_background([sys.executable, "-c", "1/0"], home, home / "agentd.sock")
+
+
+def test_stop_kills_a_daemon_that_cannot_reach_a_stop_point(home):
+    # A model step on a slow CPU: SIGTERM is heard only when the step ends. Stop must still
+    # end with no daemon, so that the next start starts one.
+    script = ("import signal, sys, time; from agent.runtime import HomeLock; "
+              "signal.signal(signal.SIGTERM, signal.SIG_IGN); lock = HomeLock(sys.argv[1]); lock.acquire(); "
+              "print('locked', flush=True); time.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(home)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "locked\n"
+        started = time.monotonic()
+        assert stop_daemon(home, timeout=0.5, kill_after=10) == proc.pid
+        assert time.monotonic() - started < 10
+        assert running_pid(home) is None
+        assert proc.wait(5) == -signal.SIGKILL
+    finally:
+        proc.kill()
+        proc.wait()

@@ -10,13 +10,14 @@ import asyncio
 import json
 import shutil
 import sys
+import time
 
 import pexpect
 import pytest
 
 from agent.app import core_registry
 from agent.events import ReplyDone, TextDelta, ToolStarted
-from agent.ipc import Client, Started, parse_event
+from agent.ipc import Client, Started, parse_event, status_sync
 from agent.ipc.protocol import VERSION, Cancel, Send, encode
 from agent.store import Store
 from daemon_proc import REPO, AGENTD, RealDaemon, agentd, child_env, greedy_config, short_home
@@ -204,8 +205,16 @@ def test_a_restart_keeps_the_history(daemon):
     assert not daemon.socket.exists()
     started = agentd("start", *daemon.options)
     assert started.returncode == 0 and "agentd started" in started.stdout, started.stderr
-    daemon.wait_until_up()
+    status = daemon.wait_until_up()
     assert daemon.pid != old_pid
+    # warm at once: the prefix the first daemon built was saved in the home and loaded here
+    deadline = time.monotonic() + 30
+    while status["warm_up"]["phase"] != "ready" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        status = status_sync(daemon.socket)
+    assert status["warm_up"]["text"] == "model ready (prefix loaded from the home folder)"
+    assert (status["prefix_cache"]["loads"], status["prefix_cache"]["builds"]) == (1, 0)
+    assert "warm_up        model ready (prefix loaded from the home folder)" in agentd("status", "--home", str(daemon.home)).stdout
 
     async def history():
         async with await Client.connect(daemon.socket) as client:

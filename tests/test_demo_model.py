@@ -8,7 +8,7 @@ import mlx_lm
 import pytest
 
 from agent.llm import demo_model
-from agent.llm.demo_model import DEMO_FOLDER, DemoModelError, ensure_demo_model
+from agent.llm.demo_model import BFLOAT16, DEMO_FOLDER, DemoModelError, demo_folder, ensure_demo_model
 
 
 WEATHER_TOOL = {
@@ -238,3 +238,53 @@ def test_missing_package_says_what_to_install(tmp_path, monkeypatch):
         ensure_demo_model(tmp_path)
     assert isinstance(caught.value, FileNotFoundError)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_bfloat16_demo_is_the_same_model_dequantized(demo, tmp_path):
+    # What a CPU runs (demo_dtype): every quantized matrix expanded, nothing else changed.
+    folder = ensure_demo_model(tmp_path, BFLOAT16)
+    assert folder.name == demo_folder(BFLOAT16)
+    config = json.loads((folder / "config.json").read_text())
+    assert "quantization" not in config and config["torch_dtype"] == "bfloat16"
+    weights = mx.load(str(folder / "model.safetensors"))
+    assert not any(name.endswith((".scales", ".biases")) for name in weights)
+    assert {w.dtype for w in weights.values()} == {mx.bfloat16}
+    model, tokenizer = demo
+    bf16, _ = mlx_lm.load(str(folder))
+    ids = mx.array([tokenizer.encode("The capital of Germany is Berlin. The capital of France is")])
+    assert (model(ids).argmax(-1) == bf16(ids).argmax(-1)).all().item()
+
+
+def test_a_prefix_built_without_the_output_head_continues_like_the_whole_prompt(demo):
+    # PrefixCache builds through the layers only (a prefix needs the cache, not the logits).
+    from agent.llm.prefix_cache import PrefixCache
+
+    model, tokenizer = demo
+    tokens = tokenizer.encode("The capital of Germany is Berlin. The capital of France is")
+    cache = PrefixCache(model)
+    cache.prime(tokens[:-1])
+    logits = model(mx.array([tokens[-1:]]), cache=cache._cache)[0, -1]
+    whole = model(mx.array([tokens]))[0, -1]
+    assert logits.argmax().item() == whole.argmax().item()
+    assert mx.abs(logits - whole).max().item() < 1e-2 * mx.abs(whole).max().item()
+
+
+def test_on_a_cpu_the_demo_is_shown_only_its_cpu_tools(tmp_path):
+    # Every tool schema is read at each cold start, at 10-20 tokens/s on a CPU: the demo sees a
+    # few; the rest stay registered (their phrases still run them), and a reload keeps it so.
+    from agent.app import build_app
+    from agent.settings import default_settings
+
+    settings = default_settings()
+    app = build_app(settings, tmp_path / "home", with_store=False)
+    try:
+        assert app.is_demo and app.small_prompt == demo_model.on_cpu()
+        shown = [s["function"]["name"] for s in app.agent.registry.schemas()]
+        if app.small_prompt:
+            assert shown == settings.model.demo_cpu_tools  # in registration order, as the config lists them
+            assert app.agent.registry.get("convert_units") is not None
+            app.reload(settings)
+            assert [s["function"]["name"] for s in app.agent.registry.schemas()] == shown
+            assert app.engine.warmup.report()["total_tokens"] < 900
+    finally:
+        app.close()

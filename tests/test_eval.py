@@ -23,7 +23,7 @@ from agent.turn import Agent
 from fixtures.agent_model import trained_tool_model
 from scripted_llm import ScriptedLLM, xml_call
 
-CASES = Path(__file__).resolve().parent / "eval" / "cases.yaml"
+CASES = cli.DEFAULT_CASES
 
 
 def write(tmp_path: Path, text: str, name: str = "cases.yaml") -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from agent.tools import ToolContext, ToolError, tool
-from tools.clock import describe, user_zone
+from .clock import describe, user_zone
 
 MAX_TEXT = 500
 

@@ -101,7 +101,7 @@ def build_agent_app(settings: Any, home: Path, sim: SimulatedHome | None) -> Any
     service = sim.service() if sim is not None else None
     if service is not None:
         use_home(service)
-    return build_app(settings, home, with_store=False, home_control=service)
+    return build_app(settings, home, with_store=False, home_control=service, small_demo_prompt=False)
 
 
 def _merge(base: dict, top: dict) -> dict:

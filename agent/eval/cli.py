@@ -1,6 +1,6 @@
 """`agentd eval [CASES] [--model PATH] [--with-intents] [--compare-constrained] [--json FILE] [--limit N]`.
 
-Runs the case file (default: the bundled tests/eval/cases.yaml, home-assistant-style cases on a
+Runs the case file (default: the bundled agent/eval/data/cases.yaml, home-assistant-style cases on a
 sample home) through the real agent turn and prints the figures and the failures.
 """
 
@@ -16,11 +16,8 @@ from pathlib import Path
 from typing import Any
 
 EXIT_USAGE = 2
-# A source checkout keeps the cases in tests/eval/; an installed wheel would get them through
-# pyproject's data-files under <prefix>/share/agentd/eval/ (as config/default.yaml).
-_CHECKOUT_CASES = Path(__file__).resolve().parents[2] / "tests" / "eval" / "cases.yaml"
-DEFAULT_CASES = next((p for p in (_CHECKOUT_CASES, Path(sys.prefix) / "share" / "agentd" / "eval" / "cases.yaml") if p.is_file()),
-                     _CHECKOUT_CASES)
+# The product's cases live with the package (package data), so a wheel has them too.
+DEFAULT_CASES = Path(__file__).resolve().parent / "data" / "cases.yaml"
 DEFAULT_MAX_TOKENS = 256
 
 
@@ -32,7 +29,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser | None = None) -> argpa
         parser.add_argument("--home", help="state folder (models are found there)")
         parser.add_argument("--config", help="a YAML file overriding config/default.yaml")
         parser.add_argument("--model", help="a local MLX model folder (overrides model.path)")
-    parser.add_argument("cases", nargs="?", help="a case file (default: the bundled tests/eval/cases.yaml)")
+    parser.add_argument("cases", nargs="?", help="a case file (default: the bundled agent/eval/data/cases.yaml)")
     parser.add_argument("--with-intents", action="store_true", help="let the fast phrase path answer what it matches (off: the model answers every case)")
     parser.add_argument("--compare-constrained", action="store_true", help="run every case twice, with model.constrained on and off, side by side")
     parser.add_argument("--json", metavar="FILE", help="write the full report (figures and every case) to FILE")

@@ -180,7 +180,9 @@ def home_comparer(home: Any = None, now: Callable[[], datetime] | None = None) -
         rules[("*", "device")] = same_devices
 
     from agent.schedule.timewords import parse_duration, parse_when
-    from tools.arithmetic import evaluate
+    from agent.bundled import core_tool_module
+
+    evaluate = core_tool_module("arithmetic").evaluate
 
     rules[("set_timer", "duration")] = lambda e, g: parse_duration(str(e)) == parse_duration(str(g))
     rules[("calculate", "expression")] = lambda e, g: evaluate(str(e)) == evaluate(str(g))

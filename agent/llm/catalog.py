@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.llm.demo_model import ensure_demo_model
+from agent.llm.demo_model import demo_dtype, ensure_demo_model
 
 # MLX 4-bit community conversions of Qwen3.5 (mlx-lm's qwen3_5 model type).
 PRESETS: dict[str, str] = {
@@ -145,7 +145,7 @@ def find_model(configured_path: str | None, models_dir: Path, preset: str) -> Mo
         f"no Qwen3.5 model installed; using the bundled demo model SmolLM2-135M "
         f"(run `agentd model pull {DEFAULT_PRESET}`)"
     )
-    return ModelChoice(ensure_demo_model(models_dir), True, reason)
+    return ModelChoice(ensure_demo_model(models_dir, demo_dtype()), True, reason)
 
 
 def is_qwen3_5(model_type: str | None) -> bool:

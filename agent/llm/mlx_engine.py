@@ -8,6 +8,7 @@ starts from a copy of the prefilled system-prompt + tool-schema cache (see prefi
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,6 +20,7 @@ from agent.llm.call_watch import CallTrace
 from agent.llm.constrained import Guides, require_llguidance
 from agent.llm.prefix_cache import PrefixCache
 from agent.llm.stream import Tags
+from agent.warmup import WarmUp
 
 
 class ModelLoadError(RuntimeError):
@@ -84,8 +86,11 @@ class Request:
 class MLXEngine:
     """A loaded MLX model; `stream()` is safe to call from the asyncio loop."""
 
-    def __init__(self, path: Path, *, prefill_step_size: int = 2048, seed: int | None = None):
+    def __init__(self, path: Path, *, prefill_step_size: int = 2048, seed: int | None = None,
+                 prefix_store: Any = None):
         self.path = Path(path)
+        self.warmup = WarmUp()  # loading -> prefix (N of M tokens) -> ready, for status and waiting turns
+        self._prefix_store = prefix_store  # a PrefixStore: the prefix survives restarts
         self.name = self.path.name
         self.prefill_step_size = prefill_step_size
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlx")
@@ -95,6 +100,7 @@ class MLXEngine:
         self.tokenizer: Any = None
         self.prefix_cache: PrefixCache | None = None
         self._executor.submit(self._load).result()
+        self.warmup.finish("")  # usable now; warm_up() makes the first call quick
         self.tool_format = self._tool_format()
         # Cheap: the vocabulary is read, and grammars compiled, on first constrained use.
         self._guides = Guides.for_model(self.tokenizer, tags=self.tool_format.tags, vocab_width=_logits_width(self.model, self.tokenizer))
@@ -254,10 +260,23 @@ class MLXEngine:
         if constrained:
             require_llguidance()  # missing: say so now, not at the first command
 
+        tokens = self.encode(self.prefix_text(system_prompt, tools))
+        self.warmup.enter("prefix", len(tokens))  # now, so a turn sent next already waits
+
         def build() -> None:
-            self.prefix_cache.prime(self.encode(self.prefix_text(system_prompt, tools)), stop=self._closing)
-            if constrained:
-                self._guides.matcher(tools, thinking=False)
+            try:
+                source = self.prefix_cache.prime(tokens, stop=self._closing, store=self._prefix_store,
+                                                 template=str(self.tokenizer.chat_template), progress=self.warmup.advance)
+                if constrained:
+                    self._guides.matcher(tools, thinking=False)
+            except BaseException:
+                logging.getLogger(__name__).exception("the model's warm-up failed")
+                self.warmup.enter("stopped")  # waiting turns go ahead (and meet the error themselves)
+                raise
+            if source == "stopped":
+                self.warmup.enter("stopped")
+            else:
+                self.warmup.finish({"loaded": "prefix loaded from the home folder"}.get(source, f"prefix {source}"))
 
         return self._executor.submit(build)
 

@@ -27,6 +27,7 @@ import httpx
 from agent.llm.mlx_engine import Chunk, Finished, Request, ToolFormat
 from agent.llm.prefix_cache import PrefixStats
 from agent.llm.stream import Tags
+from agent.warmup import WarmUp
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ class RemoteEngine:
         self.tags = tags
         self.tool_format = ToolFormat(tags=tags, parse=_json_tool_parser())
         self.prefix_cache = NoPrefixCache()
+        self.warmup = WarmUp()
+        self.warmup.finish("nothing to prefill here: the server keeps its own caches")
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     @classmethod

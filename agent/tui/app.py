@@ -96,6 +96,9 @@ class ChatApp:
         ))
         for problem in status.get("problems") or []:  # what agentd is living with (a damaged file, ...)
             self.console.print(Text.assemble(("problem: ", "bold red"), problem))
+        warm_up = status.get("warm_up") or {}
+        if warm_up.get("phase") not in (None, "ready"):  # a message sent now waits, with progress
+            self.console.print(Text(f"{warm_up['text']}; you can type already", style="yellow"))
 
     # -- one reply --------------------------------------------------------------------------
 
