@@ -229,3 +229,14 @@ def test_a_call_spelled_in_text_tags_is_followed_from_the_token_bytes(style, cal
     assert seen[0] == (False, False) and seen[-1] == (False, False)
     assert all(in_call and naming for in_call, naming in seen[2:named_until]), seen
     assert seen[named_until + 1] == (True, False) and len(watch.traces) == 1
+
+
+def test_the_floor_s_rough_exp_stays_within_3_percent():
+    import mlx.core as mx
+
+    from agent.llm.constrained import _rough_exp
+
+    y = mx.linspace(-80.0, 0.0, 200_001)
+    ratio = _rough_exp(y) / mx.exp(y)
+    assert 0.97 < mx.min(ratio).item() and mx.max(ratio).item() < 1.03
+    assert _rough_exp(mx.array([-1000.0])).item() < 1e-34  # far below: nothing, not garbage

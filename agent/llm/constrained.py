@@ -311,11 +311,10 @@ class Guide:
         masked = logits + self._last_bias
         if not self.watch.in_call:
             return masked  # free text: nothing is forced, no floor
-        # The model's own probability of what the mask allows, from one pass of exp (on a CPU
-        # the exps are most of the cost; two logsumexps would take twice as long). float32:
-        # bfloat16 sums of 248k terms drift.
+        # The model's own probability of what the mask allows: one pass of (approximate) exp,
+        # then two sums. float32: bfloat16 sums of 248k terms drift.
         wide = logits.astype(mx.float32)
-        weights = mx.exp(wide - mx.max(wide, axis=-1, keepdims=True))
+        weights = _rough_exp(wide - mx.max(wide, axis=-1, keepdims=True))
         log_mass = mx.log(mx.sum(weights * self._allowed, axis=-1)) - mx.log(mx.sum(weights, axis=-1))
         top_allowed = None
         if self.watch.naming:
@@ -330,3 +329,19 @@ class Guide:
             keep = mx.arange(logits.shape[-1]) == self.stop_token
             self._stop_only = mx.where(keep, 0.0, -mx.inf).astype(logits.dtype)
         return self._stop_only
+
+
+# exp(y) = 2^(y / ln 2): write y / ln 2 straight into a float32's exponent bits (Schraudolph,
+# 1999), within 3 % of exp. MLX's CPU backend computes exact exps ~30x slower than numpy
+# (3.3 ms for 248k), which made the floor a quarter of a step there; these four cheap
+# elementwise ops cost a fifth of that, and 3 % is nothing against the floor's margins (30x).
+_EXP_SCALE = 2**23 / math.log(2)
+_EXP_OFFSET = 127 * 2**23 - 366393  # the exponent bias, less the shift that centres the error
+
+
+def _rough_exp(y: Any) -> Any:
+    """exp(y) for y <= 0, within 3 %; below -80 as at -80 (2e-35: nothing against a floor),
+    where the exponent bits would otherwise underflow into garbage."""
+    import mlx.core as mx
+
+    return (mx.maximum(y, -80.0) * _EXP_SCALE + _EXP_OFFSET).astype(mx.int32).view(mx.float32)
