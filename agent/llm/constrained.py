@@ -264,12 +264,12 @@ class Guide:
         trace = self.watch.current
         if trace is None:
             return
-        mass = float(log_mass.item())
-        trace.masses.append(math.exp(mass))
-        trace.lowest_mass = min(trace.lowest_mass, math.exp(mass))
+        log_value = float(log_mass.item())
+        trace.masses.append(math.exp(log_value))
+        trace.lowest_mass = min(trace.lowest_mass, trace.masses[-1])
         if top_allowed is not None and not top_allowed.item():
             trace.name_overridden = True
-        if mass < self.log_floor:
+        if log_value < self.log_floor:  # the same test the logits made: the token is the stop
             self.abandoned = trace.abandoned = True
 
     def finish(self) -> None:
