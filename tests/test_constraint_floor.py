@@ -211,3 +211,36 @@ def test_agentd_ask_on_a_hostile_model_runs_nothing_and_says_why(constrained, tm
             assert "There is no tool named 'format_disk'" in notes[0]
         reply = events[-1]
         assert reply["type"] == "ReplyDone" and "<tool_call>" not in reply["text"] and "<function=" not in reply["text"]
+
+
+@pytest.mark.parametrize("style, call", [
+    ("xml", ["<tool", "_call>", "\n<func", "tion=set", "_timer", ">\n", "<parameter=duration>\n", "5m\n", "</parameter>\n</function>\n", "</tool_call>", " ok"]),
+    ("json", ["<tool_call>", '{"na', 'me": "set_', 'timer", ', '"arguments": {}}', "</tool_", "call>", " ok"]),
+])
+def test_a_call_spelled_in_text_tags_is_followed_from_the_token_bytes(style, call):
+    """Models whose tags are text (SmolLM2's) are followed by their bytes: in the call from the
+    start tag to the end tag, naming the tool until the name closes."""
+    from agent.llm.call_watch import CallWatch
+
+    pieces = ["Sure. ", *call]
+    watch = CallWatch(start="<tool_call>", end="</tool_call>", start_id=None, end_id=None, style=style,
+                      token_bytes=lambda token: pieces[token].encode())
+    seen = []
+    for token in range(len(pieces)):
+        watch.accept(token)
+        seen.append((watch.in_call, watch.naming))
+    named_until = next(i for i, piece in enumerate(pieces) if piece.startswith(("_timer", "timer")))
+    assert seen[0] == (False, False) and seen[-1] == (False, False)
+    assert all(in_call and naming for in_call, naming in seen[2:named_until]), seen
+    assert seen[named_until + 1] == (True, False) and len(watch.traces) == 1
+
+
+def test_the_floor_s_rough_exp_stays_within_3_percent():
+    import mlx.core as mx
+
+    from agent.llm.constrained import _rough_exp
+
+    y = mx.linspace(-80.0, 0.0, 200_001)
+    ratio = _rough_exp(y) / mx.exp(y)
+    assert 0.97 < mx.min(ratio).item() and mx.max(ratio).item() < 1.03
+    assert _rough_exp(mx.array([-1000.0])).item() < 1e-34  # far below: nothing, not garbage
