@@ -84,7 +84,7 @@ def salvage_if_damaged(path: Path, tables: Iterable[str], make_fresh: Callable[[
 
     SalvageError when it cannot be done now: another process's daemon holds the home (moving
     the file would leave that daemon writing to the moved copy), or there is no room."""
-    from agent.runtime import running_pid  # the daemon's lock on its home folder
+    from agent.daemon.process import running_pid  # the daemon's lock on its home folder
 
     path = Path(path)
     reason = damage(path)

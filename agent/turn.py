@@ -130,7 +130,7 @@ class Agent:
             why = self.intents.explain(text) if self.intents is not None else "model: the phrase path is off"
             yield Note(text=why, level="info")
         if match is not None:
-            from agent.intents import answer_intent
+            from agent.skills.intents import answer_intent
 
             async for event in answer_intent(match, self.executor(), ctx, confirm, save=lambda m: self._save(conversation_id, m), cancel=cancel):
                 yield event

@@ -76,7 +76,7 @@ async def compare(socket: Path, url: str, token: str, text: str, repeats: int) -
 
 def run(model: Path, *, repeats: int = 15, prompt: str = PROMPT) -> dict:
     """Start a daemon with the API on a free port, measure both doors, stop it."""
-    from agent.runtime import stop_daemon
+    from agent.daemon.process import stop_daemon
 
     home = Path(tempfile.mkdtemp(prefix="ad-bench-", dir="/tmp"))  # short: AF_UNIX paths
     with sockets.socket() as probe:

@@ -24,9 +24,9 @@ def resolve_model(args: argparse.Namespace) -> Path:
         return Path(args.model)
     if getattr(args, "tiny", False):
         return tiny_qwen35()
-    from agent.home import models_dir, resolve_home
+    from agent.config.paths import models_dir, resolve_home
     from agent.llm.catalog import find_model
-    from agent.settings import load_settings
+    from agent.config.settings import load_settings
 
     home = resolve_home(args.home or os.environ.get("AGENTD_HOME") or str(Path(tempfile.gettempdir()) / "agentd-bench-home"))
     settings = load_settings()

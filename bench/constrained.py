@@ -85,10 +85,10 @@ def valid_calls(engine, registry, system: str, *, samples: int, constrained: boo
 def run(model_path, *, repeats: int = 3, max_tokens: int = 64, samples: int = 20) -> dict:
     """Figures for `agentd bench`: ms/token both ways and their ratio, set-up and compile time,
     and how many sampled tool calls are valid with and without the grammar."""
-    from agent.app import core_registry
+    from agent.daemon.assembly import core_registry
     from agent.llm.constrained import CONFIDENCE_FLOOR
     from agent.llm.mlx_engine import MLXEngine, Request, Sampling
-    from agent.settings import load_settings
+    from agent.config.settings import load_settings
 
     engine = MLXEngine(model_path, seed=0)
     registry = core_registry()

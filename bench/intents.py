@@ -22,8 +22,8 @@ DEVICES = [f"{room} {thing}" for room in ("kitchen", "living room", "bedroom", "
 
 def synthetic_skillset(count: int):
     """A SkillSet of `count` templates over 100 real tools, shaped like home commands."""
-    from agent.phrases import PhraseSpec
-    from agent.skills import Skill, SkillSet
+    from agent.skills.phrases import PhraseSpec
+    from agent.skills.loader import Skill, SkillSet
     from agent.tools import ToolRegistry, build_tool
 
     rng = random.Random(0)
@@ -59,7 +59,7 @@ MISSES = ["what is the weather like tomorrow", "tell me a joke about cats", "tur
 
 
 def run(count: int = 1000, calls: int = 20000) -> dict:
-    from agent.intents import IntentMatcher
+    from agent.skills.intents import IntentMatcher
 
     skillset, registry, hits = synthetic_skillset(count)
     started = time.perf_counter()

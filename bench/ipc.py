@@ -47,8 +47,8 @@ def trained_tool_model() -> Path:
 
 def start_daemon(home: Path, config: Path, model: Path) -> int:
     """`agentd run` on `home` as a background process, the way `agentd start` does it; its pid."""
-    from agent.home import socket_path
-    from agent.runtime import start_in_background
+    from agent.config.paths import socket_path
+    from agent.daemon.process import start_in_background
 
     command = [sys.executable, str(REPO / "agentd.py"), "run", "--home", str(home), "--config", str(config),
                "--model", str(model)]
@@ -173,9 +173,9 @@ def idle_usage(pid: int, seconds: float) -> dict:
 def run(model: Path, *, repeats: int = 15, status_requests: int = 200, idle_seconds: float = 60,
         prompt: str = PROMPT) -> dict:
     """Start a daemon, measure it against an in-process agent, stop it."""
-    from agent.app import build_app
-    from agent.runtime import stop_daemon
-    from agent.settings import load_settings
+    from agent.daemon.assembly import build_app
+    from agent.daemon.process import stop_daemon
+    from agent.config.settings import load_settings
 
     home = Path(tempfile.mkdtemp(prefix="ad-bench-", dir="/tmp"))  # short: AF_UNIX paths
     local_home = home / "in-process"

@@ -27,7 +27,7 @@ def measure(engine, messages: list[dict], tools: list[dict], *, cold: bool) -> t
 
 def run(model_path, *, repeats: int = 3, tool_count: int = 24) -> dict:
     from agent.llm.mlx_engine import MLXEngine
-    from agent.settings import load_settings
+    from agent.config.settings import load_settings
 
     engine = MLXEngine(model_path)
     system = load_settings().agent.system_prompt

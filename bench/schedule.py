@@ -17,7 +17,7 @@ UTC = timezone.utc
 def lateness(home: Path, jobs: int = 100, lead_s: float = 1.0) -> dict:
     """Due times and start times of `jobs` reminders all due at the same instant, from their receipts."""
     from agent.schedule import Runtime, Scheduler
-    from agent.settings import load_settings
+    from agent.config.settings import load_settings
     from agent.store import Store
 
     settings = load_settings()
@@ -54,7 +54,7 @@ def startup(home: Path, stored: int = 1000, repeats: int = 3) -> dict:
 
     from agent.schedule import Runtime, Scheduler
     from agent.schedule.triggers import cron_trigger
-    from agent.settings import load_settings
+    from agent.config.settings import load_settings
     from agent.store import Store
 
     settings = load_settings(overrides={"automations": [

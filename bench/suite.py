@@ -191,9 +191,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _installed_qwen() -> str | None:
     """The Qwen3.5 agentd itself would run, if one is installed (the demo model does not count)."""
-    from agent.home import models_dir, resolve_home
+    from agent.config.paths import models_dir, resolve_home
     from agent.llm.catalog import find_model
-    from agent.settings import load_settings
+    from agent.config.settings import load_settings
 
     settings = load_settings()
     try:

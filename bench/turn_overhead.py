@@ -42,9 +42,9 @@ def agent_turn(agent) -> tuple[float, str, int]:
 
 
 def run(model_path, *, repeats: int = 3, max_tokens: int = 48) -> dict:
-    from agent.app import core_registry
+    from agent.daemon.assembly import core_registry
     from agent.llm.mlx_engine import MLXEngine, Sampling
-    from agent.settings import load_settings
+    from agent.config.settings import load_settings
     from agent.turn import Agent, TurnLimits
 
     engine = MLXEngine(model_path)

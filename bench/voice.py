@@ -53,8 +53,8 @@ def stt_ratio(stt, audio, repeats: int) -> dict:
 
 def kitchen_agent():
     """A real Agent with the bundled skills; the fast phrase path answers the commands."""
-    from agent.app import apply_skills, core_registry
-    from agent.settings import load_settings
+    from agent.daemon.assembly import apply_skills, core_registry
+    from agent.config.settings import load_settings
     from agent.turn import Agent
     from scripted_llm import ScriptedLLM  # tests/: a command the phrases miss gets a fixed answer
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from agent.ipc import status_sync
-from agent.runtime import running_pid
+from agent.daemon.process import running_pid
 from fixtures.agent_model import GREEDY_CONFIG
 
 REPO = Path(__file__).resolve().parents[1]

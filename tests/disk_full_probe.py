@@ -15,8 +15,8 @@ sys.path[:0] = [str(TESTS.parent), str(TESTS)]
 
 import tools.memory  # noqa: E402
 from agent.events import ReplyDone, ToolFinished  # noqa: E402
-from agent.health import Health  # noqa: E402
-from agent.runtime import setup_logging  # noqa: E402
+from agent.daemon.health import Health  # noqa: E402
+from agent.daemon.process import setup_logging  # noqa: E402
 from agent.store import Store  # noqa: E402
 from agent.tools import ToolRegistry  # noqa: E402
 from agent.turn import Agent  # noqa: E402

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.daemon import Daemon
+from agent.daemon.core import Daemon
 from agent.events import ReplyDone, TextDelta, ThinkingDelta, ToolFinished, ToolStarted, TurnStats
 from agent.ipc import status_sync
 from agent.tools import build_tool

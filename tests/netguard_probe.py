@@ -18,8 +18,8 @@ import paho.mqtt.client as paho  # noqa: E402
 
 from agent.events import ToolFinished  # noqa: E402
 from agent.home_control import start_home  # noqa: E402
-from agent.netguard import NetGuard, configured_hosts  # noqa: E402
-from agent.settings import load_settings  # noqa: E402
+from agent.daemon.netguard import NetGuard, configured_hosts  # noqa: E402
+from agent.config.settings import load_settings  # noqa: E402
 from agent.tools import ToolRegistry  # noqa: E402
 from agent.turn import Agent  # noqa: E402
 from scripted_llm import ScriptedLLM, xml_call  # noqa: E402

@@ -14,9 +14,9 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent
 sys.path[:0] = [str(TESTS.parent), str(TESTS)]
 
-from agent.health import Health  # noqa: E402
+from agent.daemon.health import Health  # noqa: E402
 from agent.schedule import Runtime, ScheduleError, Scheduler  # noqa: E402
-from agent.settings import load_settings  # noqa: E402
+from agent.config.settings import load_settings  # noqa: E402
 from disk_full_probe import fill_up  # noqa: E402
 from scheduling import serving  # noqa: E402
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo, when not installed
 
-from agent.daemon import Daemon  # noqa: E402
+from agent.daemon.core import Daemon  # noqa: E402
 from fakes import FakeAgent  # noqa: E402  (tests/ is on sys.path when this runs as a script)
 
 

@@ -9,12 +9,12 @@ from datetime import datetime, timezone
 import pytest
 
 from agent.actions import Action, Executor
-from agent.confirm import ConfirmDecision
+from agent.daemon.confirm import ConfirmDecision
 from agent.events import ReplyDone, ToolFinished
-from agent.intents import IntentMatcher
+from agent.skills.intents import IntentMatcher
 from agent.schedule.runner import Runner, Runtime
-from agent.settings import load_settings
-from agent.skills import load_skills
+from agent.config.settings import load_settings
+from agent.skills.loader import load_skills
 from agent.store import Store
 from agent.tools import ToolRegistry
 from agent.turn import Agent, TurnLimits

@@ -22,9 +22,9 @@ import ollama
 import openai
 import pytest
 
-from agent.app import core_registry
+from agent.daemon.assembly import core_registry
 from agent.ipc import status_sync
-from agent.settings import default_settings
+from agent.config.settings import default_settings
 from agent.store import Store
 from daemon_proc import RealDaemon, greedy_config, short_home
 from fixtures.agent_model import GREEDY_CONFIG, trained_tool_model

@@ -14,7 +14,7 @@ import pytest
 
 from agent.api.server import ApiBindError, ApiServer
 from agent.ipc import Client
-from agent.settings import default_settings
+from agent.config.settings import default_settings
 from fakes import FakeAgent, collect, home, make, run, running, until  # noqa: F401  (home is a fixture)
 from test_api import free_port
 

@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from agent import service
+import agent.daemon.install as service
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -148,8 +148,8 @@ def test_off_means_no_processor(engine):
 
 
 def test_settings_reach_the_request():
-    from agent.app import configure
-    from agent.settings import load_settings
+    from agent.daemon.assembly import configure
+    from agent.config.settings import load_settings
     from agent.turn import Agent
 
     agent = Agent(llm=None, registry=REGISTRY, system_prompt="x")

@@ -122,7 +122,7 @@ def test_the_floor_sits_between_meant_and_forced_steps(engine, tmp_path):
 def test_a_random_model_is_not_forced_into_a_call(tiny_qwen_vocab):
     """A random-weight model means nothing: on the 248k vocabulary the grammar would write its
     whole call; with the floor, the call is abandoned at the first step the mask decides."""
-    from agent.app import core_registry
+    from agent.daemon.assembly import core_registry
 
     engine = MLXEngine(tiny_qwen_vocab, seed=0)
     try:

@@ -5,11 +5,11 @@ import asyncio
 
 import pytest
 
-from agent.app import core_registry
+from agent.daemon.assembly import core_registry
 from agent.context import TRIMMED, fit
 from agent.events import Note, ReplyDone, ToolFinished
 from agent.llm.mlx_engine import MLXEngine
-from agent.settings import load_settings
+from agent.config.settings import load_settings
 from agent.store import Store
 from agent.tools import ToolRegistry, tool
 from agent.turn import Agent, TurnLimits

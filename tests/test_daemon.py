@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from agent.confirm import ConfirmDecision
-from agent.daemon import store_hooks
+from agent.daemon.confirm import ConfirmDecision
+from agent.daemon.core import store_hooks
 from agent.events import Note, ReplyDone, TextDelta, ToolFinished
 from agent.ipc import Client, ConfirmRequest, RequestFailed, Started, ask
 from fakes import FakeAgent, collect, drain, home, make, run, running, until  # noqa: F401  (home is a fixture)

@@ -11,7 +11,7 @@ import pytest
 
 from agent.events import TextDelta
 from agent.ipc import AlreadyRunning, Client, status_sync
-from agent.runtime import HomeLock, StartError, running_pid, start_in_background, stop_daemon, supervise
+from agent.daemon.process import HomeLock, StartError, running_pid, start_in_background, stop_daemon, supervise
 from fakes import SERVE_FAKE, FakeAgent, home, make, run, running, spawn, until  # noqa: F401  (home is a fixture)
 
 
@@ -183,7 +183,7 @@ def test_a_crash_while_starting_names_its_last_line_and_where_the_rest_is(home):
 def test_stop_kills_a_daemon_that_cannot_reach_a_stop_point(home):
     # A model step on a slow CPU: SIGTERM is heard only when the step ends. Stop must still
     # end with no daemon, so that the next start starts one.
-    script = ("import signal, sys, time; from agent.runtime import HomeLock; "
+    script = ("import signal, sys, time; from agent.daemon.process import HomeLock; "
               "signal.signal(signal.SIGTERM, signal.SIG_IGN); lock = HomeLock(sys.argv[1]); lock.acquire(); "
               "print('locked', flush=True); time.sleep(600)")
     proc = subprocess.Popen([sys.executable, "-c", script, str(home)], stdout=subprocess.PIPE, text=True)

@@ -15,7 +15,7 @@ import time
 import pexpect
 import pytest
 
-from agent.app import core_registry
+from agent.daemon.assembly import core_registry
 from agent.events import ReplyDone, TextDelta, ToolStarted
 from agent.ipc import Client, Started, parse_event, status_sync
 from agent.ipc.protocol import VERSION, Cancel, Send, encode
@@ -87,7 +87,7 @@ def test_status_shows_the_model_and_the_prefix_cache(daemon):
     assert lines["pid"] == str(daemon.pid)
     cache = json.loads(lines["prefix_cache"])
     assert cache["builds"] >= 1 and cache["hits"] >= 1 and cache["tokens_reused"] > 0
-    assert lines["offline"] == "True"  # measured by agent.netguard: no connection left the machine
+    assert lines["offline"] == "True"  # measured by agent.daemon.netguard: no connection left the machine
 
 
 def test_the_daemon_logs_each_line_once(daemon):

@@ -272,8 +272,8 @@ def test_a_prefix_built_without_the_output_head_continues_like_the_whole_prompt(
 def test_on_a_cpu_the_demo_is_shown_only_its_cpu_tools(tmp_path):
     # Every tool schema is read at each cold start, at 10-20 tokens/s on a CPU: the demo sees a
     # few; the rest stay registered (their phrases still run them), and a reload keeps it so.
-    from agent.app import build_app
-    from agent.settings import default_settings
+    from agent.daemon.assembly import build_app
+    from agent.config.settings import default_settings
 
     settings = default_settings()
     app = build_app(settings, tmp_path / "home", with_store=False)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.app import configure, core_registry
+from agent.daemon.assembly import configure, core_registry
 from agent.eval import cli
 from agent.eval.build import eval_settings, load_home, make_runner, registry_for, simulated_home
 from agent.eval.cases import CaseFileError, Matcher, check_cases, load_cases
@@ -18,7 +18,7 @@ from agent.eval.report import percentile, summarize
 from agent.eval.runner import eval_schedule
 from agent.eval.score import Comparer, ObservedCall, home_comparer, judge, wilson
 from agent.home_control import use_home
-from agent.settings import default_settings
+from agent.config.settings import default_settings
 from agent.turn import Agent
 from fixtures.agent_model import trained_tool_model
 from scripted_llm import ScriptedLLM, xml_call

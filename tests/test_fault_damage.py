@@ -14,11 +14,11 @@ import pexpect
 import pytest
 
 from agent.events import ReplyDone
-from agent.health import Health
+from agent.daemon.health import Health
 from agent.ipc import Client
 from agent.salvage import damage, damaged_copies
 from agent.schedule import JOBS_DB, Scheduler
-from agent.settings import load_settings
+from agent.config.settings import load_settings
 from agent.store import DB_NAME, Store
 from daemon_proc import AGENTD, REPO, RealDaemon, agentd, child_env, greedy_config, short_home
 from fakes import make, run, running, spawn, until

@@ -12,11 +12,11 @@ import contextlib
 import pytest
 import yaml
 
-from agent.doctor import check_hass
+from agent.cli.doctor import check_hass
 from agent.home_control import HomeService
 from agent.home_control.state_watch import StateWatch
 from agent.schedule import Runtime, Scheduler
-from agent.settings import load_settings
+from agent.config.settings import load_settings
 from agent.store import Store
 from agent.voice.stt import hint_prompt
 from agentd import main
@@ -73,7 +73,7 @@ def test_an_area_becomes_an_editable_config_block(arranged, tmp_path, capsys, mo
     ]
     # The block is a valid config as it stands, and its names reach the phrase path and Whisper.
     service = HomeService.from_settings(load_settings(out_file).home)
-    from agent.app import device_slots
+    from agent.daemon.assembly import device_slots
 
     slots = device_slots(service)
     assert "kitchen light" in slots["device"] and "shed door" in slots["secure_device"]

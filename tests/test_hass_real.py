@@ -17,7 +17,7 @@ import pytest
 
 from agent.actions import Action, Executor
 from agent.home_control import HomeControlError, start_home
-from agent.settings import load_settings
+from agent.config.settings import load_settings
 from agent.tools import ToolRegistry
 from hass_server import hass  # noqa: F401  (a fixture)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import platformdirs
 import pytest
 
-from agent.home import (
+from agent.config.paths import (
     HOME_ENV,
     HomeError,
     log_dir,
@@ -22,7 +22,7 @@ from agent.home import (
     socket_path,
     user_config_path,
 )
-from agent.settings import load_settings
+from agent.config.settings import load_settings
 
 NOBODY = 65534
 
@@ -102,7 +102,7 @@ def test_open_existing_home_is_tightened_and_logged(tmp_path, user_data, caplog)
     home = tmp_path / "home"
     home.mkdir()
     home.chmod(0o755)
-    with caplog.at_level(logging.WARNING, logger="agent.home"):
+    with caplog.at_level(logging.WARNING, logger="agent.config.paths"):
         resolve_home(str(home))
     assert mode_of(home) == 0o700
     assert "0755" in caplog.text and str(home) in caplog.text
@@ -113,7 +113,7 @@ def test_private_existing_home_is_left_alone(tmp_path, user_data, caplog):
     home.mkdir()
     home.chmod(0o700)
     (home / "agentd.db").write_text("kept")
-    with caplog.at_level(logging.WARNING, logger="agent.home"):
+    with caplog.at_level(logging.WARNING, logger="agent.config.paths"):
         assert resolve_home(str(home)) == home
     assert mode_of(home) == 0o700 and caplog.text == ""
     assert (home / "agentd.db").read_text() == "kept"

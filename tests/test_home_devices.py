@@ -18,9 +18,9 @@ from agent.home_control import (
     MqttTopics,
     use_home,
 )
-from agent.intents import IntentMatcher
-from agent.settings import ConfigError, load_settings
-from agent.skills import load_skills
+from agent.skills.intents import IntentMatcher
+from agent.config.settings import ConfigError, load_settings
+from agent.skills.loader import load_skills
 from agent.tools import ToolError, ToolRegistry
 
 SKILL_TOOLS = Path(__file__).resolve().parent.parent / "skills" / "home" / "tools.py"

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from agent.home_control import HomeControlError, start_home
-from agent.settings import ConfigError, load_settings
+from agent.config.settings import ConfigError, load_settings
 
 SKILL_TOOLS = Path(__file__).resolve().parent.parent / "skills" / "home" / "tools.py"
 _spec = importlib.util.spec_from_file_location("home_skill_tools_under_test_hass", SKILL_TOOLS)

@@ -18,7 +18,7 @@ import pytest
 
 from agent.events import ToolFinished
 from agent.home_control import HomeControlError, home_service, start_home
-from agent.settings import load_settings
+from agent.config.settings import load_settings
 from agent.tools import ToolRegistry
 from agent.turn import Agent
 from mosquitto import HOST, MOSQUITTO, Broker, broker  # noqa: F401  (broker is a fixture)

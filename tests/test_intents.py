@@ -9,10 +9,10 @@ import pytest
 
 from agent.events import ReplyDone, TextDelta, ToolFinished, ToolStarted
 from agent.actions import Executor
-from agent.intents import IntentMatcher, answer_intent
-from agent.phrases import PhraseSpec, normalize, parse_template
-from agent.settings import load_settings
-from agent.skills import load_skills
+from agent.skills.intents import IntentMatcher, answer_intent
+from agent.skills.phrases import PhraseSpec, normalize, parse_template
+from agent.config.settings import load_settings
+from agent.skills.loader import load_skills
 from agent.store import Store
 from agent.tools import ToolContext, ToolRegistry
 

@@ -18,7 +18,7 @@ import pytest
 from agent.actions import Action, Executor
 from agent.mcp.config import McpServerSettings
 from agent.mcp.hub import McpHub
-from agent.settings import ConfigError, load_settings
+from agent.config.settings import ConfigError, load_settings
 from agent.store import Store
 from agent.tools import ToolRegistry
 from agent.turn import Agent
@@ -239,7 +239,7 @@ def test_a_real_daemon_starts_its_mcp_servers_and_shows_them_in_status(tiny_qwen
 
 
 def test_doctor_starts_each_server_once_and_names_the_broken_one(tmp_path):
-    from agent.doctor import check_mcp
+    from agent.cli.doctor import check_mcp
 
     settings = load_settings(overrides={"mcp_servers": {
         "g": {"command": sys.executable, "args": [str(GREMLIN)]},

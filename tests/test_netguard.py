@@ -119,8 +119,8 @@ def test_a_real_daemon_refuses_a_skill_going_outside_reports_it_in_status_and_us
 
 
 def test_mcp_servers_and_a_remote_engine_the_config_names_are_allowed():
-    from agent.netguard import configured_hosts
-    from agent.settings import load_settings
+    from agent.daemon.netguard import configured_hosts
+    from agent.config.settings import load_settings
 
     settings = load_settings(overrides={
         "home": {"mqtt": {"host": "Broker.lan"}},

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from agent.runtime import running_pid
+from agent.daemon.process import running_pid
 from daemon_proc import AGENTD, REPO, child_env, greedy_config, short_home
 from fixtures.agent_model import trained_tool_model
 

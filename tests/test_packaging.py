@@ -6,9 +6,9 @@ import ast
 from pathlib import Path
 
 from agent import bundled
-from agent.app import core_registry
-from agent.settings import default_config_path
-from agent.skills import BUNDLED_DIR
+from agent.daemon.assembly import core_registry
+from agent.config.settings import default_config_path
+from agent.skills.loader import BUNDLED_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,7 +37,7 @@ def test_the_core_tools_are_one_package_named_agent_core_tools():
 
 
 def test_the_eval_cases_ship_inside_the_package():
-    from agent.eval.cli import DEFAULT_CASES
+    from agent.cli.eval import DEFAULT_CASES
 
     assert DEFAULT_CASES.is_file() and (DEFAULT_CASES.parent / "home.yaml").is_file()
     assert DEFAULT_CASES.is_relative_to(REPO / "agent")

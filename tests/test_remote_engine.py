@@ -13,10 +13,10 @@ import urllib.request
 
 import pytest
 
-from agent.app import load_engine
+from agent.daemon.assembly import load_engine
 from agent.events import Note, ReplyDone, ToolFinished
 from agent.llm.remote_engine import RemoteEngine
-from agent.settings import load_settings
+from agent.config.settings import load_settings
 from agent.store import Store
 from fixtures.agent_model import make_agent, trained_tool_model
 

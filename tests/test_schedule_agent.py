@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent.daemon import store_hooks
+from agent.daemon.core import store_hooks
 from agent.events import ToolFinished
 from agent.schedule import Runtime, Scheduler, local_submit
-from agent.settings import load_settings
+from agent.config.settings import load_settings
 from agent.store import Store
 from agent.tools import SystemClock, ToolRegistry, tool
 from agent.turn import Agent

@@ -11,7 +11,7 @@ import yaml
 
 from agent.schedule import Scheduler
 from agent.schedule.automations import load_automations
-from agent.settings import ConfigError, default_config_path, load_settings
+from agent.config.settings import ConfigError, default_config_path, load_settings
 from agent.store import Store
 from agent.tools import ToolRegistry, tool
 from tools import CORE_TOOL_MODULES

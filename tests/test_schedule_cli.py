@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from agent.schedule import Scheduler
-from agent.schedule.cli import add_jobs_parser
-from agent.settings import load_settings
+from agent.cli.jobs import add_jobs_parser
+from agent.config.settings import load_settings
 from agent.store import Store
 
 UTC = timezone.utc

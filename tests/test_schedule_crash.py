@@ -11,7 +11,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from agent.schedule import JOBS_DB, Scheduler
-from agent.settings import load_settings
+from agent.config.settings import load_settings
 
 ROUNDS = 20
 
@@ -33,7 +33,7 @@ def test_kill_9_while_writing_leaves_exactly_the_committed_jobs(tmp_path):
     # forkserver: each victim forks from a clean server process that has imported agentd once, so
     # rounds are quick and no thread of this test process (or MLX on macOS) is forked with them.
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["agent.schedule.scheduler", "agent.settings"])
+    context.set_forkserver_preload(["agent.schedule.scheduler", "agent.config.settings"])
     rng = random.Random(7)
     committed: set[str] = set()
     for round_number in range(ROUNDS):

@@ -14,7 +14,7 @@ from agent.events import ReplyDone
 from agent.schedule import Runtime, Scheduler
 from agent.schedule import watch as watch_module
 from agent.schedule.watch import ClockWatch, report_pending
-from agent.settings import load_settings
+from agent.config.settings import load_settings
 from agent.store import Store
 from fakes import run, until
 from scheduling import serving

@@ -9,7 +9,7 @@ import pydantic
 import pytest
 import yaml
 
-from agent.settings import (
+from agent.config.settings import (
     MODEL_PRESETS,
     ConfigError,
     SamplingSettings,

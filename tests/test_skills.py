@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.settings import load_settings
-from agent.skills import BUNDLED_DIR, load_skills, trust_skill
-from agent.skills_cli import add_parser
+from agent.config.settings import load_settings
+from agent.skills.loader import BUNDLED_DIR, load_skills, trust_skill
+from agent.cli.skills import add_parser
 from agent.tools import ToolRegistry
 
 GREET_TOOLS = '''

@@ -6,8 +6,8 @@ import os
 import subprocess
 import sys
 
-from agent import startup
-from agent.home import models_dir
+import agent.daemon.startup as startup
+from agent.config.paths import models_dir
 from agent.llm.demo_model import BFLOAT16, demo_folder
 
 

@@ -12,7 +12,7 @@ import pytest
 from agent.home_control import HomeService
 from agent.home_control.state_watch import StateWatch
 from agent.schedule import Runtime, Scheduler
-from agent.settings import load_settings
+from agent.config.settings import load_settings
 from agent.store import Store
 from fakes import run, until
 from mosquitto import HOST, broker  # noqa: F401  (broker is a fixture)

@@ -255,8 +255,8 @@ def test_store_keeps_the_conversation_and_audits_every_call(tmp_path):
 
 
 def test_a_matching_phrase_is_answered_without_the_model(tmp_path):
-    from agent.app import apply_skills
-    from agent.settings import default_settings
+    from agent.daemon.assembly import apply_skills
+    from agent.config.settings import default_settings
 
     agent, llm = make_agent(["the model should not be asked"])
     apply_skills(agent, default_settings(), tmp_path)
@@ -269,8 +269,8 @@ def test_a_matching_phrase_is_answered_without_the_model(tmp_path):
 
 
 def test_a_near_miss_goes_to_the_model(tmp_path):
-    from agent.app import apply_skills
-    from agent.settings import default_settings
+    from agent.daemon.assembly import apply_skills
+    from agent.config.settings import default_settings
 
     agent, llm = make_agent(["A model answer."])
     apply_skills(agent, default_settings(), tmp_path)

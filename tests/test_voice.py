@@ -13,8 +13,8 @@ import time
 import numpy as np
 import pytest
 
-from agent.app import apply_skills, core_registry
-from agent.settings import load_settings
+from agent.daemon.assembly import apply_skills, core_registry
+from agent.config.settings import load_settings
 from agent.turn import Agent
 from agent.voice.pipeline import VoicePipeline
 from agent.voice.sources import Resilient, WavSource
@@ -235,7 +235,7 @@ def test_sentences_split_as_the_reply_streams():
 
 def test_the_door_runs_commands_as_voice_turns_keeps_them_and_tells_chat_windows(tmp_path, stt):
     from agent.ipc import Client
-    from agent.settings import load_settings as settings_
+    from agent.config.settings import load_settings as settings_
     from agent.store import Store
     from agent.voice.door import VoiceDoor
     from agent.voice.service import daemon_respond
@@ -273,7 +273,7 @@ def test_the_door_runs_commands_as_voice_turns_keeps_them_and_tells_chat_windows
 
 def test_the_door_speaks_announcements_that_ask_for_it(tmp_path, stt):
     from agent.schedule.spec import Announcement
-    from agent.settings import load_settings as settings_
+    from agent.config.settings import load_settings as settings_
     from agent.voice.door import VoiceDoor
     from datetime import datetime
 
@@ -300,7 +300,7 @@ def test_the_door_speaks_announcements_that_ask_for_it(tmp_path, stt):
 
 
 def test_voice_is_off_with_the_reason_when_the_speech_model_cannot_load(tmp_path):
-    from agent.settings import load_settings as settings_
+    from agent.config.settings import load_settings as settings_
     from agent.voice.door import VoiceDoor
     from agent.voice.stt import WhisperSTT
 
@@ -344,7 +344,7 @@ def test_stop_cancels_the_running_turn_too(tmp_path, stt):
 
 
 def test_the_door_takes_new_house_words_after_a_reload():
-    from agent.settings import load_settings as settings_
+    from agent.config.settings import load_settings as settings_
     from agent.voice.door import VoiceDoor
     from agent.voice.stt import WhisperSTT
     from speech import whisper_model

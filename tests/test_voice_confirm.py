@@ -13,13 +13,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from agent.app import apply_skills, core_registry, device_slots
-from agent.daemon import store_hooks
+from agent.daemon.assembly import apply_skills, core_registry, device_slots
+from agent.daemon.core import store_hooks
 from agent.home_control import start_home
 from agent.ipc import Client
 from agent.ipc.protocol import VERSION, Confirm, Error, OpenQuestion, ProtocolError, QuestionSettled, encode, parse_event
-from agent.questions import Answer, Question
-from agent.settings import load_settings
+from agent.daemon.questions import Answer, Question
+from agent.config.settings import load_settings
 from agent.store import Store
 from agent.turn import Agent
 from agent.voice.answers import hear_answer, spoken_question

@@ -27,8 +27,8 @@ CHILD = r"""
 import asyncio, json, sys, tempfile
 from pathlib import Path
 sys.path.insert(0, "tests")
-from agent.app import apply_skills, core_registry
-from agent.settings import load_settings
+from agent.daemon.assembly import apply_skills, core_registry
+from agent.config.settings import load_settings
 from agent.turn import Agent
 from agent.voice.pipeline import VoicePipeline
 from agent.voice.sources import MicSource, Resilient
@@ -119,7 +119,7 @@ def test_push_to_talk_in_the_chat_window(tmp_path, monkeypatch):
     home = tmp_path / "h"
     home.mkdir(mode=0o700)
     daemon, _ = spawn(home, "5")  # a scripted daemon: it answers with the words it was sent
-    code = ("import sys; from agent.tui import run_chat; from agent.settings import load_settings; "
+    code = ("import sys; from agent.tui import run_chat; from agent.config.settings import load_settings; "
             "from agent.voice.service import hear_once; "
             f"sys.exit(run_chat({str(home / 'agentd.sock')!r}, hear=hear_once(load_settings().voice)))")
     env = {"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}", "TERM": "xterm", "HOME": str(tmp_path), "PATH": os.environ["PATH"]}

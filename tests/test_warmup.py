@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 from agent.events import Note, ReplyDone, TextDelta
 from agent.ipc import Client
-from agent.warmup import WarmUp
+from agent.llm.warmup import WarmUp
 from fakes import FakeAgent, home, make, run, running, until  # noqa: F401  (home is a fixture)
 
 

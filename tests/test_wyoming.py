@@ -21,11 +21,11 @@ from wyoming.error import Error
 from wyoming.handle import Handled, NotHandled
 from wyoming.tts import Synthesize, SynthesizeVoice
 
-from agent.app import apply_skills, core_registry, device_slots
-from agent.daemon import store_hooks
+from agent.daemon.assembly import apply_skills, core_registry, device_slots
+from agent.daemon.core import store_hooks
 from agent.home_control import start_home
-from agent.phrases import normalize
-from agent.settings import ConfigError, load_settings
+from agent.skills.phrases import normalize
+from agent.config.settings import ConfigError, load_settings
 from agent.store import Store
 from agent.turn import Agent
 from agent.wyoming import WyomingListenError, wyoming_door

@@ -18,7 +18,7 @@ from agent.eval.home import HomeFile, SimulatedHome, devices_from, read_home_fil
 
 def has_constrained_setting() -> bool:
     """Whether this build has `model.constrained` (constrained tool-call decoding)."""
-    from agent.settings import ModelSettings
+    from agent.config.settings import ModelSettings
 
     return "constrained" in ModelSettings.model_fields
 
@@ -59,8 +59,8 @@ def with_skills(settings: Any, skills: tuple[str, ...] | list[str] | None) -> An
 
 def registry_for(settings: Any, home: Path | None, skills: tuple[str, ...] | list[str] | None) -> Any:
     """The tool registry an agent would have with these skills (core tools + the skills' tools)."""
-    from agent.app import core_registry, effective_skill_settings
-    from agent.skills import load_skills
+    from agent.daemon.assembly import core_registry, effective_skill_settings
+    from agent.skills.loader import load_skills
 
     skillset = load_skills(effective_skill_settings(with_skills(settings, skills)), home)
     registry = core_registry()
@@ -78,7 +78,7 @@ def load_home(loaded: LoadedCases) -> HomeFile | None:
 
 def skill_switcher(agent: Any, settings: Any, home: Path, sim: SimulatedHome | None, loaded: LoadedCases) -> Callable[[Case], None]:
     """A hook that gives the agent the case's skills (a change rebuilds tools and instructions)."""
-    from agent.app import apply_skills, device_slots
+    from agent.daemon.assembly import apply_skills, device_slots
 
     current: list[Any] = [object()]
 
@@ -95,7 +95,7 @@ def skill_switcher(agent: Any, settings: Any, home: Path, sim: SimulatedHome | N
 
 def build_agent_app(settings: Any, home: Path, sim: SimulatedHome | None) -> Any:
     """The App (model, agent, skills) for one variant, on the simulated home."""
-    from agent.app import build_app
+    from agent.daemon.assembly import build_app
     from agent.home_control import use_home
 
     service = sim.service() if sim is not None else None

@@ -1,6 +1,6 @@
 """The `home:` section of the config: the MQTT broker, Home Assistant, and the devices.
 
-These models live next to the devices rather than in agent/settings.py so that the knowledge
+These models live next to the devices rather than in agent/config/settings.py so that the knowledge
 of device kinds stays in one package; `agent.settings.Settings` uses `HomeSettings` as a field.
 Secrets never come from the YAML: it names an environment variable or a file instead.
 """

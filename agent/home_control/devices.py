@@ -1,7 +1,7 @@
 """Devices: what a device is, what it can do, and finding one by a spoken name or room.
 
 A device comes from `home.devices` in the config. It is either an MQTT device (topics and
-payloads) or a Home Assistant entity (an entity id); `agent.settings` checks that exactly one
+payloads) or a Home Assistant entity (an entity id); `agent.config.settings` checks that exactly one
 is given. Locks and covers, and anything marked `confirm: true`, are "secure": only a
 confirm-tier tool may change them, so a person always says yes first.
 """

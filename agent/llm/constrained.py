@@ -30,7 +30,7 @@ from typing import Any
 from agent.llm.call_watch import CallTrace, CallWatch
 from agent.llm.grammar import Style, style_for, tool_grammar, tool_name
 from agent.llm.stream import Tags
-from agent.settings import ConfigError
+from agent.config.settings import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from agent.llm.call_watch import CallTrace
 from agent.llm.constrained import Guides, require_llguidance
 from agent.llm.prefix_cache import PrefixCache
 from agent.llm.stream import Tags
-from agent.warmup import WarmUp
+from agent.llm.warmup import WarmUp
 
 
 class ModelLoadError(RuntimeError):

@@ -27,7 +27,7 @@ import httpx
 from agent.llm.mlx_engine import Chunk, Finished, Request, ToolFormat
 from agent.llm.prefix_cache import PrefixStats
 from agent.llm.stream import Tags
-from agent.warmup import WarmUp
+from agent.llm.warmup import WarmUp
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
     agent.schedule.Scheduler      apscheduler 3.x + HOME/jobs.db; the daemon runs `serve()` as a service
     agent.schedule.Runtime        what jobs need from the daemon: store, registry, submit, notify
     agent.schedule.current()      the running Scheduler (the agent's tools reach it through this)
-    agent.schedule.cli            `agentd jobs ...`
+    agent.cli.jobs            `agentd jobs ...`
 
 Modules: triggers (cron/every/at, DST-safe), timewords ("6 pm", "10 minutes"), automations
 (the YAML model and its checks), sync (YAML -> job store), runner (runs a job, writes its

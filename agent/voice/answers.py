@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.phrases import normalize
+from agent.skills.phrases import normalize
 from agent.voice.wake import Wake, similarity
 
 # Kept small on purpose: each phrase is a way for a misheard word to unlock a door.

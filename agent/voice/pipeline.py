@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable
 
 from agent.events import ReplyDone, TextDelta, ToolFinished, ToolStarted
-from agent.phrases import normalize
-from agent.questions import Answer, Question
+from agent.skills.phrases import normalize
+from agent.daemon.questions import Answer, Question
 from agent.voice.answers import ACKNOWLEDGE, hear_answer, spoken_question
 from agent.voice.sources import AudioSource
 from agent.voice.stt import Guards, Transcript

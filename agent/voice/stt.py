@@ -17,7 +17,7 @@ from typing import Iterable, Protocol
 
 import numpy as np
 
-from agent.phrases import normalize
+from agent.skills.phrases import normalize
 
 log = logging.getLogger(__name__)
 

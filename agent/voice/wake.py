@@ -12,7 +12,7 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from agent.phrases import normalize
+from agent.skills.phrases import normalize
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from wyoming.asr import Transcript
 from wyoming.handle import Handled, NotHandled
 
 from agent.events import ReplyDone, ToolFinished
-from agent.questions import Answer
+from agent.daemon.questions import Answer
 
 log = logging.getLogger(__name__)
 

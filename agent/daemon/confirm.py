@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from agent.ipc import protocol as p
-from agent.turnqueue import TurnRequest
+from agent.daemon.turnqueue import TurnRequest
 
 log = logging.getLogger(__name__)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import platform
 import sys
 from dataclasses import dataclass
@@ -54,7 +55,7 @@ def check_python() -> Check:
 
 
 def check_home(state: dict, home_arg: str | None) -> Check:
-    from agent.home import resolve_home
+    from agent.config.paths import resolve_home
 
     home = resolve_home(home_arg)
     probe = home / ".doctor-probe"
@@ -65,8 +66,8 @@ def check_home(state: dict, home_arg: str | None) -> Check:
 
 
 def check_config(state: dict, config_arg: str | None, model_arg: str | None) -> Check:
-    from agent.home import select_user_config
-    from agent.settings import ConfigError, load_settings
+    from agent.config.paths import select_user_config
+    from agent.config.settings import ConfigError, load_settings
 
     if "home" not in state:
         return Check("config", False, "skipped: no home folder")
@@ -90,7 +91,7 @@ def check_mlx(state: dict) -> Check:
 
 
 def check_model(state: dict) -> Check:
-    from agent.home import models_dir
+    from agent.config.paths import models_dir
     from agent.llm.catalog import ModelNotFoundError, find_model
 
     settings = state.get("settings")
@@ -109,8 +110,8 @@ def check_model(state: dict) -> Check:
 
 
 def check_daemon(state: dict) -> Check:
-    from agent.home import socket_path
-    from agent.runtime import running_pid
+    from agent.config.paths import socket_path
+    from agent.daemon.process import running_pid
 
     if "home" not in state:
         return Check("daemon", None, "skipped: no home folder")
@@ -165,7 +166,7 @@ def check_audio() -> Check:
 
 def check_speech(state: dict) -> Check:
     """The speech model and the speech program voice would use (a failure only if voice is on)."""
-    from agent.home import models_dir
+    from agent.config.paths import models_dir
     from agent.voice.stt import ModelNotFound, resolve_model
     from agent.voice.tts import make_speaker
 
@@ -190,7 +191,7 @@ def check_mcp(state: dict) -> Check:
     servers = {n: c for n, c in settings.mcp_servers.items() if c.enabled} if settings else {}
     if not servers:
         return Check("mcp servers", True, "none configured")
-    from agent.home import log_dir
+    from agent.config.paths import log_dir
     from agent.mcp.hub import McpHub
 
     async def probe() -> dict:
@@ -225,3 +226,7 @@ def check_hass(state: dict) -> Check:
         return Check("home assistant", False, str(exc),
                      "check home.hass.url, that Home Assistant runs, and the token in "
                      f"${hass.token_env} or home.hass.token_file")
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    return run_checks(args.home, getattr(args, "config", None), getattr(args, "model", None))

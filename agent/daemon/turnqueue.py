@@ -20,7 +20,7 @@ from agent.ipc import protocol as p
 from agent.ipc.server import Connection
 
 if TYPE_CHECKING:
-    from agent.daemon import Daemon
+    from agent.daemon.core import Daemon
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def _context(args: argparse.Namespace) -> tuple[Any, Path]:
     """Settings and home folder from --home/--config, as every agentd command reads them."""
-    from agent.home import resolve_home, select_user_config
-    from agent.settings import load_settings
+    from agent.config.paths import resolve_home, select_user_config
+    from agent.config.settings import load_settings
 
-    from agent.app import effective_skill_settings
+    from agent.daemon.assembly import effective_skill_settings
 
     home = resolve_home(getattr(args, "home", None))
     settings = load_settings(select_user_config(home, getattr(args, "config", None)))
@@ -35,7 +35,7 @@ def _context(args: argparse.Namespace) -> tuple[Any, Path]:
 
 def skills_list(args: argparse.Namespace) -> int:
     """One line per skill, then every problem."""
-    from agent.skills import load_skills
+    from agent.skills.loader import load_skills
 
     skillset = load_skills(*_context(args))
     if not skillset.skills:
@@ -51,7 +51,7 @@ def skills_list(args: argparse.Namespace) -> int:
 
 def skills_show(args: argparse.Namespace) -> int:
     """Everything about one skill, with the SHA-256 of each file (what `trust` approves)."""
-    from agent.skills import load_skills
+    from agent.skills.loader import load_skills
 
     skill = load_skills(*_context(args)).get(args.name)
     if skill is None:
@@ -80,7 +80,7 @@ def skills_show(args: argparse.Namespace) -> int:
 
 def skills_trust(args: argparse.Namespace) -> int:
     """Approve a user skill's files as they are now; a later change needs a new approval."""
-    from agent.skills import trust_skill
+    from agent.skills.loader import trust_skill
 
     settings, home = _context(args)
     try:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Awaitable, Callable
 
-from agent.home import log_dir
+from agent.config.paths import log_dir
 from agent.ipc.server import AlreadyRunning
 
 log = logging.getLogger(__name__)

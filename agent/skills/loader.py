@@ -1,7 +1,7 @@
 """Skills: folders with a SKILL.md (instructions, phrases) and an optional tools.py (tools).
 
 Found in the bundled `skills/` folder, in HOME/skills and in every folder of `skills.paths`.
-A user skill's code runs only once a person has trusted its files (agent.trust); a broken
+A user skill's code runs only once a person has trusted its files (agent.skills.trust); a broken
 skill is skipped with a message naming the file and line, and the others carry on.
 """
 
@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from agent.bundled import bundled_dir
-from agent.phrases import PhraseSpec, SlotSpec
-from agent.skill_files import NAME_PATTERN, SkillFileError, read_skill_md
+from agent.skills.phrases import PhraseSpec, SlotSpec
+from agent.skills.manifest import NAME_PATTERN, SkillFileError, read_skill_md
 from agent.tools import RISK_TIERS, Risk, Tool, ToolRegistry, tools_in
-from agent.trust import TrustError, TrustStore, file_digests
+from agent.skills.trust import TrustError, TrustStore, file_digests
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ class App:
     def status(self) -> dict:
         """The model's part of the daemon's status report."""
         stats = self.engine.prefix_cache.stats
-        return {  # `offline` comes from agent.netguard's record of connections, not from here
+        return {  # `offline` comes from agent.daemon.netguard's record of connections, not from here
             "model": self.engine.name,
             "demo_model": self.is_demo,
             "tools": self.agent.registry.names(),
@@ -55,7 +55,7 @@ class App:
         up; None when none is configured. The caller runs `hub.serve` (the daemon's service)."""
         if not any(server.enabled for server in settings.mcp_servers.values()):
             return None
-        from agent.home import log_dir
+        from agent.config.paths import log_dir
         from agent.mcp.hub import McpHub
 
         self.mcp = McpHub(settings.mcp_servers, on_change=self.use_mcp_tools, log_dir=log_dir(self.home))
@@ -149,7 +149,7 @@ def build_app(settings: Any, home: Path, *, with_store: bool = True, home_contro
     """Load the configured model (or the demo model) and wire the agent to it.
 
     `home_control`: a HomeService to use instead of connecting to the configured MQTT broker
-    and Home Assistant (`agentd eval` passes its simulated home). `health` (agent.health) hears
+    and Home Assistant (`agentd eval` passes its simulated home). `health` (agent.daemon.health) hears
     of a damaged or unwritable store. `small_demo_prompt`: the demo model on a CPU is shown only
     `model.demo_cpu_tools` (the eval turns it off: it scores every tool)."""
     engine, note, is_demo = load_engine(settings, home)
@@ -179,7 +179,7 @@ def load_engine(settings: Any, home: Path) -> tuple[Any, str, bool]:
 
         engine = RemoteEngine.from_settings(settings.model.remote)
         return engine, f"using {engine.name} (model.backend: openai)", False
-    from agent.home import models_dir
+    from agent.config.paths import models_dir
     from agent.llm.catalog import find_model
     from agent.llm.mlx_engine import MLXEngine
     from agent.llm.prefix_store import PrefixStore
@@ -206,8 +206,8 @@ def configure(agent: Agent, settings: Any) -> None:
 def apply_skills(agent: Agent, settings: Any, home: Path, store: Any = None, slot_values: dict | None = None) -> Any:
     """Load the skills: their tools join the core tools, their instructions the prompt, their
     phrases the fast path. Refused (untrusted or changed) skills go to the audit log."""
-    from agent.intents import IntentMatcher
-    from agent.skills import load_skills
+    from agent.skills.intents import IntentMatcher
+    from agent.skills.loader import load_skills
 
     skills = load_skills(effective_skill_settings(settings), home)
     registry = core_registry()

@@ -1,8 +1,8 @@
 """The daemon: one event loop that owns the socket, the turn queue and the services.
 
 Clients' requests arrive through `agent.ipc.Server`, which calls `Daemon.handle`; turns run
-one at a time in `agent.turnqueue`; confirm-tier tools are put to the asker by
-`agent.confirm`. SIGTERM/SIGINT stop it cleanly (exit 0); SIGHUP reloads.
+one at a time in `agent.daemon.turnqueue`; confirm-tier tools are put to the asker by
+`agent.daemon.confirm`. SIGTERM/SIGINT stop it cleanly (exit 0); SIGHUP reloads.
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
-from agent.confirm import ConfirmDecision, Confirmer, json_safe
+from agent.daemon.confirm import ConfirmDecision, Confirmer, json_safe
 from agent.events import ReplyDone
-from agent.health import Health, Problem
-from agent.home import socket_path as default_socket_path
+from agent.daemon.health import Health, Problem
+from agent.config.paths import socket_path as default_socket_path
 from agent.ipc import protocol as p
 from agent.ipc.server import AlreadyRunning, Connection, Server
-from agent.questions import Questions
-from agent.runtime import HomeLock, setup_logging, supervise
-from agent.turnqueue import Confirm, TurnQueue, TurnRequest, priority_of
+from agent.daemon.questions import Questions
+from agent.daemon.process import HomeLock, setup_logging, supervise
+from agent.daemon.turnqueue import Confirm, TurnQueue, TurnRequest, priority_of
 
 log = logging.getLogger(__name__)
 

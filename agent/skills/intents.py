@@ -1,6 +1,6 @@
 """The fast phrase path: common commands answered by running a tool directly, without the LLM.
 
-Skills declare phrase templates (agent.phrases). They compile once into an `IntentMatcher`;
+Skills declare phrase templates (agent.skills.phrases). They compile once into an `IntentMatcher`;
 `match(text)` finds the template a sentence fits, fills the tool's arguments from its slots
 and validates them against the tool's schema. A sentence that fits nothing (or whose values
 the tool refuses) goes to the model as usual. `answer_intent()` runs the tool and yields the
@@ -17,7 +17,7 @@ from typing import Any, AsyncIterator, Callable, Iterable
 
 from agent.actions import Action, Approve, Executor
 from agent.events import Note, ReplyDone, StepEvent, TextDelta, ToolFinished, TurnStats
-from agent.phrases import PhraseSpec, fill, fixed_words, normalize, parse_template, references, slots_in
+from agent.skills.phrases import PhraseSpec, fill, fixed_words, normalize, parse_template, references, slots_in
 from agent.tools import ToolArgumentError, ToolContext, ToolRegistry
 
 log = logging.getLogger(__name__)

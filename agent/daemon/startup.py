@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from agent.home import models_dir
+from agent.config.paths import models_dir
 from agent.llm.demo_model import DEMO_FOLDER, process_alive
 
 FILE = "starting.json"

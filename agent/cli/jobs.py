@@ -89,8 +89,8 @@ def show_history(store: Any, tz: Any, limit: int, job_id: str | None) -> int:
 
 def _context(args: argparse.Namespace) -> tuple[Any, Any]:
     """Settings and home folder from the common options (as agentd's other commands read them)."""
-    from agent.home import resolve_home, select_user_config
-    from agent.settings import settings_or_defaults
+    from agent.config.paths import resolve_home, select_user_config
+    from agent.config.settings import settings_or_defaults
 
     home = resolve_home(getattr(args, "home", None))
     # jobs.db and the receipts need no valid config: a typo must not hide the schedule
@@ -102,7 +102,7 @@ def _context(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _daemon_note(home: Any, action: str, settings: Any) -> str:
-    from agent.runtime import running_pid
+    from agent.daemon.process import running_pid
 
     if running_pid(home) is not None:
         return f"; the running agentd applies it within {settings.schedule.poll_s:g} s"

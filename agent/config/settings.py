@@ -214,7 +214,7 @@ class SkillsSettings(_Section):
 
 
 class IntentsSettings(_Section):
-    """The fast phrase path (agent.intents)."""
+    """The fast phrase path (agent.skills.intents)."""
 
     enabled: bool
 

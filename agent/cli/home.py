@@ -35,12 +35,12 @@ def home_import(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from agent.home import resolve_home, select_user_config
+    from agent.config.paths import resolve_home, select_user_config
     from agent.home_control.devices import HomeControlError
     from agent.home_control.hass import read_token
     from agent.home_control.hass_import import choose, config_block, listing, read_candidates, write_new_file
     from agent.home_control.hass_ws import HassLink
-    from agent.settings import load_settings
+    from agent.config.settings import load_settings
 
     home = resolve_home(getattr(args, "home", None))
     hass = load_settings(select_user_config(home, getattr(args, "config", None))).home.hass

@@ -17,7 +17,7 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agent.phrases import PhraseSpec, SlotSpec
+from agent.skills.phrases import PhraseSpec, SlotSpec
 from agent.tools import Risk
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"

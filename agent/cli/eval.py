@@ -77,9 +77,9 @@ def _run(args: argparse.Namespace) -> int:
 
     from agent.eval.build import eval_settings, has_constrained_setting, load_home, registry_for, simulated_home
     from agent.eval.cases import CaseFileError, check_cases, load_cases
-    from agent.home import resolve_home, select_user_config
+    from agent.config.paths import resolve_home, select_user_config
     from agent.llm.catalog import set_offline_mode
-    from agent.settings import load_settings
+    from agent.config.settings import load_settings
 
     if args.limit is not None and args.limit < 1:
         raise CaseFileError("--limit must be at least 1")
@@ -164,7 +164,7 @@ def _run_all(variant_settings: dict[str, Any], home: Path, loaded: Any, home_fil
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from agent.app import configure
+    from agent.daemon.assembly import configure
     from agent.eval.build import build_agent_app, make_runner, simulated_home
     from agent.eval.runner import eval_schedule
 

@@ -1,0 +1,2 @@
+"""The command line: argument parsing and printing only; the work lives in the packages.
+"""
