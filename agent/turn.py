@@ -15,28 +15,19 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Protocol
+from typing import Any, AsyncIterator
 
 from agent.context import fit_turn
-from agent.events import Note, ReplyDone, StepEvent, TextDelta, ThinkingDelta, ToolFinished, ToolStarted, TurnStats
-from agent.llm.mlx_engine import Chunk, Finished, Request, Sampling, ToolFormat
-from agent.llm.stream import StreamSplitter
+from agent.events import Note, ReplyDone, StepEvent, TextDelta, ThinkingDelta, ToolFinished, TurnStats
 from agent.actions import Action, Approve, Executor
+from agent.llm.stream import StreamSplitter
+from agent.llm.types import LLM, Finished, Request, Sampling
 from agent.tool_calls import ToolCall, parse_call
 from agent.tools import SystemClock, ToolContext, ToolRegistry
 
 log = logging.getLogger(__name__)
 
 Confirm = Approve  # a door's answer to "may this confirm-tier tool run?"
-
-
-class LLM(Protocol):
-    """What a turn needs from a model backend (MLXEngine, or a scripted fake in tests)."""
-
-    name: str
-    tool_format: ToolFormat
-
-    def stream(self, request: Request, cancel: threading.Event | None = None) -> AsyncIterator[Chunk | Finished]: ...
 
 
 @dataclass(frozen=True)

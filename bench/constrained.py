@@ -13,7 +13,7 @@ CALL_PROMPTS = ["Turn on the kitchen lights.", "What is 17% of 230?", "Remind me
 
 def decode_ms_per_token(engine, request) -> tuple[float, int]:
     """Milliseconds per generated token after the first (prefill and first token excluded)."""
-    from agent.llm.mlx_engine import Finished
+    from agent.llm.types import Finished
 
     def once():
         start = time.perf_counter()
@@ -60,7 +60,7 @@ def valid_calls(engine, registry, system: str, *, samples: int, constrained: boo
     none of its calls, so with the floor (`floor` > 0) every one should be abandoned; at 0 the
     grammar forces each one through, which measures the grammar alone.
     """
-    from agent.llm.mlx_engine import Chunk, Finished, Request, Sampling
+    from agent.llm.types import Chunk, Finished, Request, Sampling
     from agent.tool_calls import checked_calls
 
     tools = registry.schemas()
@@ -87,7 +87,8 @@ def run(model_path, *, repeats: int = 3, max_tokens: int = 64, samples: int = 20
     and how many sampled tool calls are valid with and without the grammar."""
     from agent.daemon.assembly import core_registry
     from agent.llm.constrained import CONFIDENCE_FLOOR
-    from agent.llm.mlx_engine import MLXEngine, Request, Sampling
+    from agent.llm.mlx_engine import MLXEngine
+    from agent.llm.types import Request, Sampling
     from agent.config.settings import load_settings
 
     engine = MLXEngine(model_path, seed=0)

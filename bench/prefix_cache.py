@@ -10,7 +10,7 @@ from bench.common import median, model_arg_parser, resolve_model, show, syntheti
 
 def measure(engine, messages: list[dict], tools: list[dict], *, cold: bool) -> tuple[float, int, bool]:
     """TTFT of one call on the MLX thread; cold clears the prefix cache first."""
-    from agent.llm.mlx_engine import Finished, Request, Sampling
+    from agent.llm.types import Finished, Request, Sampling
 
     def once():
         if cold:

@@ -43,7 +43,8 @@ def agent_turn(agent) -> tuple[float, str, int]:
 
 def run(model_path, *, repeats: int = 3, max_tokens: int = 48) -> dict:
     from agent.daemon.assembly import core_registry
-    from agent.llm.mlx_engine import MLXEngine, Sampling
+    from agent.llm.mlx_engine import MLXEngine
+    from agent.llm.types import Sampling
     from agent.config.settings import load_settings
     from agent.turn import Agent, TurnLimits
 

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import socket
+import time
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +55,10 @@ def api():
     real = RealDaemon(home, config, model)
     try:
         real.start()
+        deadline = time.monotonic() + 120
+        while status_sync(real.socket)["warm_up"]["phase"] != "ready":  # until then: 503, by design
+            assert time.monotonic() < deadline, "the model did not warm up"
+            time.sleep(0.1)
         token_file = home / "api-token"
         assert token_file.stat().st_mode & 0o777 == 0o600
         yield real, f"http://127.0.0.1:{port}", token_file.read_text().strip()

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from agent.daemon.assembly import configure, core_registry
-from agent.eval import cli
+import agent.cli.eval as cli
 from agent.eval.build import eval_settings, load_home, make_runner, registry_for, simulated_home
-from agent.eval.cases import CaseFileError, Matcher, check_cases, load_cases
+from agent.eval.cases import CaseFileError, DEFAULT_CASES, Matcher, check_cases, load_cases
 from agent.eval.report import percentile, summarize
 from agent.eval.runner import eval_schedule
 from agent.eval.score import Comparer, ObservedCall, home_comparer, judge, wilson
@@ -23,7 +23,7 @@ from agent.turn import Agent
 from fixtures.agent_model import trained_tool_model
 from scripted_llm import ScriptedLLM, xml_call
 
-CASES = cli.DEFAULT_CASES
+CASES = DEFAULT_CASES
 
 
 def write(tmp_path: Path, text: str, name: str = "cases.yaml") -> Path:

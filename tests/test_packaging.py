@@ -37,7 +37,7 @@ def test_the_core_tools_are_one_package_named_agent_core_tools():
 
 
 def test_the_eval_cases_ship_inside_the_package():
-    from agent.cli.eval import DEFAULT_CASES
+    from agent.eval.cases import DEFAULT_CASES
 
     assert DEFAULT_CASES.is_file() and (DEFAULT_CASES.parent / "home.yaml").is_file()
     assert DEFAULT_CASES.is_relative_to(REPO / "agent")

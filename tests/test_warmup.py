@@ -24,7 +24,7 @@ def test_a_message_during_warm_up_waits_with_progress_then_runs(home):
 
     async def go():
         daemon = make(home, agent)
-        daemon.turns.warm_up_note_s = 0.05
+        daemon.warm_up_note_s = 0.05
         async with running(daemon):
             async with await Client.connect(daemon.socket_path) as client:
                 events = []

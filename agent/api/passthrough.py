@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 from agent.events import ProposedCall, ReplyDone, TextDelta, ThinkingDelta, TurnStats
-from agent.llm.mlx_engine import Finished, Request
+from agent.llm.types import Finished, Request
 from agent.llm.stream import Piece, StreamSplitter
 from agent.tool_calls import parse_call
 

@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 EXIT_USAGE = 2
-# The product's cases live with the package (package data), so a wheel has them too.
-DEFAULT_CASES = Path(__file__).resolve().parent / "data" / "cases.yaml"
 DEFAULT_MAX_TOKENS = 256
 
 
@@ -76,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from agent.eval.build import eval_settings, has_constrained_setting, load_home, registry_for, simulated_home
-    from agent.eval.cases import CaseFileError, check_cases, load_cases
+    from agent.eval.cases import DEFAULT_CASES, CaseFileError, check_cases, load_cases
     from agent.config.paths import resolve_home, select_user_config
     from agent.llm.catalog import set_offline_mode
     from agent.config.settings import load_settings

@@ -13,7 +13,6 @@ from __future__ import annotations
 import difflib
 import functools
 import re
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError

@@ -116,7 +116,7 @@ def core_registry() -> ToolRegistry:
 
 def sampling_from(config: Any):
     """Sampling parameters from a settings block."""
-    from agent.llm.mlx_engine import Sampling
+    from agent.llm.types import Sampling
 
     return Sampling(
         temperature=config.temperature,

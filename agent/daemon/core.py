@@ -8,6 +8,7 @@ one at a time in `agent.daemon.turnqueue`; confirm-tier tools are put to the ask
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import itertools
@@ -18,21 +19,23 @@ import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
-from agent.daemon.confirm import ConfirmDecision, Confirmer, json_safe
-from agent.events import ReplyDone
-from agent.daemon.health import Health, Problem
 from agent.config.paths import socket_path as default_socket_path
+from agent.daemon.confirm import ConfirmDecision, Confirmer, json_safe
+from agent.daemon.health import Health, Problem
+from agent.daemon.process import HomeLock, setup_logging, supervise
+from agent.daemon.questions import Questions
+from agent.daemon.turnqueue import Confirm, TurnQueue, TurnRequest, priority_of
+from agent.events import Note, ReplyDone
 from agent.ipc import protocol as p
 from agent.ipc.server import AlreadyRunning, Connection, Server
-from agent.daemon.questions import Questions
-from agent.daemon.process import HomeLock, setup_logging, supervise
-from agent.daemon.turnqueue import Confirm, TurnQueue, TurnRequest, priority_of
 
 log = logging.getLogger(__name__)
 
 
 class Daemon:
     """agentd's core, built from parts so tests can give it a fake agent."""
+
+    warm_up_note_s = 10.0  # seconds between progress notes while a turn waits for the warm-up
 
     def __init__(
         self,
@@ -60,7 +63,7 @@ class Daemon:
         self.cancel_grace_s = _first(cancel_grace_s, setting(settings, "daemon.cancel_grace_s", 5.0))
         self.history_hook, self.new_conversation = history, new_conversation
         self.status_hook, self.reload_hook, self.on_close = status, reload, on_close
-        self.turns = TurnQueue(self)
+        self.turns = TurnQueue(self.run_turn, cancel_grace_s=self.cancel_grace_s)
         self.questions = Questions(self.broadcast)  # asked aloud by the voice door; any client may answer
         self.server = Server(self.socket_path, self)
         self.closing = False
@@ -75,6 +78,35 @@ class Daemon:
         self._started = time.monotonic()
         self._loop: asyncio.AbstractEventLoop | None = None  # set by serve(): where notices are sent from
         self._background: set[asyncio.Task] = set()
+
+    async def run_turn(self, request: TurnRequest) -> AsyncIterator[Any]:
+        """The step events of one queued request: the current agent's turn (its confirm-tier
+        tools put to the asker), or the request's own job; after the model's warm-up."""
+        await self._wait_for_warm_up(request)  # first: the turn's time limit starts after it
+        if request.job is not None:
+            stream = request.job(request.cancel)
+        else:
+            stream = self.agent.respond(
+                request.text, conversation_id=request.conversation_id, who=request.who, thinking=request.thinking,
+                explain=request.explain, confirm=lambda tool, args: self.confirmer.ask(request, tool, args),
+                cancel=request.cancel)
+        async with contextlib.aclosing(stream):
+            async for event in stream:
+                yield event
+
+    async def _wait_for_warm_up(self, request: TurnRequest) -> None:
+        """While the model warms up (minutes on a slow CPU's first start), tell the asker how far
+        it is, every few seconds, instead of letting the turn's time limit run out silently."""
+        warmup = getattr(getattr(self.agent, "llm", None), "warmup", None)
+        if warmup is None or warmup.ready:
+            return
+        intents = getattr(self.agent, "intents", None)
+        if intents is not None and intents.match(request.text) is not None:
+            return  # the phrase path answers without the model
+        async for line in warmup.wait(every_s=self.warm_up_note_s, cancel=request.cancel):
+            request.emit(Note(text=line[0].upper() + line[1:] + "…", level="info"))
+        if request.cancel.is_set():
+            raise asyncio.CancelledError  # the queue answers it as a cancelled turn
 
     def add_service(self, name: str, run: Callable[[], Awaitable[object]]) -> None:
         """Run `run()` as a named, supervised task while the daemon serves."""

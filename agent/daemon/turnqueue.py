@@ -11,7 +11,7 @@ import contextlib
 import itertools
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from pydantic import BaseModel
 
@@ -19,13 +19,11 @@ from agent.events import Note, ReplyDone
 from agent.ipc import protocol as p
 from agent.ipc.server import Connection
 
-if TYPE_CHECKING:
-    from agent.daemon.core import Daemon
-
 log = logging.getLogger(__name__)
 
 PRIORITY = {"voice": 0, "chat": 1, "schedule": 2}
 Confirm = Callable[[Any, dict], Awaitable[bool]]
+RunTurn = Callable[["TurnRequest"], AsyncIterator[Any]]  # a request's step events, ending in ReplyDone
 
 
 def priority_of(who: str) -> int:
@@ -70,12 +68,14 @@ class TurnRequest:
 
 
 class TurnQueue:
-    """The turns waiting and running, and the single worker that runs them."""
+    """The turns waiting and running, and the single worker that runs them.
 
-    warm_up_note_s = 10.0  # seconds between progress notes while a turn waits for the warm-up
+    It knows nothing of agents or confirmations: `run_turn(request)` (the daemon's) streams a
+    turn's events, and a turn that ignores its cancel is cut off after `cancel_grace_s`."""
 
-    def __init__(self, daemon: "Daemon"):
-        self.daemon = daemon
+    def __init__(self, run_turn: RunTurn, *, cancel_grace_s: float):
+        self.run_turn = run_turn
+        self.cancel_grace_s = cancel_grace_s
         self.queue: asyncio.PriorityQueue[TurnRequest] = asyncio.PriorityQueue()
         self.requests: dict[tuple, TurnRequest] = {}
         self.current: TurnRequest | None = None
@@ -109,12 +109,12 @@ class TurnQueue:
             if request.answer is not None and not request.answer.done():
                 request.answer.set_result((False, reason))
             # The agent stops at its next step; one that does not is cut off after the grace.
-            asyncio.get_running_loop().call_later(self.daemon.cancel_grace_s, self._cut_off, request)
+            asyncio.get_running_loop().call_later(self.cancel_grace_s, self._cut_off, request)
         return True
 
     def _cut_off(self, request: TurnRequest) -> None:
         if request.state == "running" and request.task is not None and not request.task.done():
-            log.warning("turn %s ignored its cancel for %.1f s; cutting it off", request.id, self.daemon.cancel_grace_s)
+            log.warning("turn %s ignored its cancel for %.1f s; cutting it off", request.id, self.cancel_grace_s)
             request.task.cancel()
 
     def _finish(self, request: TurnRequest) -> None:
@@ -139,31 +139,12 @@ class TurnQueue:
                 self.current = None
                 self._finish(request)
 
-    async def _wait_for_warm_up(self, request: TurnRequest) -> None:
-        """While the model warms up (minutes on a slow CPU's first start), tell the asker how far
-        it is, every few seconds, instead of letting the turn's time limit run out silently."""
-        warmup = getattr(getattr(self.daemon.agent, "llm", None), "warmup", None)
-        if warmup is None or warmup.ready:
-            return
-        intents = getattr(self.daemon.agent, "intents", None)
-        if intents is not None and intents.match(request.text) is not None:
-            return  # the phrase path answers without the model
-        async for line in warmup.wait(every_s=self.warm_up_note_s, cancel=request.cancel):
-            request.emit(Note(text=line[0].upper() + line[1:] + "…", level="info"))
-        if request.cancel.is_set():
-            raise asyncio.CancelledError  # _run answers it as a cancelled turn
-
     async def _run(self, request: TurnRequest) -> None:
         """One turn: stream the agent's events to the asker; always end with one ReplyDone."""
         request.emit(p.Started(v=p.VERSION, id=request.id, conversation_id=request.conversation_id))
         done: ReplyDone | None = None
         try:
-            await self._wait_for_warm_up(request)  # before respond(): the turn's time limit starts there
-            stream = request.job(request.cancel) if request.job is not None else self.daemon.agent.respond(
-                request.text, conversation_id=request.conversation_id, who=request.who,
-                thinking=request.thinking, explain=request.explain, confirm=lambda tool, args: self.daemon.confirmer.ask(request, tool, args),
-                cancel=request.cancel,
-            )
+            stream = self.run_turn(request)
             async with contextlib.aclosing(stream):
                 async for event in stream:
                     if isinstance(event, ReplyDone):

@@ -28,6 +28,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+# The product's cases live with the package (package data), so a wheel has them too.
+DEFAULT_CASES = Path(__file__).resolve().parent / "data" / "cases.yaml"
+
 
 class CaseFileError(ValueError):
     """A case file cannot be read or is not valid; the message names file, case and key."""

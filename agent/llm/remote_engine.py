@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 
 import httpx
 
-from agent.llm.mlx_engine import Chunk, Finished, Request, ToolFormat
+from agent.llm.types import Chunk, Finished, Request, ToolFormat
 from agent.llm.prefix_cache import PrefixStats
 from agent.llm.stream import Tags
 from agent.llm.warmup import WarmUp
