@@ -89,14 +89,9 @@ def synthetic_tool_schemas(count: int) -> list[dict]:
 def tiny_qwen35() -> Path:
     """The tests' tiny Qwen3.5 with the real vocabulary: the only Qwen3.5 a CI machine has.
 
-    It is built by the test fixtures (offline, cached under .cache/fixtures), so the tests'
-    folder is put on the import path here rather than copying the builder.
+    agent.testkit builds it (offline, cached under .cache/fixtures), for the tests and here alike.
     """
-    import sys
-
-    tests = Path(__file__).resolve().parents[1] / "tests"
-    sys.path.insert(0, str(tests))
-    from fixtures.tiny_qwen import build_tiny_qwen35
-    from fixtures.train import cached_model
+    from agent.testkit.tiny_qwen import build_tiny_qwen35
+    from agent.testkit.train import cached_model
 
     return cached_model("tiny-qwen35-qwenvocab", "qwen seed=0 layers=4", lambda d: build_tiny_qwen35(d, vocab="qwen"))

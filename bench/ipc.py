@@ -23,16 +23,12 @@ PROMPT = "What is 12 times 7?"  # one tool call and a short answer: a whole agen
 
 
 def test_fixtures():
-    """The tests' model fixtures (tests/fixtures/agent_model.py).
+    """The tests' model fixtures (agent/testkit/agent_model.py), imported when first needed.
 
-    The trained tiny Qwen3.5 is built from prompts recorded through the real Agent and lives
-    with the test fixtures (offline, cached under .cache/fixtures), so the tests' folder goes
-    on the import path rather than copying the builder into bench/.
+    The trained tiny Qwen3.5 is built from prompts recorded through the real Agent (offline,
+    cached under .cache/fixtures); agent.testkit holds the builder for the tests and bench/ alike.
     """
-    tests = str(REPO / "tests")
-    if tests not in sys.path:
-        sys.path.insert(0, tests)
-    import fixtures.agent_model as agent_model
+    from agent.testkit import agent_model
 
     return agent_model
 

@@ -27,9 +27,8 @@ COMMANDS = [
 
 
 def speech_helpers():
-    """The tests' espeak-ng + sox helpers (tests/speech.py), rather than a copy of them."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    import speech
+    """The tests' espeak-ng + sox helpers (agent/testkit/speech.py), rather than a copy of them."""
+    from agent.testkit import speech
 
     return speech
 
@@ -56,7 +55,7 @@ def kitchen_agent():
     from agent.daemon.assembly import apply_skills, core_registry
     from agent.config.settings import load_settings
     from agent.turn import Agent
-    from scripted_llm import ScriptedLLM  # tests/: a command the phrases miss gets a fixed answer
+    from agent.testkit.scripted_llm import ScriptedLLM  # a command the phrases miss gets a fixed answer
 
     agent = Agent(llm=ScriptedLLM(["Sorry?"] * 1000), registry=core_registry(), system_prompt="")
     apply_skills(agent, load_settings(), Path(tempfile.mkdtemp()))

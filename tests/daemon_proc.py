@@ -1,6 +1,6 @@
 """Real `agentd` processes for tests: a short home, a greedy config, the CLI, a daemon to start and stop.
 
-The trained test model (fixtures/agent_model.py) reproduces its scripted replies only for the
+The trained test model (agent/testkit/agent_model.py) reproduces its scripted replies only for the
 prompt it was trained on, decoding greedily, so every daemon here runs with a config that
 turns sampling, skills and phrase shortcuts off.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from agent.ipc import status_sync
 from agent.daemon.process import running_pid
-from fixtures.agent_model import GREEDY_CONFIG
+from agent.testkit.agent_model import GREEDY_CONFIG
 
 REPO = Path(__file__).resolve().parents[1]
 AGENTD = REPO / "agentd.py"

@@ -20,7 +20,7 @@ from agent.daemon.process import setup_logging  # noqa: E402
 from agent.store import Store  # noqa: E402
 from agent.tools import ToolRegistry  # noqa: E402
 from agent.turn import Agent  # noqa: E402
-from scripted_llm import ScriptedLLM, xml_call  # noqa: E402
+from agent.testkit.scripted_llm import ScriptedLLM, xml_call  # noqa: E402
 
 
 def fill_up(path: Path) -> int:

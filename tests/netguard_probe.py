@@ -22,7 +22,7 @@ from agent.daemon.netguard import NetGuard, configured_hosts  # noqa: E402
 from agent.config.settings import load_settings  # noqa: E402
 from agent.tools import ToolRegistry  # noqa: E402
 from agent.turn import Agent  # noqa: E402
-from scripted_llm import ScriptedLLM, xml_call  # noqa: E402
+from agent.testkit.scripted_llm import ScriptedLLM, xml_call  # noqa: E402
 
 LIGHT = {"name": "kitchen light", "room": "kitchen", "kind": "light",
          "mqtt": {"command_topic": "home/kitchen/light/set", "state_topic": "home/kitchen/light"}}

@@ -18,7 +18,7 @@ from agent.skills.loader import load_skills
 from agent.store import Store
 from agent.tools import ToolRegistry
 from agent.turn import Agent, TurnLimits
-from scripted_llm import ScriptedLLM, xml_call
+from agent.testkit.scripted_llm import ScriptedLLM, xml_call
 
 SKILL = """\
 ---

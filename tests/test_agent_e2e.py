@@ -7,7 +7,7 @@ import pytest
 
 from agent.events import Note, ReplyDone, TextDelta, ToolFinished, ToolStarted
 from agent.llm.mlx_engine import MLXEngine
-from fixtures.agent_model import make_agent, run_turn, trained_tool_model
+from agent.testkit.agent_model import make_agent, run_turn, trained_tool_model
 
 pytestmark = pytest.mark.slow
 

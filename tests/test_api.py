@@ -28,7 +28,7 @@ from agent.ipc import status_sync
 from agent.config.settings import default_settings
 from agent.store import Store
 from daemon_proc import RealDaemon, greedy_config, short_home
-from fixtures.agent_model import GREEDY_CONFIG, trained_tool_model
+from agent.testkit.agent_model import GREEDY_CONFIG, trained_tool_model
 
 pytestmark = pytest.mark.slow
 

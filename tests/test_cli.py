@@ -66,7 +66,7 @@ def test_service_files_start_agentd_and_restart_it(tmp_path, monkeypatch):
 
 
 def test_listen_runs_a_recording_through_the_pipeline_and_prints_each_stage(tmp_path, tiny_qwen_bpe):
-    from speech import need, silence, speech, whisper_model, write
+    from agent.testkit.speech import need, silence, speech, whisper_model, write
 
     need("espeak-ng", "sox")
     whisper_model()  # skips, saying what to install, when there is no speech model

@@ -212,7 +212,7 @@ def test_missing_llguidance_is_a_clear_error(engine, monkeypatch):
 @pytest.mark.slow
 def test_the_trained_model_keeps_its_calls_and_an_invented_tool_stays_unknown():
     from agent.events import Note, ReplyDone, ToolStarted
-    from fixtures.agent_model import make_agent, run_turn, trained_tool_model
+    from agent.testkit.agent_model import make_agent, run_turn, trained_tool_model
 
     engine = MLXEngine(trained_tool_model())
     try:

@@ -15,7 +15,7 @@ from agent.llm.mlx_engine import Finished, MLXEngine, Request, Sampling
 from agent.store import Store
 from agent.tool_calls import checked_calls
 from fixtures.hostile_model import CASES, hostile_agent, hostile_model, hostile_registry
-from scripted_llm import ScriptedLLM, xml_call
+from agent.testkit.scripted_llm import ScriptedLLM, xml_call
 
 pytestmark = pytest.mark.slow
 
@@ -148,7 +148,7 @@ def test_the_guide_sees_a_name_it_overrode(engine):
     made to write a real tool: the trace says the grammar chose the name."""
     from mlx_lm import stream_generate
 
-    from fixtures.agent_model import recorded_examples
+    from agent.testkit.agent_model import recorded_examples
 
     text, outputs, _ = CASES["unknown tool"]
     prompt = recorded_examples(engine, [(text, outputs)], hostile_agent)[0][0]
@@ -177,7 +177,7 @@ class TracedLLM(ScriptedLLM):
 def test_the_turn_counts_a_coerced_call_that_ran():
     """The turn's side of the record (the eval's "coerced" figure): a call whose trace says
     the grammar chose its name is counted when it runs, not when it is only written."""
-    from fixtures.agent_model import make_agent, run_turn
+    from agent.testkit.agent_model import make_agent, run_turn
 
     coerced = (CallTrace(name_overridden=True),)
     llm = TracedLLM([xml_call("get_current_time"), xml_call("format_disk"), "done"], [coerced, coerced, ()])
@@ -193,7 +193,7 @@ def test_agentd_ask_on_a_hostile_model_runs_nothing_and_says_why(constrained, tm
     import json
 
     from daemon_proc import agentd
-    from fixtures.agent_model import GREEDY_CONFIG
+    from agent.testkit.agent_model import GREEDY_CONFIG
     from fixtures.hostile_model import core_hostile_model
 
     model = core_hostile_model()

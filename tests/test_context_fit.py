@@ -13,8 +13,8 @@ from agent.config.settings import load_settings
 from agent.store import Store
 from agent.tools import ToolRegistry, tool
 from agent.turn import Agent, TurnLimits
-from fixtures.agent_model import GREEDY
-from scripted_llm import ScriptedLLM, xml_call
+from agent.testkit.agent_model import GREEDY
+from agent.testkit.scripted_llm import ScriptedLLM, xml_call
 
 SYSTEM = "You are a home agent."
 

@@ -21,7 +21,7 @@ from agent.ipc import Client, Started, parse_event, status_sync
 from agent.ipc.protocol import VERSION, Cancel, Send, encode
 from agent.store import Store
 from daemon_proc import REPO, AGENTD, RealDaemon, agentd, child_env, greedy_config, short_home
-from fixtures.agent_model import trained_tool_model
+from agent.testkit.agent_model import trained_tool_model
 
 pytestmark = pytest.mark.slow
 

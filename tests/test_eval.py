@@ -20,8 +20,8 @@ from agent.eval.score import Comparer, ObservedCall, home_comparer, judge, wilso
 from agent.home_control import use_home
 from agent.config.settings import default_settings
 from agent.turn import Agent
-from fixtures.agent_model import trained_tool_model
-from scripted_llm import ScriptedLLM, xml_call
+from agent.testkit.agent_model import trained_tool_model
+from agent.testkit.scripted_llm import ScriptedLLM, xml_call
 
 CASES = DEFAULT_CASES
 

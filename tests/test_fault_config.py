@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from daemon_proc import RealDaemon, agentd, greedy_config, short_home
-from fixtures.agent_model import trained_tool_model
+from agent.testkit.agent_model import trained_tool_model
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ from agent.config.settings import load_settings
 from agent.store import DB_NAME, Store
 from daemon_proc import AGENTD, REPO, RealDaemon, agentd, child_env, greedy_config, short_home
 from fakes import make, run, running, spawn, until
-from fixtures.agent_model import trained_tool_model
+from agent.testkit.agent_model import trained_tool_model
 
 UTC = timezone.utc
 CONFIG = """

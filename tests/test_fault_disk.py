@@ -73,7 +73,7 @@ cat "$3/logs/agentd.log" > "$3.log" 2>/dev/null
 
 def test_a_real_daemon_on_a_full_disk_keeps_answering_and_recovers_without_a_restart(tmp_path):
     from daemon_proc import AGENTD, greedy_config, short_home
-    from fixtures.agent_model import trained_tool_model
+    from agent.testkit.agent_model import trained_tool_model
 
     needs_mount_namespace()
     model = trained_tool_model()

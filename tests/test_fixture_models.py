@@ -10,7 +10,7 @@ from mlx.utils import tree_flatten
 from mlx_lm.models.gated_delta import gated_delta_update, normalize_qk
 from mlx_lm.tool_parsers import qwen3_coder
 
-from fixtures.tiny_qwen import (
+from agent.testkit.tiny_qwen import (
     QWEN35_ADDED_TOKENS,
     QWEN35_FIRST_ADDED_ID,
     QWEN35_PRETOKENIZE_REGEX,
@@ -18,7 +18,7 @@ from fixtures.tiny_qwen import (
     build_tiny_qwen35,
     chat_template,
 )
-from fixtures.train import cached_model, chunked_gated_delta, greedy_reply, train_memorizer
+from agent.testkit.train import cached_model, chunked_gated_delta, greedy_reply, train_memorizer
 
 
 def schema(name: str, description: str, properties: dict) -> dict:

@@ -22,7 +22,7 @@ from agent.config.settings import load_settings
 from agent.tools import ToolRegistry
 from agent.turn import Agent
 from mosquitto import HOST, MOSQUITTO, Broker, broker  # noqa: F401  (broker is a fixture)
-from scripted_llm import ScriptedLLM, xml_call
+from agent.testkit.scripted_llm import ScriptedLLM, xml_call
 
 SKILL_TOOLS = Path(__file__).resolve().parent.parent / "skills" / "home" / "tools.py"
 

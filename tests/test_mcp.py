@@ -22,7 +22,7 @@ from agent.config.settings import ConfigError, load_settings
 from agent.store import Store
 from agent.tools import ToolRegistry
 from agent.turn import Agent
-from scripted_llm import ScriptedLLM, xml_call
+from agent.testkit.scripted_llm import ScriptedLLM, xml_call
 
 GREMLIN = Path(__file__).parent / "mcp_servers" / "gremlin.py"
 

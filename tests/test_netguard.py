@@ -90,7 +90,7 @@ echo "heard: $(cat "$1/heard")"
 
 def test_a_real_daemon_refuses_a_skill_going_outside_reports_it_in_status_and_uses_the_broker(tmp_path):
     from daemon_proc import AGENTD, short_home
-    from fixtures.agent_model import trained_tool_model
+    from agent.testkit.agent_model import trained_tool_model
 
     unshare = namespace_command()
     if MOSQUITTO is None or unshare != ["unshare", "-n"]:

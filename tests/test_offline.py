@@ -15,7 +15,7 @@ import pytest
 
 from agent.daemon.process import running_pid
 from daemon_proc import AGENTD, REPO, child_env, greedy_config, short_home
-from fixtures.agent_model import trained_tool_model
+from agent.testkit.agent_model import trained_tool_model
 
 pytestmark = pytest.mark.slow
 

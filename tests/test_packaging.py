@@ -41,3 +41,9 @@ def test_the_eval_cases_ship_inside_the_package():
 
     assert DEFAULT_CASES.is_file() and (DEFAULT_CASES.parent / "home.yaml").is_file()
     assert DEFAULT_CASES.is_relative_to(REPO / "agent")
+
+
+def test_the_testkit_chat_template_ships_inside_the_package():
+    from agent.testkit.tiny_qwen import TEMPLATE_PATH
+
+    assert TEMPLATE_PATH.is_file() and TEMPLATE_PATH.is_relative_to(REPO / "agent")

@@ -18,7 +18,7 @@ from agent.events import Note, ReplyDone, ToolFinished
 from agent.llm.remote_engine import RemoteEngine
 from agent.config.settings import load_settings
 from agent.store import Store
-from fixtures.agent_model import make_agent, trained_tool_model
+from agent.testkit.agent_model import make_agent, trained_tool_model
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ from agent.tools import SystemClock, ToolRegistry, tool
 from agent.turn import Agent
 from fakes import home, make, run, running, until  # noqa: F401  (home is a fixture)
 from scheduling import serving
-from scripted_llm import ScriptedLLM, xml_call
+from agent.testkit.scripted_llm import ScriptedLLM, xml_call
 from tools import CORE_TOOL_MODULES
 
 UTC = timezone.utc

@@ -8,7 +8,7 @@ import pytest
 from agent import ToolError, ToolRegistry, tool
 from agent.events import Note, ReplyDone, TextDelta, ToolFinished, ToolStarted
 from agent.turn import Agent, TurnLimits
-from scripted_llm import ScriptedLLM, xml_call
+from agent.testkit.scripted_llm import ScriptedLLM, xml_call
 
 CALLS = []
 

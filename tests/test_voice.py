@@ -22,8 +22,8 @@ from agent.voice.stt import Guards, Transcript
 from agent.voice.tts import CommandSpeaker, SentenceSplitter, SilentSpeaker
 from agent.voice.vad import Endpointer, SileroVAD
 from agent.voice.wake import Wake
-from scripted_llm import ScriptedLLM
-from speech import need, silence, speech, synth, write
+from agent.testkit.scripted_llm import ScriptedLLM
+from agent.testkit.speech import need, silence, speech, synth, write
 
 COMMAND = "hey agent, convert two hundred celsius to fahrenheit"
 
@@ -347,7 +347,7 @@ def test_the_door_takes_new_house_words_after_a_reload():
     from agent.config.settings import load_settings as settings_
     from agent.voice.door import VoiceDoor
     from agent.voice.stt import WhisperSTT
-    from speech import whisper_model
+    from agent.testkit.speech import whisper_model
 
     voice = settings_().voice
     stt = WhisperSTT(whisper_model(), hints=voice.wake_phrases)  # not loaded: only its options are read

@@ -32,8 +32,8 @@ from agent.voice.vad import Endpointer, SileroVAD
 from agent.voice.wake import Wake
 from fakes import make, running, until
 from mosquitto import HOST, broker  # noqa: F401  (a fixture)
-from scripted_llm import ScriptedLLM
-from speech import silence, speech, synth, write
+from agent.testkit.scripted_llm import ScriptedLLM
+from agent.testkit.speech import silence, speech, synth, write
 from test_home_mqtt import Peer
 
 WAKE = Wake(["hey agent", "okay agent"])
@@ -303,7 +303,7 @@ def test_a_model_turn_in_this_process_asks_aloud_after_what_it_said_so_far(tmp_p
     from agent.tools import ToolRegistry
     from agent.voice.service import agent_respond
     from fakes import UNLOCK
-    from scripted_llm import xml_call
+    from agent.testkit.scripted_llm import xml_call
 
     registry = ToolRegistry()
     registry.add(UNLOCK)

@@ -19,14 +19,13 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from speech import alsa_file_device, need, silence, speech, whisper_model
+from agent.testkit.speech import alsa_file_device, need, silence, speech, whisper_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
 CHILD = r"""
 import asyncio, json, sys, tempfile
 from pathlib import Path
-sys.path.insert(0, "tests")
 from agent.daemon.assembly import apply_skills, core_registry
 from agent.config.settings import load_settings
 from agent.turn import Agent
@@ -37,7 +36,7 @@ from agent.voice.tts import make_speaker
 from agent.voice.vad import Endpointer, SileroVAD
 from agent.voice.wake import Wake
 from agent.voice.service import devices_command
-from scripted_llm import ScriptedLLM
+from agent.testkit.scripted_llm import ScriptedLLM
 
 devices_command()
 agent = Agent(llm=ScriptedLLM(["Sorry?"] * 5), registry=core_registry(), system_prompt="test")

@@ -32,8 +32,8 @@ from agent.wyoming import WyomingListenError, wyoming_door
 from fakes import make, running, until
 from ha_wyoming import ha_converse, ha_describe, ha_stream_synthesize, ha_synthesize, ha_transcribe
 from mosquitto import HOST, broker, free_port  # noqa: F401  (broker: a fixture)
-from scripted_llm import ScriptedLLM
-from speech import need, s16, speech, synth
+from agent.testkit.scripted_llm import ScriptedLLM
+from agent.testkit.speech import need, s16, speech, synth
 from test_home_mqtt import Peer
 
 LIGHTS = {"name": "kitchen lights", "room": "kitchen", "kind": "light",

@@ -10,10 +10,10 @@ import pytest
 from wyoming.handle import Handled
 
 from daemon_proc import RealDaemon, greedy_config, short_home
-from fixtures.agent_model import trained_tool_model
+from agent.testkit.agent_model import trained_tool_model
 from ha_wyoming import HOST, ha_converse, ha_describe
 from mosquitto import free_port
-from speech import need
+from agent.testkit.speech import need
 
 pytestmark = pytest.mark.slow
 
