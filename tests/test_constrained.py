@@ -8,7 +8,8 @@ from typing import Literal
 import pytest
 
 from agent.llm.constrained import ConstraintError, Guides
-from agent.llm.mlx_engine import Chunk, Finished, MLXEngine, Request, Sampling
+from agent.llm.mlx_engine import MLXEngine
+from agent.llm.types import Chunk, Finished, Request, Sampling
 from agent.tool_calls import checked_calls
 from agent.tools import ToolRegistry, build_tool
 

@@ -11,7 +11,8 @@ import pytest
 from agent.events import Note, ReplyDone, TextDelta, ToolStarted
 from agent.llm.call_watch import CallTrace
 from agent.llm.constrained import CONFIDENCE_FLOOR
-from agent.llm.mlx_engine import Finished, MLXEngine, Request, Sampling
+from agent.llm.mlx_engine import MLXEngine
+from agent.llm.types import Finished, Request, Sampling
 from agent.store import Store
 from agent.tool_calls import checked_calls
 from fixtures.hostile_model import CASES, hostile_agent, hostile_model, hostile_registry

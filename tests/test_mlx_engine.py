@@ -5,7 +5,8 @@ import threading
 
 import pytest
 
-from agent.llm.mlx_engine import Chunk, Finished, MLXEngine, Request, Sampling
+from agent.llm.mlx_engine import MLXEngine
+from agent.llm.types import Chunk, Finished, Request, Sampling
 from agent.tools import ToolRegistry, build_tool
 
 GREEDY = Sampling(temperature=0.0, presence_penalty=0.0)
@@ -134,7 +135,7 @@ def test_a_process_that_generated_exits_cleanly(tiny_qwen_bpe, tmp_path):
     script.write_text(
         "import sys, threading\n"
         "from pathlib import Path\n"
-        "from agent.llm.mlx_engine import MLXEngine, Request, Sampling\n"
+        "from agent.llm.mlx_engine import MLXEngine\nfrom agent.llm.types import Request, Sampling\n"
         "e = MLXEngine(Path(sys.argv[1]))\n"
         "r = Request(messages=[{'role': 'system', 'content': 's'}, {'role': 'user', 'content': 'u'}], tools=[],\n"
         "            thinking=False, max_tokens=3, sampling=Sampling(temperature=0.0))\n"

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.llm.mlx_engine import Chunk, MLXEngine, Request, Sampling
+from agent.llm.mlx_engine import MLXEngine
+from agent.llm.types import Chunk, Request, Sampling
 from agent.llm.prefix_store import KEEP, PrefixStore
 
 GREEDY = Sampling(temperature=0.0, presence_penalty=0.0)

@@ -10,7 +10,7 @@ import asyncio
 
 from mlx_lm.tool_parsers import qwen3_coder
 
-from agent.llm.mlx_engine import Chunk, Finished, ToolFormat
+from agent.llm.types import Chunk, Finished, ToolFormat
 from agent.llm.stream import Tags
 
 
