@@ -68,6 +68,10 @@ class ToolContext:
     clock: Clock = field(default_factory=SystemClock)
     who: str = "cli"
     conversation_id: str | None = None
+    # The daemon's services, handed in rather than found in module globals: None where agentd
+    # runs without them (a one-off `ask`, a test), and the tools that need them say so.
+    home_control: Any = None  # agent.home_control.HomeService
+    schedule: Any = None  # agent.schedule.Scheduler
 
 
 @dataclass(frozen=True)

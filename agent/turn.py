@@ -89,13 +89,17 @@ class Agent:
         self.constrained = constrained  # tool calls decoded under the tools' grammar
         self.thinking_budget = thinking_budget
         self.intents: Any = None  # an IntentMatcher: the fast phrase path, when skills give phrases
+        # The daemon's services for the tools (agent.daemon sets them; None: not running here).
+        self.home_control: Any = None
+        self.schedule: Any = None
         self._memory: dict[str, list[dict]] = {}  # conversations when there is no store
 
     def executor(self) -> Executor:
         """The executor for this agent's tools, store and limits (built per use: a reload or
         the eval may swap the registry or the store between turns)."""
         return Executor(self.registry, store=self.store, settings=self.settings, clock=self.clock,
-                        timeout_s=self.limits.tool_timeout_s, output_max_chars=self.limits.tool_output_max_chars)
+                        timeout_s=self.limits.tool_timeout_s, output_max_chars=self.limits.tool_output_max_chars,
+                        home_control=self.home_control, schedule=self.schedule)
 
     def system_prompt(self) -> str:
         """The fixed system text: no clock, nothing per turn, so the prefix cache holds."""
@@ -115,7 +119,8 @@ class Agent:
         """Run one turn for the user's text; yield step events, ending with ReplyDone."""
         if conversation_id is None or not self._known(conversation_id):
             conversation_id = self._new_conversation(who)
-        ctx = ToolContext(store=self.store, settings=self.settings, clock=self.clock, who=who, conversation_id=conversation_id)
+        ctx = ToolContext(store=self.store, settings=self.settings, clock=self.clock, who=who, conversation_id=conversation_id,
+                          home_control=self.home_control, schedule=self.schedule)
         match = self.intents.match(text) if self.intents is not None else None
         if explain:
             why = self.intents.explain(text) if self.intents is not None else "model: the phrase path is off"

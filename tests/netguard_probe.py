@@ -35,8 +35,9 @@ def module(path: Path):
     return loaded
 
 
-def turn(registry: ToolRegistry, call: str) -> ToolFinished:
+def turn(registry: ToolRegistry, call: str, home_control=None) -> ToolFinished:
     agent = Agent(llm=ScriptedLLM([call, "Done."]), registry=registry, system_prompt="You run the home.")
+    agent.home_control = home_control  # as the daemon's assembly hands it in
 
     async def run():
         return [e async for e in agent.respond("do it") if isinstance(e, ToolFinished)]
@@ -67,7 +68,7 @@ def main() -> None:
     registry.add_module(module(TESTS / "fixtures" / "skills" / "weather_online" / "tools.py"), skill="weather_online")
     registry.add_module(module(TESTS.parent / "skills" / "home" / "tools.py"), skill="home")
     weather = turn(registry, xml_call("weather_online", city="Berlin"))
-    light = turn(registry, xml_call("set_device", device="kitchen light", state="on"))
+    light = turn(registry, xml_call("set_device", device="kitchen light", state="on"), home)
     print(json.dumps({"broker_connected": connected, "broker_heard": heard.wait(5),
                       "weather": [weather.ok, weather.result], "light": [light.ok, light.result],
                       **guard.status()}))

@@ -17,7 +17,6 @@ from agent.eval.cases import CaseFileError, DEFAULT_CASES, Matcher, check_cases,
 from agent.eval.report import percentile, summarize
 from agent.eval.runner import eval_schedule
 from agent.eval.score import Comparer, ObservedCall, home_comparer, judge, wilson
-from agent.home_control import use_home
 from agent.config.settings import default_settings
 from agent.turn import Agent
 from agent.testkit.agent_model import trained_tool_model
@@ -243,23 +242,20 @@ SCRIPT = {
 def test_the_runner_plays_cases_through_the_real_turn(shipped, tmp_path):
     loaded, home_file, settings, _ = shipped
     sim = simulated_home(settings)
-    use_home(sim.service())
     by_id = {c.id: c for c in loaded.cases}
     cases = [by_id[i] for i in SCRIPT]
     llm = ScriptedLLM([out for outputs in SCRIPT.values() for out in outputs])
     agent = Agent(llm=llm, registry=core_registry(), system_prompt=settings.agent.system_prompt)
     configure(agent, settings)
+    agent.home_control = sim.service()  # as build_app hands the simulated home in
     runner = make_runner(agent, settings, tmp_path, loaded, home_file, sim, tmp_path)
     applied = {}
 
     def done(result):
         applied[result.case.id] = list(sim.applied)
 
-    try:
-        with eval_schedule(tmp_path, settings):
-            results = asyncio.run(runner.run(cases, on_done=done))
-    finally:
-        use_home(None)
+    with eval_schedule(tmp_path, settings, agent):
+        results = asyncio.run(runner.run(cases, on_done=done))
     got = {r.case.id: r for r in results}
     assert {i for i, r in got.items() if not r.verdict.success} == {"time-now"}
     assert got["time-now"].verdict.wrong_tool

@@ -18,7 +18,7 @@ import pytest
 from agent.actions import Action, Executor
 from agent.home_control import HomeControlError, start_home
 from agent.config.settings import load_settings
-from agent.tools import ToolRegistry
+from agent.tools import ToolContext, ToolRegistry
 from hass_server import hass  # noqa: F401  (a fixture)
 
 SKILL_TOOLS = Path(__file__).resolve().parent.parent / "skills" / "home" / "tools.py"
@@ -56,6 +56,11 @@ def home(hass, monkeypatch):  # noqa: F811
     service.stop()
 
 
+def on(service) -> ToolContext:
+    """The tool context the executor builds, with the home service handed in."""
+    return ToolContext(home_control=service)
+
+
 def until(predicate, timeout=15.0):
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -67,28 +72,28 @@ def test_states_come_from_the_pushed_cache(home, hass):  # noqa: F811
     hass.call("input_boolean", "turn_on", entity_id="input_boolean.hall_power")
     # No request of agentd's: the change arrives over the websocket by itself.
     until(lambda: home.hass.link.state("light.hall")["state"] == "on", timeout=2)
-    assert tools.get_device_state("hall light") == "hall light is on"
+    assert tools.get_device_state(on(home), "hall light") == "hall light is on"
     hass.call("input_boolean", "turn_off", entity_id="input_boolean.hall_power")
-    until(lambda: tools.get_device_state("hall light") == "hall light is off", timeout=2)
-    listed = tools.list_devices("living room")
+    until(lambda: tools.get_device_state(on(home), "hall light") == "hall light is off", timeout=2)
+    listed = tools.list_devices(on(home), "living room")
     assert listed == "thermostat (climate in the living room): cool (current temperature 22, target temperature 21)"
 
 
 def test_switching_and_dimming_change_home_assistant(home, hass):  # noqa: F811
-    assert tools.set_device("kitchen light", "on") == "kitchen light is on (brightness 100%)"
+    assert tools.set_device(on(home), "kitchen light", "on") == "kitchen light is on (brightness 100%)"
     assert hass.state("input_boolean.kitchen_power") == "on"
-    assert tools.set_device("kitchen light", brightness=40).startswith("kitchen light is on (brightness 40%")
+    assert tools.set_device(on(home), "kitchen light", brightness=40).startswith("kitchen light is on (brightness 40%")
     assert hass.state("input_number.kitchen_level") == "102.0"  # 40 % of 255
-    assert tools.set_device("kitchen light", "off") == "kitchen light is off"
+    assert tools.set_device(on(home), "kitchen light", "off") == "kitchen light is off"
     assert hass.state("light.kitchen") == "off"
 
 
 def test_a_lock_needs_the_confirm_tier_and_a_yes(home, hass):  # noqa: F811
     with pytest.raises(HomeControlError, match="set_secure_device"):
-        tools.set_device("shed door", "on")
+        tools.set_device(on(home), "shed door", "on")
     registry = ToolRegistry()
     registry.add_module(tools)
-    executor = Executor(registry)
+    executor = Executor(registry, home_control=home)
 
     async def answer(yes):
         async def approve(tool, arguments):
@@ -106,32 +111,32 @@ def test_a_lock_needs_the_confirm_tier_and_a_yes(home, hass):  # noqa: F811
 
 def test_a_slow_lock_is_waited_for_and_a_jammed_one_says_so(home, hass):  # noqa: F811
     started = time.monotonic()
-    assert tools.set_secure_device("front door", "unlock") == "front door is unlocked"
+    assert tools.set_secure_device(on(home), "front door", "unlock") == "front door is unlocked"
     assert time.monotonic() - started >= 1.5  # the demo lock takes two seconds to turn
-    assert tools.set_secure_device("side door", "lock") == "side door is jammed"
-    assert tools.get_device_state("side door") == "side door is jammed"
+    assert tools.set_secure_device(on(home), "side door", "lock") == "side door is jammed"
+    assert tools.get_device_state(on(home), "side door") == "side door is jammed"
 
 
 def test_a_cover_moves_and_its_progress_is_pushed(home, hass):  # noqa: F811
-    assert tools.set_secure_device("kitchen blind", "close") in ("kitchen blind is closing",
+    assert tools.set_secure_device(on(home), "kitchen blind", "close") in ("kitchen blind is closing",
                                                                  "kitchen blind is closed")
-    until(lambda: tools.get_device_state("kitchen blind").startswith("kitchen blind is closed"), timeout=20)
+    until(lambda: tools.get_device_state(on(home), "kitchen blind").startswith("kitchen blind is closed"), timeout=20)
     assert hass.state("cover.kitchen_window") == "closed"
 
 
 def test_a_thermostat_takes_a_temperature(home, hass):  # noqa: F811
-    assert "target temperature 23" in tools.set_device("thermostat", temperature=23)
+    assert "target temperature 23" in tools.set_device(on(home), "thermostat", temperature=23)
     assert hass.rest("GET", "/api/states/climate.hvac")["attributes"]["temperature"] == 23
 
 
 def test_home_assistant_errors_reach_the_model_with_their_reason(home):
-    assert tools.get_device_state("garden light") == (
+    assert tools.get_device_state(on(home), "garden light") == (
         "garden light is unavailable: Home Assistant has no entity light.nowhere")
     # A service naming an unknown entity succeeds in Home Assistant (it only logs): the state says.
-    assert tools.set_device("garden light", "on") == (
+    assert tools.set_device(on(home), "garden light", "on") == (
         "garden light is unavailable: Home Assistant has no entity light.nowhere")
     # REST would answer a bare "400: Bad Request"; the websocket says why.
-    refused = tools.set_device("odd heater", temperature=20)
+    refused = tools.set_device(on(home), "odd heater", temperature=20)
     assert refused.startswith("odd heater is unavailable: Home Assistant refused call_service: ")
     assert "set_temperature" in refused and "(device 'odd heater', light.set_temperature)" in refused
 
@@ -142,7 +147,7 @@ def test_a_bad_token_is_refused_with_what_to_do(hass, monkeypatch):  # noqa: F81
     try:
         assert not service.hass.link.wait_loaded(1)
         assert "refused the access token" in service.hass.link.problem
-        assert tools.get_device_state("hall light") == (
+        assert tools.get_device_state(on(service), "hall light") == (
             "hall light is unavailable: Home Assistant refused the access token (401): put a valid "
             f"long-lived token in ${TOKEN_ENV}")
     finally:
@@ -150,9 +155,9 @@ def test_a_bad_token_is_refused_with_what_to_do(hass, monkeypatch):  # noqa: F81
 
 
 def test_home_assistant_stopping_mid_call_and_coming_back(home, hass):  # noqa: F811
-    tools.set_secure_device("front door", "lock")
+    tools.set_secure_device(on(home), "front door", "lock")
     outcome = {}
-    turning = threading.Thread(target=lambda: outcome.update(text=tools.set_secure_device("front door", "unlock")))
+    turning = threading.Thread(target=lambda: outcome.update(text=tools.set_secure_device(on(home), "front door", "unlock")))
     turning.start()
     time.sleep(0.5)  # the lock is turning (two seconds) when Home Assistant goes
     hass.stop()
@@ -160,8 +165,8 @@ def test_home_assistant_stopping_mid_call_and_coming_back(home, hass):  # noqa: 
     assert not turning.is_alive()
     assert outcome["text"].startswith("front door is unavailable: ")
     until(lambda: not home.hass.link.loaded, timeout=5)
-    assert tools.get_device_state("hall light").startswith(
+    assert tools.get_device_state(on(home), "hall light").startswith(
         f"hall light is unavailable: cannot reach Home Assistant at {hass.url}")
     hass.start()
     assert home.hass.link.wait_loaded(15), home.hass.link.problem  # reconnected by itself
-    assert tools.set_device("hall light", "on") == "hall light is on"
+    assert tools.set_device(on(home), "hall light", "on") == "hall light is on"

@@ -16,12 +16,11 @@ from agent.home_control import (
     HomeControlError,
     HomeService,
     MqttTopics,
-    use_home,
 )
 from agent.skills.intents import IntentMatcher
 from agent.config.settings import ConfigError, load_settings
 from agent.skills.loader import load_skills
-from agent.tools import ToolError, ToolRegistry
+from agent.tools import ToolContext, ToolError, ToolRegistry
 
 SKILL_TOOLS = Path(__file__).resolve().parent.parent / "skills" / "home" / "tools.py"
 _spec = importlib.util.spec_from_file_location("home_skill_tools_under_test_devices", SKILL_TOOLS)
@@ -65,12 +64,21 @@ class MemoryBackend:
 
 
 @pytest.fixture
-def house():
-    backend = MemoryBackend()
-    service = HomeService(DeviceRegistry(HOUSE), mqtt=backend)
-    use_home(service)
-    yield backend
+def service():
+    service = HomeService(DeviceRegistry(HOUSE), mqtt=MemoryBackend())
+    yield service
     service.stop()
+
+
+@pytest.fixture
+def house(service):
+    return service.mqtt
+
+
+@pytest.fixture
+def ctx(service):
+    """The tool context the executor would build: the home service handed in."""
+    return ToolContext(home_control=service)
 
 
 # ---------------------------------------------------------------------------- finding
@@ -109,44 +117,43 @@ def test_slot_values_for_the_fast_path_leave_out_secure_devices():
 # ---------------------------------------------------------------------------- the rules
 
 
-def test_a_room_changes_plain_devices_and_names_the_ones_it_skipped(house):
-    result = tools.set_device("kitchen", "on")
+def test_a_room_changes_plain_devices_and_names_the_ones_it_skipped(house, ctx):
+    result = tools.set_device(ctx, "kitchen", "on")
     assert result == ("kitchen ceiling light is on; kitchen counter light is on; kitchen plug is on; "
                       "not changed: oven light (needs set_secure_device)")
     assert "oven light" not in house.states
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: tools.set_device("hall temperature", "on"), "hall temperature is a sensor: it can only be read"),
-    (lambda: tools.set_device("kettle", brightness=50), "kitchen plug is a switch: only lights have a brightness"),
-    (lambda: tools.set_device("bedroom lamp", temperature=20), "bedroom lamp is a light: only thermostats"),
-    (lambda: tools.set_device("garage door", "on"), "garage door is a cover: change it with set_secure_device"),
-    (lambda: tools.set_device("oven light", "on"), "oven light is marked confirm: change it with set_secure_device"),
-    (lambda: tools.set_secure_device("front door", "open"), "front door is a lock: it can lock or unlock, not open"),
-    (lambda: tools.set_secure_device("kitchen", "on"), "set_secure_device changes one device at a time"),
-    (lambda: tools.set_device("bedroom lamp"), "say what to change"),
+    (lambda ctx: tools.set_device(ctx, "hall temperature", "on"), "hall temperature is a sensor: it can only be read"),
+    (lambda ctx: tools.set_device(ctx, "kettle", brightness=50), "kitchen plug is a switch: only lights have a brightness"),
+    (lambda ctx: tools.set_device(ctx, "bedroom lamp", temperature=20), "bedroom lamp is a light: only thermostats"),
+    (lambda ctx: tools.set_device(ctx, "garage door", "on"), "garage door is a cover: change it with set_secure_device"),
+    (lambda ctx: tools.set_device(ctx, "oven light", "on"), "oven light is marked confirm: change it with set_secure_device"),
+    (lambda ctx: tools.set_secure_device(ctx, "front door", "open"), "front door is a lock: it can lock or unlock, not open"),
+    (lambda ctx: tools.set_secure_device(ctx, "kitchen", "on"), "set_secure_device changes one device at a time"),
+    (lambda ctx: tools.set_device(ctx, "bedroom lamp"), "say what to change"),
 ])
-def test_what_a_tool_may_not_do_is_a_tool_error(house, call, message):
+def test_what_a_tool_may_not_do_is_a_tool_error(house, ctx, call, message):
     with pytest.raises(ToolError, match=message):
-        call()
+        call(ctx)
     assert house.applied == []
 
 
-def test_secure_devices_change_through_the_confirm_tool(house):
-    assert tools.set_secure_device("garage door", "close") == "garage door is closed"
-    assert tools.set_secure_device("oven light", "on") == "oven light is on"
+def test_secure_devices_change_through_the_confirm_tool(ctx):
+    assert tools.set_secure_device(ctx, "garage door", "close") == "garage door is closed"
+    assert tools.set_secure_device(ctx, "oven light", "on") == "oven light is on"
 
 
-def test_zero_brightness_is_off_and_dimming_turns_on(house):
-    tools.set_device("bedroom lamp", brightness=0)
-    tools.set_device("bedroom lamp", brightness=30)
+def test_zero_brightness_is_off_and_dimming_turns_on(house, ctx):
+    tools.set_device(ctx, "bedroom lamp", brightness=0)
+    tools.set_device(ctx, "bedroom lamp", brightness=30)
     assert house.applied == [("bedroom lamp", DeviceCommand("off")), ("bedroom lamp", DeviceCommand("on", 30))]
 
 
-def test_without_a_running_service_the_tools_say_so():
-    use_home(None)
+def test_without_a_home_service_handed_in_the_tools_say_so():
     with pytest.raises(ToolError, match="home control is not running"):
-        tools.list_devices()
+        tools.list_devices(ToolContext())
 
 
 # ---------------------------------------------------------------------------- the config

@@ -21,6 +21,7 @@ import pytest
 
 from agent.home_control import HomeControlError, start_home
 from agent.config.settings import ConfigError, load_settings
+from agent.tools import ToolContext
 
 SKILL_TOOLS = Path(__file__).resolve().parent.parent / "skills" / "home" / "tools.py"
 _spec = importlib.util.spec_from_file_location("home_skill_tools_under_test_hass", SKILL_TOOLS)
@@ -135,6 +136,11 @@ def start(hass: FakeHass, **hass_settings):
     return start_home(settings)
 
 
+def on(service) -> ToolContext:
+    """The tool context the executor builds, with the home service handed in."""
+    return ToolContext(home_control=service)
+
+
 @pytest.fixture
 def home(hass, monkeypatch):
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
@@ -144,40 +150,40 @@ def home(hass, monkeypatch):
 
 
 def test_dimming_a_light_calls_the_light_service_with_the_token(home, hass):
-    assert tools.set_device("living room lamp", brightness=40) == "living room lamp is on (brightness 40%)"
+    assert tools.set_device(on(home), "living room lamp", brightness=40) == "living room lamp is on (brightness 40%)"
     assert hass.calls()[-1] == ("POST", "/api/services/light/turn_on",
                                  {"entity_id": "light.living_room", "brightness_pct": 40})
-    assert tools.set_device("living room lamp", "off") == "living room lamp is off (brightness 40%)"
+    assert tools.set_device(on(home), "living room lamp", "off") == "living room lamp is off (brightness 40%)"
     assert hass.calls()[-1][1] == "/api/services/light/turn_off"
 
 
 def test_a_sensor_reads_with_its_unit(home):
-    assert tools.get_device_state("outside temperature") == "outside temperature is 12.5 °C"
+    assert tools.get_device_state(on(home), "outside temperature") == "outside temperature is 12.5 °C"
 
 
 def test_a_thermostat_takes_a_temperature(home, hass):
-    result = tools.set_device("thermostat", temperature=21.5)
+    result = tools.set_device(on(home), "thermostat", temperature=21.5)
     assert hass.calls()[-1] == ("POST", "/api/services/climate/set_temperature",
                                  {"entity_id": "climate.living_room", "temperature": 21.5})
     assert result == "thermostat is heat (current temperature 19.5, target temperature 21.5)"
 
 
 def test_only_configured_entities_are_visible(home, hass):
-    listing = tools.list_devices()
+    listing = tools.list_devices(on(home))
     assert "secret" not in listing.lower()
     assert listing.splitlines()[0] == "living room lamp (light in the living room): off"
     assert [r[1] for r in hass.calls() if r[0] == "GET"][-1] == "/api/states"  # one request for all
     with pytest.raises(HomeControlError, match="no device or room called 'secret room'"):
-        tools.get_device_state("secret room")
+        tools.get_device_state(on(home), "secret room")
     with pytest.raises(HomeControlError, match="no device or room"):
-        tools.set_device("light.secret_room", "off")
+        tools.set_device(on(home), "light.secret_room", "off")
     assert hass.states["light.secret_room"]["state"] == "on"
 
 
 def test_unavailable_and_missing_entities_are_reported_as_such(home):
-    assert tools.get_device_state("front door") == (
+    assert tools.get_device_state(on(home), "front door") == (
         "front door is unavailable: Home Assistant reports lock.front_door as unavailable")
-    assert tools.get_device_state("garden light") == (
+    assert tools.get_device_state(on(home), "garden light") == (
         "garden light is unavailable: Home Assistant has no entity light.garden (device 'garden light'): "
         "check its entity_id in home.devices")
 
@@ -189,7 +195,7 @@ def test_the_token_can_come_from_a_file(hass, tmp_path, monkeypatch):
     token_file.chmod(0o600)
     service = start(hass, token_file=str(token_file))
     try:
-        assert tools.get_device_state("outside temperature") == "outside temperature is 12.5 °C"
+        assert tools.get_device_state(on(service), "outside temperature") == "outside temperature is 12.5 °C"
     finally:
         service.stop()
 
@@ -198,14 +204,14 @@ def test_a_missing_or_wrong_token_says_where_to_put_one(hass, monkeypatch):
     monkeypatch.delenv(TOKEN_ENV, raising=False)
     service = start(hass)
     try:
-        assert tools.get_device_state("living room lamp") == (
+        assert tools.get_device_state(on(service), "living room lamp") == (
             f"living room lamp is unavailable: no Home Assistant access token: put a long-lived token in ${TOKEN_ENV}")
         monkeypatch.setenv(TOKEN_ENV, "stale")
     finally:
         service.stop()
     service = start(hass)
     try:
-        assert "refused the access token (401)" in tools.get_device_state("living room lamp")
+        assert "refused the access token (401)" in tools.get_device_state(on(service), "living room lamp")
     finally:
         service.stop()
 

@@ -17,9 +17,9 @@ import paho.mqtt.client as paho
 import pytest
 
 from agent.events import ToolFinished
-from agent.home_control import HomeControlError, home_service, start_home
+from agent.home_control import HomeControlError, start_home
 from agent.config.settings import load_settings
-from agent.tools import ToolRegistry
+from agent.tools import ToolContext, ToolRegistry
 from agent.turn import Agent
 from mosquitto import HOST, MOSQUITTO, Broker, broker  # noqa: F401  (broker is a fixture)
 from agent.testkit.scripted_llm import ScriptedLLM, xml_call
@@ -133,12 +133,18 @@ def peer(broker):  # noqa: F811
     client.close()
 
 
-def turn(calls: list[str], reply: str, *, confirm=None) -> list:
-    """One agent turn in which the (scripted) model makes the given tool calls."""
+def on(service) -> ToolContext:
+    """The tool context the executor builds, with the home service handed in."""
+    return ToolContext(home_control=service)
+
+
+def turn(service, calls: list[str], reply: str, *, confirm=None) -> list:
+    """One agent turn, on `service`, in which the (scripted) model makes the given tool calls."""
     registry = ToolRegistry()
     registry.add_module(tools, skill="home")
     llm = ScriptedLLM([*calls, reply])
     agent = Agent(llm=llm, registry=registry, system_prompt="You run the home.")
+    agent.home_control = service  # as the daemon's assembly hands it in
 
     async def run():
         return [event async for event in agent.respond("do it", confirm=confirm)]
@@ -151,7 +157,7 @@ def turn(calls: list[str], reply: str, *, confirm=None) -> list:
 
 def test_the_agent_turns_on_a_light(home, peer):
     peer.play("home/kitchen/light/set", "home/kitchen/light")
-    [finished] = turn([xml_call("set_device", device="kitchen light", state="on")], "It is on.")
+    [finished] = turn(home, [xml_call("set_device", device="kitchen light", state="on")], "It is on.")
     assert peer.next() == ("home/kitchen/light/set", b"ON")  # exactly the configured payload
     assert finished.ok and finished.result == "kitchen light is on"
 
@@ -159,7 +165,7 @@ def test_the_agent_turns_on_a_light(home, peer):
 def test_dimming_sends_the_scaled_level_then_on(home, peer):
     peer.watch("home/kitchen/light/set", "home/kitchen/light/brightness/set")
     peer.publish("home/kitchen/light", '{"state": "ON", "brightness": 102}', retain=True)
-    result = tools.set_device("kitchen lights", brightness=40)
+    result = tools.set_device(on(home), "kitchen lights", brightness=40)
     assert peer.next() == ("home/kitchen/light/brightness/set", b"102")  # 40% of 255
     assert peer.next() == ("home/kitchen/light/set", b"ON")
     assert result == "kitchen light is on (brightness 40%)"
@@ -168,7 +174,7 @@ def test_dimming_sends_the_scaled_level_then_on(home, peer):
 def test_a_room_switches_its_lights_and_switches_but_not_its_blind(home, peer):
     peer.play("home/kitchen/light/set", "home/kitchen/light").play("home/kitchen/plug/set", "home/kitchen/plug")
     peer.watch("home/kitchen/blind/set")
-    result = tools.set_device("kitchen", "off")
+    result = tools.set_device(on(home), "kitchen", "off")
     seen = {peer.next(), peer.next()}
     assert seen == {("home/kitchen/light/set", b"OFF"), ("home/kitchen/plug/set", b"OFF")}
     assert peer.silent(0.3)
@@ -177,7 +183,7 @@ def test_a_room_switches_its_lights_and_switches_but_not_its_blind(home, peer):
 
 def test_a_command_the_device_does_not_confirm_is_reported_as_sent(home, peer):
     peer.watch("home/kitchen/plug/set")
-    result = tools.set_device("kettle", "on")
+    result = tools.set_device(on(home), "kettle", "on")
     assert peer.next() == ("home/kitchen/plug/set", b"ON")
     assert result == "kitchen plug: sent 'on', but it has not confirmed it yet"
 
@@ -185,21 +191,21 @@ def test_a_command_the_device_does_not_confirm_is_reported_as_sent(home, peer):
 def test_locks_and_covers_need_the_confirm_tier(home, peer):
     peer.play("home/door/set", "home/door", {"LOCK": "LOCKED", "UNLOCK": "UNLOCKED"})
     with pytest.raises(HomeControlError, match="front door is a lock: change it with set_secure_device"):
-        tools.set_device("front door", "off")
+        tools.set_device(on(home), "front door", "off")
     asked = []
 
     async def deny(tool, arguments):
         asked.append((tool.name, tool.risk, arguments))
         return False
 
-    [denied] = turn([xml_call("set_secure_device", device="front door", action="lock")], "Not done.", confirm=deny)
+    [denied] = turn(home, [xml_call("set_secure_device", device="front door", action="lock")], "Not done.", confirm=deny)
     assert asked == [("set_secure_device", "confirm", {"device": "front door", "action": "lock"})]
     assert not denied.ok and peer.silent(0.3)
 
     async def allow(tool, arguments):
         return True
 
-    [done] = turn([xml_call("set_secure_device", device="front door", action="lock")], "Locked.", confirm=allow)
+    [done] = turn(home, [xml_call("set_secure_device", device="front door", action="lock")], "Locked.", confirm=allow)
     assert peer.next() == ("home/door/set", b"LOCK")
     assert done.ok and done.result == "front door is locked"
 
@@ -211,38 +217,38 @@ def test_a_sensor_is_read_from_a_retained_message(broker, peer):  # noqa: F811
     peer.publish("home/hall/temperature", "21.5", retain=True)  # before agentd starts
     service = start_home(settings_for(broker.port))
     try:
-        assert tools.get_device_state("hall temperature") == "hall temperature is 21.5 °C"
+        assert tools.get_device_state(on(service), "hall temperature") == "hall temperature is 21.5 °C"
     finally:
         service.stop()
 
 
 def test_a_state_change_reaches_the_state_cache(home, peer):
     peer.publish("home/kitchen/plug", "OFF")
-    until(lambda: tools.get_device_state("kitchen plug") == "kitchen plug is off", what="off")
+    until(lambda: tools.get_device_state(on(home), "kitchen plug") == "kitchen plug is off", what="off")
     peer.publish("home/kitchen/plug", "ON")  # not retained: only a subscriber sees it
-    until(lambda: tools.get_device_state("kettle") == "kitchen plug is on", what="on")
+    until(lambda: tools.get_device_state(on(home), "kettle") == "kitchen plug is on", what="on")
     assert home.mqtt.cache.get("home/kitchen/plug").payload == "ON"
 
 
 def test_unknown_states_are_unavailable_not_guessed(home, peer):
-    assert tools.get_device_state("kitchen blind") == (
+    assert tools.get_device_state(on(home), "kitchen blind") == (
         "kitchen blind is unavailable: no state has been received on home/kitchen/blind")
     peer.publish("home/door", "LOCKED", retain=True)
-    until(lambda: tools.get_device_state("front door") == "front door is locked", what="locked")
+    until(lambda: tools.get_device_state(on(home), "front door") == "front door is locked", what="locked")
     peer.publish("home/door/availability", "offline", retain=True)
-    until(lambda: "offline" in tools.get_device_state("front door"), what="offline")
-    assert tools.get_device_state("front door") == (
+    until(lambda: "offline" in tools.get_device_state(on(home), "front door"), what="offline")
+    assert tools.get_device_state(on(home), "front door") == (
         "front door is unavailable: it reports itself offline on home/door/availability")
 
 
 def test_list_devices_shows_kinds_rooms_and_states(home, peer):
     peer.publish("home/hall/temperature", "19", retain=True)
     until(lambda: home.mqtt.cache.get("home/hall/temperature"), what="the sensor")
-    assert tools.list_devices("hall").splitlines() == [
+    assert tools.list_devices(on(home), "hall").splitlines() == [
         "hall temperature (sensor in the hall): 19 °C",
         "front door (lock in the hall): unavailable: no state has been received on home/door",
     ]
-    assert len(tools.list_devices().splitlines()) == len(DEVICES)
+    assert len(tools.list_devices(on(home)).splitlines()) == len(DEVICES)
 
 
 # ---------------------------------------------------------------------------- the broker
@@ -250,24 +256,24 @@ def test_list_devices_shows_kinds_rooms_and_states(home, peer):
 
 def test_a_restarted_broker_is_reconnected(home, broker, peer):  # noqa: F811
     peer.publish("home/kitchen/plug", "ON", retain=True)
-    until(lambda: tools.get_device_state("kitchen plug") == "kitchen plug is on", what="on")
+    until(lambda: tools.get_device_state(on(home), "kitchen plug") == "kitchen plug is on", what="on")
     peer.close()
     broker.stop()
     until(lambda: not home.mqtt.connected, what="the disconnect")
-    assert tools.get_device_state("kitchen plug") == (
+    assert tools.get_device_state(on(home), "kitchen plug") == (
         f"kitchen plug is unavailable: not connected to the MQTT broker at {HOST}:{broker.port}; retrying")
     with pytest.raises(HomeControlError, match="cannot reach the MQTT broker .* nothing was changed"):
-        tools.set_device("kitchen plug", "off")
+        tools.set_device(on(home), "kitchen plug", "off")
 
     broker.start()
     assert home.mqtt.wait_connected(10), "agentd did not reconnect"
     # This broker keeps nothing across restarts: until the plug reports, its state is unknown.
-    assert "no state has been received" in tools.get_device_state("kitchen plug")
+    assert "no state has been received" in tools.get_device_state(on(home), "kitchen plug")
     device = Peer(broker.port).play("home/kitchen/plug/set", "home/kitchen/plug")
     try:
         device.publish("home/kitchen/plug", "ON", retain=True)
-        until(lambda: tools.get_device_state("kitchen plug") == "kitchen plug is on", what="state after restart")
-        assert tools.set_device("kitchen plug", "off") == "kitchen plug is off"
+        until(lambda: tools.get_device_state(on(home), "kitchen plug") == "kitchen plug is on", what="state after restart")
+        assert tools.set_device(on(home), "kitchen plug", "off") == "kitchen plug is off"
         assert device.next() == ("home/kitchen/plug/set", b"OFF")
     finally:
         device.close()
@@ -277,14 +283,11 @@ def test_starting_while_the_broker_is_down_connects_when_it_comes_up(broker):  #
     broker.stop()
     service = start_home(settings_for(broker.port))
     try:
-        assert "not connected" in tools.get_device_state("kitchen light")
+        assert "not connected" in tools.get_device_state(on(service), "kitchen light")
         broker.start()
         assert service.mqtt.wait_connected(10)
-        assert home_service() is service
     finally:
         service.stop()
-    with pytest.raises(HomeControlError, match="home control is not running"):
-        home_service()
 
 
 @pytest.mark.skipif(MOSQUITTO is None, reason="the mosquitto broker is not installed (apt-get install mosquitto)")
@@ -295,8 +298,8 @@ def test_the_password_comes_from_the_variable_the_config_names(tmp_path, monkeyp
         monkeypatch.setenv("AGENTD_TEST_MQTT_PASSWORD", "wrong")
         service = start_home(settings_for(secured.port, **options))
         try:
-            until(lambda: "refused" in tools.get_device_state("kitchen plug"), what="the refusal")
-            assert tools.get_device_state("kitchen plug") == (
+            until(lambda: "refused" in tools.get_device_state(on(service), "kitchen plug"), what="the refusal")
+            assert tools.get_device_state(on(service), "kitchen plug") == (
                 f"kitchen plug is unavailable: not connected to the MQTT broker at {HOST}:{secured.port}; "
                 "it refused the connection (Not authorized): check home.mqtt.username and the variable "
                 "named by home.mqtt.password_env")

@@ -138,6 +138,8 @@ def test_a_direct_tool_action_runs_without_the_model_and_is_audited(tmp_path):
     automations = [
         {"id": "sum", "trigger": {"at": due}, "action": {"tool": "calculate", "args": {"expression": "6*7"}}},
         {"id": "unlock", "trigger": {"at": due}, "action": {"tool": "unlock_door", "args": {"door": "back"}}, "allow": ["unlock_door"]},
+        # a tool that needs the schedule: the scheduler hands itself to its jobs' tool calls
+        {"id": "tea", "trigger": {"at": due}, "action": {"tool": "set_timer", "args": {"duration": "10 minutes"}}},
     ]
     config = settings(automations)
     with Store.open_in(tmp_path) as store:
@@ -145,14 +147,17 @@ def test_a_direct_tool_action_runs_without_the_model_and_is_audited(tmp_path):
 
         async def go():
             async with serving(Scheduler(tmp_path, config, runtime=runtime)) as scheduler:
-                await until(lambda: len(store.receipts()) == 2, timeout=5)
+                await until(lambda: len(store.receipts()) == 3, timeout=5)
                 return scheduler.problems
 
         assert run(go()) == []
         receipts = {r.job_id: (r.outcome, r.output) for r in store.receipts()}
         audit = {(e.tool, e.outcome, e.who) for e in store.audit_entries()}
+    tea = receipts.pop("tea")
     assert receipts == {"sum": ("ok", "6*7 = 42"), "unlock": ("ok", "back door unlocked")}
-    assert audit == {("calculate", "ok", "schedule:sum"), ("unlock_door", "ok", "schedule:unlock")}
+    assert tea[0] == "ok" and tea[1].startswith("Timer timer-"), tea
+    assert audit == {("calculate", "ok", "schedule:sum"), ("unlock_door", "ok", "schedule:unlock"),
+                     ("set_timer", "ok", "schedule:tea")}
 
 
 # -- the agent's tools -----------------------------------------------------------------------
@@ -171,6 +176,7 @@ def test_the_reminder_tool_end_to_end_through_a_turn(tmp_path):
         ], config)
         listener = Listener()
         scheduler = Scheduler(tmp_path, config, runtime=Runtime(store=store, registry=agent.registry, notify=listener))
+        agent.schedule = scheduler  # as the daemon hands its schedule to the agent
 
         async def go():
             async with serving(scheduler):
@@ -198,11 +204,11 @@ def test_schedule_tools_list_and_cancel_only_the_agents_own_jobs(tmp_path):
     config = settings([{"id": "plants", "trigger": {"every": "2 days"}, "action": {"say": "Water the plants"}}])
     reg = registry()
 
-    async def call(name, **arguments):
+    async def call(name, schedule=None, **arguments):
         from agent.tools import ToolContext, ToolError
 
         tool_ = reg.get(name)
-        ctx = ToolContext(settings=config, clock=SystemClock(ZoneInfo("Europe/Berlin")))
+        ctx = ToolContext(settings=config, clock=SystemClock(ZoneInfo("Europe/Berlin")), schedule=schedule)
         try:
             return await tool_.call(tool_.validate(arguments), ctx)
         except ToolError as exc:
@@ -211,19 +217,20 @@ def test_schedule_tools_list_and_cancel_only_the_agents_own_jobs(tmp_path):
     async def go():
         outside = await call("list_schedules")
         with Store.open_in(tmp_path) as store:
-            async with serving(Scheduler(tmp_path, config, runtime=Runtime(store=store))):
-                timer = await call("set_timer", duration="10 minutes", label="pasta")
-                prompt = await call("schedule_prompt", prompt="Read me the news", cron="0 7 * * 1-5")
-                both = await call("schedule_prompt", prompt="x", cron="0 7 * * *", every="1h")
-                listing = await call("list_schedules")
+            async with serving(Scheduler(tmp_path, config, runtime=Runtime(store=store))) as s:
+                timer = await call("set_timer", s, duration="10 minutes", label="pasta")
+                prompt = await call("schedule_prompt", s, prompt="Read me the news", cron="0 7 * * 1-5")
+                both = await call("schedule_prompt", s, prompt="x", cron="0 7 * * *", every="1h")
+                listing = await call("list_schedules", s)
                 job_id = timer.split()[1]
-                refused = await call("cancel_schedule", id="plants")
-                cancelled = await call("cancel_schedule", id=job_id)
-                past = await call("set_reminder", text="x", at="2020-01-01 10:00")
-                return outside, timer, prompt, both, listing, refused, cancelled, past
+                refused = await call("cancel_schedule", s, id="plants")
+                cancelled = await call("cancel_schedule", s, id=job_id)
+                past = await call("set_reminder", s, text="x", at="2020-01-01 10:00")
+            stopped = await call("list_schedules", s)  # handed in, but no longer running
+            return outside, timer, prompt, both, listing, refused, cancelled, past, stopped
 
-    outside, timer, prompt, both, listing, refused, cancelled, past = run(go())
-    assert outside == "Error: the schedule is not running (it runs inside `agentd run`)"
+    outside, timer, prompt, both, listing, refused, cancelled, past, stopped = run(go())
+    assert outside == stopped == "Error: the schedule is not running (it runs inside `agentd run`)"
     assert timer.startswith("Timer timer-") and "set for 10 min" in timer
     assert prompt.startswith("Scheduled prompt-") and "(cron 0 7 * * 1-5)" in prompt
     assert both == "Error: give exactly one of cron, every or at (got cron, every)"

@@ -102,6 +102,7 @@ def voice_turn(tmp_path, stt, lock, audio, *, window_s=6.0, chat=None, realtime=
     is still on its way to it. `chat(client)`, if given, runs as a chat window meanwhile."""
     store = Store(tmp_path / "agentd.db")
     agent = Agent(llm=ScriptedLLM([]), registry=core_registry(), system_prompt="You run the home.", store=store)
+    agent.home_control = lock.service  # as the daemon's assembly hands it in
     apply_skills(agent, lock.settings, tmp_path, store, device_slots(lock.service))
     speaker = SilentSpeaker()
     wav = write(tmp_path / "talk.wav", *audio)

@@ -82,6 +82,7 @@ def home_agent(tmp_path, home, outputs=()):
     store = Store(tmp_path / "agentd.db")
     llm = ScriptedLLM(list(outputs))
     agent = Agent(llm=llm, registry=core_registry(), system_prompt="You run the home.", store=store)
+    agent.home_control = home.service  # as the daemon's assembly hands it in
     apply_skills(agent, home.settings, tmp_path, store, device_slots(home.service))
     return agent, store, llm
 

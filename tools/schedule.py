@@ -1,7 +1,7 @@
 """Schedule tools: reminders, timers and recurring prompts that survive restarts; list and cancel them.
 
-They reach the daemon's running schedule through `agent.schedule.current()` (ToolContext has
-no scheduler field); outside the daemon they say the schedule is not running.
+They reach the daemon's running schedule as `ctx.schedule`, handed in by the executor;
+outside the daemon they say the schedule is not running.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ async def set_reminder(ctx: ToolContext, text: str, at: str) -> str:
     when = _read(parse_when, at, now, user_zone(ctx))
     if when <= now:
         raise ToolError(f"{describe(when)} has already passed; give a time in the future")
-    info = _done(_scheduler().add_reminder, text, when)
+    info = _done(_scheduler(ctx).add_reminder, text, when)
     return f"Reminder {info.id} set for {describe(when)}: {text}"
 
 
@@ -45,7 +45,7 @@ async def set_timer(ctx: ToolContext, duration: str, label: str = "") -> str:
     from agent.schedule.timewords import parse_duration
 
     length = _read(parse_duration, duration)
-    info = _done(_scheduler().add_timer, length, " ".join(label.split())[:MAX_TEXT])
+    info = _done(_scheduler(ctx).add_timer, length, " ".join(label.split())[:MAX_TEXT])
     ends = ctx.clock.now() + length
     return f"Timer {info.id} set for {info.when[3:]}; it goes off at {ends:%H:%M:%S}."
 
@@ -73,7 +73,7 @@ async def schedule_prompt(ctx: ToolContext, prompt: str, cron: str = "", every: 
     build = {"cron": lambda: cron_trigger(value, zone), "every": lambda: every_trigger(value, zone),
              "at": lambda: at_trigger(value, zone, ctx.clock.now())}[kind]
     trigger = _read(build)
-    info = _done(_scheduler().add_prompt, prompt, trigger, f"{kind} {value}")
+    info = _done(_scheduler(ctx).add_prompt, prompt, trigger, f"{kind} {value}")
     if info.next_run is None:
         raise ToolError(f"{kind} {value!r} never happens")
     return f"Scheduled {info.id} ({kind} {value}); first run {describe(_local(info.next_run, ctx))}: {prompt}"
@@ -82,7 +82,7 @@ async def schedule_prompt(ctx: ToolContext, prompt: str, cron: str = "", every: 
 @tool
 async def list_schedules(ctx: ToolContext) -> str:
     """List the reminders, timers, scheduled requests and automations, with their next run."""
-    jobs = _scheduler().jobs()
+    jobs = _scheduler(ctx).jobs()
     if not jobs:
         return "Nothing is scheduled."
     lines = []
@@ -100,7 +100,7 @@ async def cancel_schedule(ctx: ToolContext, id: str) -> str:
     Args:
         id: The id, e.g. "reminder-3f2a1c".
     """
-    info = _done(_scheduler().remove, id.strip(), agent_only=True)
+    info = _done(_scheduler(ctx).remove, id.strip(), agent_only=True)
     return f"Cancelled {info.id}: {info.kind} \"{info.label}\"."
 
 
@@ -114,13 +114,12 @@ def _done(operation, *args, **kwargs):
         raise ToolError(str(exc)) from None
 
 
-def _scheduler():
-    from agent.schedule import current
-
-    try:
-        return current()
-    except LookupError as exc:
-        raise ToolError(str(exc)) from None
+def _scheduler(ctx: ToolContext):
+    """The schedule handed in; none, or one not (yet, or any more) running, is said to the model."""
+    schedule = ctx.schedule
+    if schedule is None or not schedule.running:
+        raise ToolError("the schedule is not running (it runs inside `agentd run`)")
+    return schedule
 
 
 def _read(parse, *args):

@@ -193,7 +193,7 @@ def _run_all(variant_settings: dict[str, Any], home: Path, loaded: Any, home_fil
                     score = "  ".join(f"{n}: {sum(r.verdict.success for r in rs)}/{len(rs)}" for n, rs in results.items())
                     progress.update(task, advance=1, score=score)
 
-        with Progress(*columns, console=console) as progress, eval_schedule(work, first):
+        with Progress(*columns, console=console) as progress, eval_schedule(work, first, app.agent):
             task = progress.add_task(model, total=len(cases) * len(variant_settings), score="")
             try:
                 asyncio.run(run(progress, task))

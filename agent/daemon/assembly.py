@@ -77,7 +77,7 @@ class App:
         configure(self.agent, settings)
         if self.home_control is not None:
             self.home_control.stop()
-        self.home_control = start_home_control(settings)
+        self.home_control = self.agent.home_control = start_home_control(settings)
         self.skills = apply_skills(self.agent, settings, self.home, self.store, device_slots(self.home_control))
         if self.small_prompt:
             self.agent.registry.show_only(settings.model.demo_cpu_tools)
@@ -162,6 +162,7 @@ def build_app(settings: Any, home: Path, *, with_store: bool = True, home_contro
     configure(agent, settings)
     if home_control is None:
         home_control = start_home_control(settings)
+    agent.home_control = home_control  # the home skill's tools get it in their ToolContext
     skills = apply_skills(agent, settings, home, store, device_slots(home_control))
     from agent.llm.demo_model import on_cpu
 

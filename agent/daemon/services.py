@@ -36,10 +36,12 @@ def run_daemon(settings: Any, home: Path, *, build: Callable[[Any], Any], reload
     for handler in list(logging.getLogger().handlers):
         logging.getLogger().removeHandler(handler)
 
-    runtime = Runtime(store=app.store, registry=app.agent.registry, settings=settings, clock=app.agent.clock)
+    runtime = Runtime(store=app.store, registry=app.agent.registry, settings=settings, clock=app.agent.clock,
+                      home_control=app.home_control)
     # State triggers follow app.home_control, which app.reload replaces (the re-sync rebinds).
     state_watch = StateWatch(lambda: app.home_control, lambda job_id, spec: scheduler.fire(job_id, spec))
     scheduler = Scheduler(home, settings, runtime=runtime, state_hook=state_watch, health=health)
+    app.agent.schedule = scheduler  # the agent's schedule tools get it in their ToolContext
 
     def reload() -> None:
         try:
@@ -51,6 +53,7 @@ def run_daemon(settings: Any, home: Path, *, build: Callable[[Any], Any], reload
         health.clear("config", "the config loads again")
         network.allow(configured_hosts(new))
         app.reload(new)
+        runtime.home_control = app.home_control  # the reload started a new one: jobs' tool calls use it
         scheduler.reload(new, registry=app.agent.registry)
         if voice:  # new devices or rooms: their names join the speech model's hints
             from agent.voice.door import house_words

@@ -96,11 +96,8 @@ def skill_switcher(agent: Any, settings: Any, home: Path, sim: SimulatedHome | N
 def build_agent_app(settings: Any, home: Path, sim: SimulatedHome | None) -> Any:
     """The App (model, agent, skills) for one variant, on the simulated home."""
     from agent.daemon.assembly import build_app
-    from agent.home_control import use_home
 
     service = sim.service() if sim is not None else None
-    if service is not None:
-        use_home(service)
     return build_app(settings, home, with_store=False, home_control=service, small_demo_prompt=False)
 
 

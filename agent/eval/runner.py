@@ -150,22 +150,18 @@ def observed_calls(store: Any) -> list[ObservedCall]:
 
 
 @contextlib.contextmanager
-def eval_schedule(folder: Path, settings: Any) -> Iterator[Any]:
-    """A schedule in `folder` that the timer and reminder tools reach, as in the daemon.
+def eval_schedule(folder: Path, settings: Any, agent: Any) -> Iterator[Any]:
+    """A schedule in `folder` handed to `agent`, so the timer and reminder tools reach it as in
+    the daemon (which sets `agent.schedule` to its running Scheduler).
 
-    It only records jobs (nothing fires during the eval); the daemon installs its running
-    schedule the same way in `Scheduler.serve`.
+    It only records jobs (nothing fires during the eval).
     """
-    from agent.schedule import scheduler as module
+    from agent.schedule import Scheduler
 
-    schedule = module.Scheduler.offline(folder, settings)
-    previous = module._current.get("scheduler")
-    module._current["scheduler"] = schedule
+    schedule = Scheduler.offline(folder, settings)
+    previous, agent.schedule = agent.schedule, schedule
     try:
         yield schedule
     finally:
         schedule.shutdown()
-        if previous is not None:
-            module._current["scheduler"] = previous
-        else:
-            module._current.pop("scheduler", None)
+        agent.schedule = previous

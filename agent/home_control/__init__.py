@@ -1,6 +1,7 @@
 """Home control: devices from the config, reached over MQTT or Home Assistant's REST API.
 
-The bundled skill `skills/home` turns this into tools. The backends (paho-mqtt, urllib) are
+The bundled skill `skills/home` turns this into tools; they reach the daemon's HomeService
+as `ctx.home_control` (agent.tools.ToolContext). The backends (paho-mqtt, urllib) are
 imported only when a configured device needs them.
 """
 
@@ -12,7 +13,7 @@ from agent.home_control.devices import (
     HomeControlError,
     MqttTopics,
 )
-from agent.home_control.service import HomeService, ChangeResult, home_service, start_home, use_home
+from agent.home_control.service import HomeService, ChangeResult, start_home
 
 __all__ = [
     "DeviceCommand",
@@ -23,7 +24,5 @@ __all__ = [
     "HomeService",
     "MqttTopics",
     "ChangeResult",
-    "home_service",
     "start_home",
-    "use_home",
 ]

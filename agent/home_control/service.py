@@ -1,15 +1,14 @@
 """The home service: the configured devices and the backends that reach them.
 
 The daemon starts one with `start_home(settings)` and stops it on shutdown; the home skill's
-tools find it with `home_service()`. It lives here rather than on ToolContext because only
-this skill needs it, and tests build one directly and install it with `use_home()`.
+tools get it handed in as `ctx.home_control` (the agent's executor puts it in their
+ToolContext), so a test builds one and hands it in the same way.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -77,13 +76,9 @@ class HomeService:
             backend.start()
 
     def stop(self) -> None:
-        """Stop the backends, and stop being the service the tools use."""
+        """Stop the backends."""
         for backend in self._backends():
             backend.stop()
-        global _running
-        with _lock:
-            if _running is self:
-                _running = None
 
     def _backend(self, device: Device) -> Backend:
         backend = self.mqtt if device.mqtt is not None else self.hass
@@ -160,32 +155,9 @@ def _unfit(device: Device, command: DeviceCommand) -> str | None:
     return None
 
 
-# -- the running service ---------------------------------------------------------------
-
-_lock = threading.Lock()
-_running: HomeService | None = None
-
-
-def use_home(service: HomeService | None) -> None:
-    """Make `service` the one the home tools use (None: none)."""
-    global _running
-    with _lock:
-        _running = service
-
-
-def home_service() -> HomeService:
-    """The running home service; a HomeControlError the model can read if there is none."""
-    with _lock:
-        service = _running
-    if service is None:
-        raise HomeControlError("home control is not running (agentd starts it when home.devices lists devices)")
-    return service
-
-
 def start_home(settings: Any) -> HomeService:
-    """Build the service from the settings (or their `home` section), start it, and install it."""
+    """Build the service from the settings (or their `home` section) and start it."""
     service = HomeService.from_settings(getattr(settings, "home", settings))
     service.start()
-    use_home(service)
     log.info("home control: %d devices", len(service.registry))
     return service

@@ -2,8 +2,10 @@
 
     agent.schedule.Scheduler      apscheduler 3.x + HOME/jobs.db; the daemon runs `serve()` as a service
     agent.schedule.Runtime        what jobs need from the daemon: store, registry, submit, notify
-    agent.schedule.current()      the running Scheduler (the agent's tools reach it through this)
     agent.cli.jobs            `agentd jobs ...`
+
+The agent's schedule tools reach the running Scheduler as `ctx.schedule` (agent.tools.ToolContext):
+the daemon sets `agent.schedule`, and the Scheduler hands itself to its jobs' direct tool calls.
 
 Modules: triggers (cron/every/at, DST-safe), timewords ("6 pm", "10 minutes"), automations
 (the YAML model and its checks), sync (YAML -> job store), runner (runs a job, writes its
@@ -19,7 +21,7 @@ from typing import Any
 
 _EXPORTS = {
     "JOBS_DB": "agent.schedule.scheduler", "ScheduleError": "agent.schedule.scheduler",
-    "Scheduler": "agent.schedule.scheduler", "current": "agent.schedule.scheduler",
+    "Scheduler": "agent.schedule.scheduler",
     "Runtime": "agent.schedule.runner", "local_submit": "agent.schedule.runner",
     "Announcement": "agent.schedule.spec", "JobInfo": "agent.schedule.spec",
 }

@@ -46,6 +46,10 @@ class Runtime:
     clock: Any = None
     submit: Submit | None = None
     notify: Notify | None = None
+    # Handed to the tools a job calls directly (their ToolContext): the Scheduler sets
+    # `schedule` to itself, the daemon keeps `home_control` current across reloads.
+    schedule: Any = None
+    home_control: Any = None
 
 
 @dataclass
@@ -157,7 +161,8 @@ class Runner:
             return RunResult("error", "", f"no tool named {name!r}: this schedule has no tools")
         executor = Executor(self.rt.registry, store=self.rt.store, settings=self.rt.settings, clock=self.rt.clock,
                             timeout_s=_setting(self.rt.settings, "tool_timeout_s", 30.0),
-                            output_max_chars=_setting(self.rt.settings, "tool_output_max_chars", 4000))
+                            output_max_chars=_setting(self.rt.settings, "tool_output_max_chars", 4000),
+                            home_control=self.rt.home_control, schedule=self.rt.schedule)
         denied: list[str] = []
         action = Action(tool=name, arguments=args, who=f"schedule:{job_id}", source=f"job {job_id}")
         done = await executor.run(action, approve=unattended(spec.get("allow", []), denied))

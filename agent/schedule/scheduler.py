@@ -36,15 +36,6 @@ JOBS_DB = "jobs.db"
 MIN_FREE_BYTES = 256 * 1024  # below this, a job's run could not be saved: due jobs wait
 _HOLD_S = 5.0  # how often held jobs look for space again
 _TABLES = {CONFIG: "automation_jobs", AGENT: "agent_jobs"}
-_current: dict[str, Scheduler] = {}  # the daemon's running schedule, for the agent's tools
-
-
-def current() -> Scheduler:
-    """The schedule the daemon is running; LookupError when there is none (a one-off `ask`)."""
-    try:
-        return _current["scheduler"]
-    except KeyError:
-        raise LookupError("the schedule is not running (it runs inside `agentd run`)") from None
 
 
 class ScheduleError(ValueError):
@@ -148,6 +139,7 @@ class Scheduler:
         self.home = Path(home)
         self.settings = settings
         self.runtime = runtime or Runtime(store=None)
+        self.runtime.schedule = self  # a job's direct tool calls reach this schedule in their ToolContext
         self.runner = Runner(self.runtime)
         self.tz = tz or local_zone(settings)
         # Extension point for home control: called with the state-triggered automations
@@ -189,13 +181,10 @@ class Scheduler:
         """Stop running jobs; jobs.db keeps every job for the next start."""
         if self.aps is not None and self.aps.running:
             self.aps.shutdown(wait=False)
-        if _current.get("scheduler") is self:
-            _current.pop("scheduler")
 
     async def serve(self) -> None:
         """The daemon service: start, sync the YAML automations, keep watch until cancelled."""
         self.start()
-        _current["scheduler"] = self
         try:
             self.sync_automations()
             await keep_watch(self, self.clock_watch)

@@ -11,14 +11,15 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from agent import ToolError, tool
-from agent.home_control import DeviceCommand, DeviceState, home_service
+from agent import ToolContext, ToolError, tool
+from agent.home_control import DeviceCommand, DeviceState, HomeControlError, HomeService
 
 Percent = Annotated[int, Field(ge=0, le=100)]
 
 
 @tool(risk="write")
 def set_device(
+    ctx: ToolContext,
     device: str,
     state: Literal["on", "off"] | None = None,
     brightness: Percent | None = None,
@@ -35,12 +36,13 @@ def set_device(
     """
     if state is None and brightness is None and temperature is None:
         raise ToolError("say what to change: state, brightness or temperature")
-    outcome = home_service().set(device, DeviceCommand(state, brightness, temperature))
+    outcome = _home(ctx).set(device, DeviceCommand(state, brightness, temperature))
     return _lines(outcome.states, outcome.skipped)
 
 
 @tool(risk="confirm")
 def set_secure_device(
+    ctx: ToolContext,
     device: str,
     action: Literal["lock", "unlock", "open", "close", "stop", "on", "off"],
 ) -> str:
@@ -51,7 +53,7 @@ def set_secure_device(
         device: One device's name, e.g. "front door".
         action: What to do: lock, unlock, open, close, stop, on or off.
     """
-    outcome = home_service().set(device, DeviceCommand(action), secure=True)
+    outcome = _home(ctx).set(device, DeviceCommand(action), secure=True)
     return _lines(outcome.states, outcome.skipped)
 
 
@@ -60,28 +62,35 @@ set_secure_device.confirm_question = "{action} the {device}?"
 
 
 @tool
-def get_device_state(device: str) -> str:
+def get_device_state(ctx: ToolContext, device: str) -> str:
     """Read the current state of a device, a room, or a kind of device in a room (sensors, lights, locks...).
 
     Args:
         device: A device name ("hall temperature"), a room ("kitchen") or both ("kitchen lights").
     """
-    return _lines(home_service().read(device))
+    return _lines(_home(ctx).read(device))
 
 
 @tool
-def list_devices(room: str | None = None) -> str:
+def list_devices(ctx: ToolContext, room: str | None = None) -> str:
     """List the home's devices with their kind, room and current state.
 
     Args:
         room: Only the devices in this room; leave it out for every device.
     """
-    service = home_service()
+    service = _home(ctx)
     devices = service.registry.in_room(room)
     if not devices:
         return "No devices are configured (they are listed under home.devices in agentd's config)."
     states = service.states(devices)
     return "\n".join(f"{d.describe()}: {s.summary()}" for d, s in zip(devices, states))
+
+
+def _home(ctx: ToolContext) -> HomeService:
+    """The daemon's home control, handed in; a HomeControlError the model can read if there is none."""
+    if ctx.home_control is None:
+        raise HomeControlError("home control is not running (agentd starts it when home.devices lists devices)")
+    return ctx.home_control
 
 
 def _lines(states: list[DeviceState], skipped: list[str] = ()) -> str:
