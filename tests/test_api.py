@@ -61,6 +61,7 @@ def api():
             time.sleep(0.1)
         token_file = home / "api-token"
         assert token_file.stat().st_mode & 0o777 == 0o600
+        assert status_sync(real.socket)["api"] == {"url": f"http://127.0.0.1:{port}", "token_file": str(token_file)}
         yield real, f"http://127.0.0.1:{port}", token_file.read_text().strip()
     finally:
         real.close()

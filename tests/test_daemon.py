@@ -45,15 +45,18 @@ def test_queued_turns_run_by_priority_then_in_order(home):
                     asyncio.create_task(collect(client, "chat one")),
                     asyncio.create_task(drain(daemon.submit("voice one", who="voice"))),
                     asyncio.create_task(collect(client, "chat two")),
+                    asyncio.create_task(drain(daemon.submit("satellite", who="wyoming"))),
                     asyncio.create_task(drain(daemon.submit("voice two", who="voice"))),
                 ]
-                await until(lambda: daemon.turns.waiting() == 5)
-                assert daemon.status()["queued"] == 5 and daemon.status()["busy"]["who"] == "chat"
+                await until(lambda: daemon.turns.waiting() == 6)
+                assert daemon.status()["queued"] == 6 and daemon.status()["busy"]["who"] == "chat"
                 agent.release.set()
                 await asyncio.gather(first, *later)
 
     run(go())
-    assert [c["text"] for c in agent.calls] == ["hold", "voice one", "voice two", "chat one", "chat two", "nightly backup"]
+    # someone speaking (the microphone, a Home Assistant satellite) goes first
+    assert [c["text"] for c in agent.calls] == ["hold", "voice one", "satellite", "voice two", "chat one", "chat two",
+                                                "nightly backup"]
     assert [c["who"] for c in agent.calls][-1] == "schedule:backup"
 
 

@@ -75,6 +75,10 @@ class ApiServer:
         host = self.settings.host
         return f"http://{f'[{host}]' if ':' in host else host}:{self.port or self.settings.port}"
 
+    def status(self) -> dict:
+        """The API's line in `agentd status`: where clients point."""
+        return {"api": {"url": self.url, "token_file": str(self.token_file)}}
+
     async def serve(self) -> None:
         """Bind, serve on this loop, and on cancel close the listener and let replies end."""
         listener = bind(self.settings.host, self.settings.port)

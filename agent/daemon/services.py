@@ -68,7 +68,8 @@ def run_daemon(settings: Any, home: Path, *, build: Callable[[Any], Any], reload
         settings=settings,
         **store_hooks(app.store),
         status=lambda: {**app.status(), **network.status(), **scheduler.status(),
-                        **(voice.status() if voice else {}), **(wyoming.status() if wyoming else {})},
+                        **(voice.status() if voice else {}), **(wyoming.status() if wyoming else {}),
+                        **(api.status() if api else {})},
         reload=reload,
         on_close=lambda: (state_watch.close(), app.close()),
         health=health,
@@ -91,10 +92,12 @@ def run_daemon(settings: Any, home: Path, *, build: Callable[[Any], Any], reload
     mcp = app.start_mcp(settings)
     if mcp:
         daemon.add_service("mcp", mcp.serve)
+    api = None
     if settings.api.enabled:  # off: no network port at all
         from agent.api.server import ApiServer
 
-        daemon.add_service("api", ApiServer(daemon, settings.api, home, model_path=app.engine.path, ready=app.ready).serve)
+        api = ApiServer(daemon, settings.api, home, model_path=app.engine.path, ready=app.ready)
+        daemon.add_service("api", api.serve)
     return daemon.run_forever()
 
 

