@@ -54,6 +54,7 @@ class Confirmer:
     def __init__(self, timeout_s: float, audit: Callable[[ConfirmDecision], None] | None = None):
         self.timeout_s = timeout_s
         self.audit = audit or (lambda decision: None)
+        self.pending: dict[tuple, asyncio.Future] = {}  # a client's answer awaited, by request key
 
     async def ask(self, request: TurnRequest, tool: Any, arguments: dict) -> ConfirmDecision:
         """Whether `tool` may run with `arguments` in this turn (true when approved), and why."""
@@ -89,18 +90,23 @@ class Confirmer:
 
     def answer(self, request: TurnRequest | None, frame: p.Confirm) -> None:
         """Take a client's answer; RequestError if nothing is waiting for one."""
-        if request is None or request.answer is None or request.answer.done():
+        waiting = self.pending.get(request.key) if request is not None else None
+        if waiting is None or waiting.done():
             raise p.RequestError(f"no confirmation is waiting for request {frame.id!r} (too late?)", frame.id, "confirm")
-        request.answer.set_result((frame.approve, "approved" if frame.approve else "denied"))
+        waiting.set_result((frame.approve, "approved" if frame.approve else "denied"))
 
     async def _ask_client(self, request: TurnRequest, tool: Any, arguments: dict) -> tuple[bool, str]:
-        request.answer = asyncio.get_running_loop().create_future()
+        """The client's answer; a no when the time is up or the turn is stopped meanwhile."""
+        answer = self.pending[request.key] = asyncio.get_running_loop().create_future()
+        stopped = asyncio.ensure_future(request.cancel.wait())
         request.conn.send(p.ConfirmRequest(
             v=p.VERSION, id=request.id, tool=tool.name, arguments=arguments, risk=tool.risk, timeout_s=self.timeout_s,
         ))
         try:
-            return await asyncio.wait_for(request.answer, self.timeout_s)
-        except TimeoutError:
-            return False, "timeout"
+            await asyncio.wait([answer, stopped], timeout=self.timeout_s, return_when=asyncio.FIRST_COMPLETED)
+            if answer.done():
+                return answer.result()
+            return (False, request.cancel_reason or "cancelled") if stopped.done() else (False, "timeout")
         finally:
-            request.answer = None
+            stopped.cancel()
+            self.pending.pop(request.key, None)

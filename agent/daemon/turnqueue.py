@@ -53,7 +53,7 @@ class TurnRequest:
     job: Callable[[asyncio.Event], Any] | None = field(compare=False, default=None)
     state: str = field(compare=False, default="queued")  # queued | running | done
     cancel: asyncio.Event = field(compare=False, default_factory=asyncio.Event)
-    answer: asyncio.Future | None = field(compare=False, default=None)
+    cancel_reason: str = field(compare=False, default="")  # why `cancel` was set: cancelled, client gone ...
     task: asyncio.Task | None = field(compare=False, default=None)
 
     @property
@@ -106,9 +106,8 @@ class TurnQueue:
             self._finish(request)
             request.emit(ReplyDone(text="", stopped_by="cancelled"))
         elif request.state == "running":
+            request.cancel_reason = reason  # a confirmation it waits on ends with this reason
             request.cancel.set()
-            if request.answer is not None and not request.answer.done():
-                request.answer.set_result((False, reason))
             # The agent stops at its next step; one that does not is cut off after the grace.
             asyncio.get_running_loop().call_later(self.cancel_grace_s, self._cut_off, request)
         return True
