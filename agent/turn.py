@@ -244,6 +244,7 @@ class TurnRun:
         request = Request(
             messages=fitted.messages, tools=self.agent.registry.schemas(), thinking=self.thinking, max_tokens=self.limits.max_tokens,
             sampling=sampling, constrained=self.agent.constrained, thinking_budget=self.agent.thinking_budget,
+            conversation=self.ctx.conversation_id,
         )
         stop_thread = threading.Event()
         text, raw_calls, finish, traces = [], [], None, ()

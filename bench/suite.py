@@ -49,6 +49,13 @@ BENCHES = (
              lambda r: f"{r['ttft_cold_s']:.3f} s -> {r['ttft_cached_s']:.3f} s = {r['speedup']}x ({r['prompt_tokens']} tok)",
              ">= 20x", lambda r: r["speedup"] >= 20),
     )),
+    Bench("conversation", "bench.conversation", lambda a: [*_model(a), "--repeats", "1"], (
+        Line("conversation cache: tokens prefilled per call, turns 2-10",
+             lambda r: f"{r['prefilled_per_call_on'][1:]} vs {r['prefilled_per_call_off'][1:]} without"),
+        Line("conversation cache: TTFT turn 10 vs turn 1",
+             lambda r: f"{r['turn10_vs_turn1_on']}x ({r['ttft_turn1_on_s']} -> {r['ttft_turn10_on_s']} s); "
+                       f"{r['turn10_vs_turn1_off']}x without", "<= 1.3x", lambda r: r["turn10_vs_turn1_on"] <= 1.3),
+    )),
     Bench("turn_overhead", "bench.turn_overhead", lambda a: [*_model(a), "--repeats", "3"], (
         Line("agent turn vs bare mlx-lm", lambda r: f"{r['agent_turn_s']:.3f} s vs {r['bare_stream_generate_s']:.3f} s = {r['ratio']}x",
              "<= 1.05x", lambda r: r["ratio"] <= 1.05),

@@ -96,6 +96,7 @@ class ModelSettings(_Section):
     thinking_sampling: SamplingSettings
     seed: int | None = Field(ge=0)
     prefill_step_size: int = Field(ge=1)
+    conversation_cache: int = Field(ge=0)
     constrained: bool
     thinking_budget: int | None = Field(ge=1)
     context_window: int | None = Field(ge=64)

@@ -46,6 +46,7 @@ class App:
             "prefix_cache": {"hits": stats.hits, "misses": stats.misses, "builds": stats.builds, "loads": stats.loads,
                              "tokens_reused": stats.tokens_reused},
             "warm_up": self.engine.warmup.report(),
+            **({"conversation_cache": self.engine.conversations.report()} if getattr(self.engine, "conversations", None) else {}),
             **(self.mcp.status() if self.mcp else {}),
             **(self.engine.status() if hasattr(self.engine, "status") else {}),
         }
@@ -86,6 +87,8 @@ class App:
                 log.warning("mcp_servers changed: restart agentd to connect to the new set")
             self.use_mcp_tools()  # the skills' fresh registry does not hold them yet
         self.engine.prefix_cache.clear()  # instructions or tools may have changed
+        if getattr(self.engine, "conversations", None) is not None:
+            self.engine.conversations.forget()  # they begin with the old prefix: dead weight now
         self.warm_up()
 
     def warm_up(self) -> None:
@@ -187,7 +190,8 @@ def load_engine(settings: Any, home: Path) -> tuple[Any, str, bool]:
 
     choice = find_model(settings.model.path, models_dir(home), settings.model.preset)
     engine = MLXEngine(choice.path, prefill_step_size=settings.model.prefill_step_size, seed=settings.model.seed,
-                       prefix_store=PrefixStore(Path(home) / PREFIX_FOLDER, choice.path))
+                       prefix_store=PrefixStore(Path(home) / PREFIX_FOLDER, choice.path),
+                       conversations=settings.model.conversation_cache)
     return engine, choice.reason, choice.is_demo
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
 from agent.llm.constrained import Guides, require_llguidance
+from agent.llm.conversation_cache import ConversationCache
 from agent.llm.prefix_cache import PrefixCache
 from agent.llm.stream import Tags
 from agent.llm.types import Chunk, Finished, Request, ToolFormat
@@ -30,7 +31,7 @@ class MLXEngine:
     """A loaded MLX model; `stream()` is safe to call from the asyncio loop."""
 
     def __init__(self, path: Path, *, prefill_step_size: int = 2048, seed: int | None = None,
-                 prefix_store: Any = None):
+                 prefix_store: Any = None, conversations: int = 4):
         self.path = Path(path)
         self.warmup = WarmUp()  # loading -> prefix (N of M tokens) -> ready, for status and waiting turns
         self._prefix_store = prefix_store  # a PrefixStore: the prefix survives restarts
@@ -42,6 +43,8 @@ class MLXEngine:
         self.model: Any = None
         self.tokenizer: Any = None
         self.prefix_cache: PrefixCache | None = None
+        self.conversations: ConversationCache | None = None
+        self._keep_conversations = conversations
         self._executor.submit(self._load).result()
         self.warmup.finish("")  # usable now; warm_up() makes the first call quick
         self.tool_format = self._tool_format()
@@ -63,6 +66,7 @@ class MLXEngine:
                 "tokenizer files), or pull one with `agentd model pull qwen3.5-4b`."
             ) from exc
         self.prefix_cache = PrefixCache(self.model, step_size=self.prefill_step_size)
+        self.conversations = ConversationCache(self.model, keep=self._keep_conversations, step_size=self.prefill_step_size)
 
     def _tool_format(self) -> ToolFormat:
         tok = self.tokenizer
@@ -140,7 +144,17 @@ class MLXEngine:
         prefix_text = self.prefix_text(system[0]["content"], request.tools, thinking=request.thinking) if use_prefix else ""
         full_text = self.render(request.messages, request.tools, thinking=request.thinking)
         tokens = self.encode(full_text)
-        cache, reused, hit = self.prefix_cache.fetch(self, prefix_text, full_text, tokens)
+        start = time.perf_counter()
+        # The conversation's own snapshot when it is a head of this prompt, else the prefix.
+        found = self.conversations.fetch(request.conversation, tokens) if request.prefix_cache else None
+        if found is not None:
+            (cache, held), hit = found, True
+        else:
+            cache, held, hit = self.prefix_cache.fetch(self, prefix_text, full_text, tokens)
+        reused = held if hit else 0  # a prefix built just now was prefilled by this call
+        if request.prefix_cache and request.conversation:  # read the prompt now, keeping a snapshot for its next call
+            held = self.conversations.read_and_keep(request.conversation, cache, tokens, held,
+                                                    self._message_boundary(request, tokens))
 
         s = request.sampling
         sampler = make_sampler(temp=s.temperature, top_p=s.top_p, min_p=s.min_p, top_k=s.top_k)
@@ -153,13 +167,12 @@ class MLXEngine:
         if s.presence_penalty:
             processors += make_logits_processors(presence_penalty=s.presence_penalty)
 
-        start = time.perf_counter()
         first = None
         count, reason, tps = 0, "stop", 0.0
         for response in stream_generate(
             self.model,
             self.tokenizer,
-            tokens[reused:],
+            tokens[held:],
             max_tokens=request.max_tokens,
             sampler=sampler,
             logits_processors=processors or None,
@@ -187,9 +200,15 @@ class MLXEngine:
             tokens_per_s=tps,
             time_to_first_token_s=first or 0.0,
             prefix_hit=hit,
-            prefix_tokens_reused=reused if hit else 0,
+            prefix_tokens_reused=reused,
             call_traces=tuple(guide.traces) if guide is not None else (),
         )
+
+    def _message_boundary(self, request: Request, tokens: list[int]) -> int | None:
+        """Where the last message ends in `tokens` (before the generation prompt), if that is a
+        token-exact head of them."""
+        head = self.encode(self.render(request.messages, request.tools, thinking=request.thinking, generation_prompt=False))
+        return len(head) if tokens[: len(head)] == head else None
 
     def guides(self) -> Guides | None:
         """Constrained decoding for this model; None when its tool-call format is not known."""
@@ -248,3 +267,4 @@ def _split_system(messages: list[dict]) -> tuple[list[dict], list[dict]]:
     if messages and messages[0].get("role") == "system":
         return messages[:1], messages[1:]
     return [], messages
+

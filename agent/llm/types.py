@@ -68,6 +68,9 @@ class Request:
     # False: neither use nor replace the kept prefix (another program's system prompt must not
     # evict agentd's own, which every voice and chat turn starts from).
     prefix_cache: bool = True
+    # The conversation this call belongs to: its cache continues from its last call's prompt
+    # (llm/conversation_cache.py). None: every call starts from the prefix.
+    conversation: str | None = None
 
 
 class LLM(Protocol):
