@@ -87,6 +87,8 @@ def test_status_shows_the_model_and_the_prefix_cache(daemon):
     assert lines["pid"] == str(daemon.pid)
     cache = json.loads(lines["prefix_cache"])
     assert cache["builds"] >= 1 and cache["hits"] >= 1 and cache["tokens_reused"] > 0
+    conversations = json.loads(lines["conversation_cache"])  # each `ask` is a new conversation: kept, not hit
+    assert lines["backend"] == "mlx" and conversations["conversations"] >= 1 and conversations["misses"] >= 1
     assert lines["offline"] == "True"  # measured by agent.daemon.netguard: no connection left the machine
 
 

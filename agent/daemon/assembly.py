@@ -37,18 +37,14 @@ class App:
 
     def status(self) -> dict:
         """The model's part of the daemon's status report."""
-        stats = self.engine.prefix_cache.stats
         return {  # `offline` comes from agent.daemon.netguard's record of connections, not from here
             "model": self.engine.name,
             "demo_model": self.is_demo,
             "tools": self.agent.registry.names(),
             "skills": [s.name for s in self.skills.enabled()] if self.skills else [],
-            "prefix_cache": {"hits": stats.hits, "misses": stats.misses, "builds": stats.builds, "loads": stats.loads,
-                             "tokens_reused": stats.tokens_reused},
             "warm_up": self.engine.warmup.report(),
-            **({"conversation_cache": self.engine.conversations.report()} if getattr(self.engine, "conversations", None) else {}),
+            **self.engine.status(),  # which backend, and its caches (or what it cannot offer)
             **(self.mcp.status() if self.mcp else {}),
-            **(self.engine.status() if hasattr(self.engine, "status") else {}),
         }
 
     def start_mcp(self, settings: Any) -> Any:
@@ -86,9 +82,7 @@ class App:
             if settings.mcp_servers != servers_before:
                 log.warning("mcp_servers changed: restart agentd to connect to the new set")
             self.use_mcp_tools()  # the skills' fresh registry does not hold them yet
-        self.engine.prefix_cache.clear()  # instructions or tools may have changed
-        if getattr(self.engine, "conversations", None) is not None:
-            self.engine.conversations.forget()  # they begin with the old prefix: dead weight now
+        self.engine.forget_prompts()  # the instructions or the tools may have changed
         self.warm_up()
 
     def warm_up(self) -> None:

@@ -210,6 +210,20 @@ class MLXEngine:
         head = self.encode(self.render(request.messages, request.tools, thinking=request.thinking, generation_prompt=False))
         return len(head) if tokens[: len(head)] == head else None
 
+    def status(self) -> dict:
+        """This engine's part of `agentd status`: its prompt caches."""
+        stats = self.prefix_cache.stats
+        return {"backend": "mlx",
+                "prefix_cache": {"hits": stats.hits, "misses": stats.misses, "builds": stats.builds, "loads": stats.loads,
+                                 "tokens_reused": stats.tokens_reused},
+                "conversation_cache": self.conversations.report()}
+
+    def forget_prompts(self) -> None:
+        """Drop the prefix and the conversations' snapshots (the instructions or tools changed:
+        every snapshot begins with the old prefix)."""
+        self.prefix_cache.clear()
+        self.conversations.forget()
+
     def guides(self) -> Guides | None:
         """Constrained decoding for this model; None when its tool-call format is not known."""
         return self._guides

@@ -125,6 +125,9 @@ class RemoteEngine:
             body["tools"] = request.tools
         return body
 
+    def forget_prompts(self) -> None:
+        """Nothing kept here."""
+
     def warm_up(self, system_prompt: str, tools: list[dict], *, constrained: bool = False) -> None:
         """Nothing to prefill here; the server keeps its own caches."""
 
