@@ -18,8 +18,9 @@ pytestmark = pytest.mark.slow
 BROKER = "10.9.8.7"  # not loopback: the guard must let it through only because the config names it
 
 SCRIPT = """
+trap 'kill $(cat "$1/mosquitto.pid" 2>/dev/null) 2>/dev/null' EXIT  # the broker dies with the namespace's script
 ip link set lo up && ip addr add {broker}/32 dev lo || exit 9
-printf 'listener 18830 {broker}\\nallow_anonymous true\\nuser root\\npersistence false\\n' > "$1/mosquitto.conf"
+printf 'listener 18830 {broker}\\nallow_anonymous true\\nuser root\\npersistence false\\npid_file %s/mosquitto.pid\\n' "$1" > "$1/mosquitto.conf"
 {mosquitto} -c "$1/mosquitto.conf" -d || exit 8
 for i in $(seq 50); do "$2" -c 'import socket; socket.create_connection(("{broker}", 18830), 0.2)' 2>/dev/null && break; sleep 0.1; done
 "$2" "$3" {configured} 18830
