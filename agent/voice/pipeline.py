@@ -110,12 +110,16 @@ class VoicePipeline:
 
     async def _listen(self, queue: asyncio.Queue) -> None:
         try:
-            async for block in self.source.frames():
-                for utterance in self.endpointer.feed(block):
-                    self._unheard += 1
-                    queue.put_nowait(utterance)
-                # A source with sound already waiting never suspends; let the handler run.
-                await asyncio.sleep(0)
+            # aclosing: when listening is cancelled (agentd stopping), the source closes its
+            # stream now, not whenever the loop finalizes the generator (PortAudio's thread
+            # would wait on a full queue meanwhile, and the daemon took 20 s to stop).
+            async with contextlib.aclosing(self.source.frames()) as frames:
+                async for block in frames:
+                    for utterance in self.endpointer.feed(block):
+                        self._unheard += 1
+                        queue.put_nowait(utterance)
+                    # A source with sound already waiting never suspends; let the handler run.
+                    await asyncio.sleep(0)
             if (last := self.endpointer.flush()) is not None:
                 self._unheard += 1
                 queue.put_nowait(last)

@@ -8,8 +8,10 @@ with growing waits, and picked up again when it comes back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
+import time
 import wave
 from pathlib import Path
 from typing import AsyncIterator, Callable, Protocol
@@ -71,6 +73,17 @@ def read_wav(path: Path) -> np.ndarray:
     return audio
 
 
+def _wait_for_room(room: threading.Semaphore, closing: threading.Event, timeout_s: float) -> bool:
+    """Take a place in the queue, waiting up to timeout_s; False at once when closing."""
+    deadline = time.monotonic() + timeout_s
+    while not closing.is_set():
+        if room.acquire(timeout=min(0.05, max(0.0, deadline - time.monotonic()))):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+    return False
+
+
 class MicSource:
     """A sounddevice input stream; its callback hands blocks to asyncio from PortAudio's thread."""
 
@@ -90,11 +103,14 @@ class MicSource:
         # (a live device then drops sound, which PortAudio reports as an overflow) rather
         # than the backlog growing without bound; a device faster than real time is paced.
         room = threading.Semaphore(self.backlog)
+        closing = threading.Event()  # set first when the stream closes: the audio thread stops waiting
 
         def callback(indata, _frames, _time, status) -> None:
             if status.input_overflow:
                 self._dropped()
-            if not room.acquire(timeout=5.0):
+            if not _wait_for_room(room, closing, 5.0):
+                if closing.is_set():
+                    raise sd.CallbackAbort  # let abort() return at once
                 self._dropped()
                 return
             loop.call_soon_threadsafe(queue.put_nowait, indata[:, 0].astype(np.float32) / 32768.0)
@@ -118,8 +134,7 @@ class MicSource:
                 room.release()
                 yield block
         finally:
-            for _ in range(self.backlog):  # never leave the audio thread waiting on a closed stream
-                room.release()
+            closing.set()  # never leave the audio thread waiting on a closed stream
             stream.abort(ignore_errors=True)
             stream.close(ignore_errors=True)
 
@@ -159,11 +174,12 @@ class Resilient:
             try:
                 source = self.open_source()
                 self.name = source.name
-                async for block in source.frames():
-                    if lost:
-                        log.info("%s is back", source.name)
-                        lost, wait = False, self.first_retry_s
-                    yield block
+                async with contextlib.aclosing(source.frames()) as frames:  # closed now when we are
+                    async for block in frames:
+                        if lost:
+                            log.info("%s is back", source.name)
+                            lost, wait = False, self.first_retry_s
+                        yield block
                 return  # a source that ends (a file) is finished, not lost
             except Exception as exc:  # PortAudioError is a plain Exception; any failure means "gone"
                 if not lost:
