@@ -87,8 +87,12 @@ class Executor:
                   timeout_s: float | None = None) -> ActionOutcome:
         """Run one action to its outcome. Never raises for the tool's sake; a cancellation of
         the caller still leaves its audit row and then propagates."""
+        return await self._run_checked(action, self.check(action), approve, cancel, timeout_s)
+
+    async def _run_checked(self, action: Action, checked: tuple[Tool | None, dict, str | None], approve: Approve | None,
+                           cancel: asyncio.Event | None, timeout_s: float | None) -> ActionOutcome:
         started = time.monotonic()
-        tool, arguments, problem = self.check(action)
+        tool, arguments, problem = checked
         if problem is not None:
             return self._finish(action, tool, "invalid", f"Error: {problem}", started, problem)
         consent = ""
@@ -114,11 +118,12 @@ class Executor:
                     timeout_s: float | None = None) -> AsyncIterator[ToolStarted | ToolFinished]:
         """`run` as step events: ToolStarted (for a call that can run), then one ToolFinished
         carrying the outcome's status."""
-        tool, arguments, problem = self.check(action)
+        checked = self.check(action)
+        tool, arguments, problem = checked
         if problem is None:
             shown = {k: v for k, v in arguments.items() if v is not None}
             yield ToolStarted(call_id=action.call_id, name=tool.name, arguments=shown, risk=tool.risk)
-        outcome = await self.run(action, approve=approve, cancel=cancel, timeout_s=timeout_s)
+        outcome = await self._run_checked(action, checked, approve, cancel, timeout_s)
         yield finished_event(outcome)
 
     async def _call(self, tool: Tool, arguments: dict, action: Action, cancel: asyncio.Event | None,

@@ -44,6 +44,7 @@ class MLXEngine:
         self.tokenizer: Any = None
         self.prefix_cache: PrefixCache | None = None
         self.conversations: ConversationCache | None = None
+        self._turn_start_id: int | None = None  # found on first use (see _message_boundary)
         self._keep_conversations = conversations
         self._executor.submit(self._load).result()
         self.warmup.finish("")  # usable now; warm_up() makes the first call quick
@@ -154,7 +155,7 @@ class MLXEngine:
         reused = held if hit else 0  # a prefix built just now was prefilled by this call
         if request.prefix_cache and request.conversation:  # read the prompt now, keeping a snapshot for its next call
             held = self.conversations.read_and_keep(request.conversation, cache, tokens, held,
-                                                    self._message_boundary(request, tokens))
+                                                    self._message_boundary(tokens))
 
         s = request.sampling
         sampler = make_sampler(temp=s.temperature, top_p=s.top_p, min_p=s.min_p, top_k=s.top_k)
@@ -204,11 +205,16 @@ class MLXEngine:
             call_traces=tuple(guide.traces) if guide is not None else (),
         )
 
-    def _message_boundary(self, request: Request, tokens: list[int]) -> int | None:
-        """Where the last message ends in `tokens` (before the generation prompt), if that is a
-        token-exact head of them."""
-        head = self.encode(self.render(request.messages, request.tools, thinking=request.thinking, generation_prompt=False))
-        return len(head) if tokens[: len(head)] == head else None
+    def _message_boundary(self, tokens: list[int]) -> int | None:
+        """Where the last message ends in `tokens`: at the last turn-start token, which opens
+        the generation prompt (found in the tokens, not by rendering the history again). None
+        when the turn start is not one token in this vocabulary."""
+        if self._turn_start_id is None:
+            ids = self.tokenizer.encode(self.prefix_cache.turn_start, add_special_tokens=False)
+            self._turn_start_id = ids[0] if len(ids) == 1 else -1
+        if self._turn_start_id < 0 or self._turn_start_id not in tokens:
+            return None
+        return len(tokens) - 1 - tokens[::-1].index(self._turn_start_id)
 
     def status(self) -> dict:
         """This engine's part of `agentd status`: its prompt caches."""
