@@ -264,6 +264,7 @@ class WyomingSettings(_Section):
 class Settings(_Section):
     """All of agentd's settings (the root of config/default.yaml)."""
 
+    language: str = Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
     model: ModelSettings
     agent: AgentSettings
     daemon: DaemonSettings
