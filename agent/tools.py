@@ -72,6 +72,10 @@ class ToolContext:
     # runs without them (a one-off `ask`, a test), and the tools that need them say so.
     home_control: Any = None  # agent.home_control.HomeService
     schedule: Any = None  # agent.schedule.Scheduler
+    # Asks the model about one picture inside the current turn:
+    # `await ctx.vision(image_bytes, question) -> str` (the model's answer as text). None where
+    # no vision-capable engine runs; a tool that needs it says so.
+    vision: Any = None
 
 
 @dataclass(frozen=True)
