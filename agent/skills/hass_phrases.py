@@ -149,7 +149,7 @@ class HassPhrases:
             shown = ", ".join(f"{k}={v!r}" for k, v in slots.items())
             why = f"{entry.template.text!r} ({entry.intent or 'skill ' + entry.skill}) fits {said!r} with {shown}"
             reply = Reply(self.language, self.responses, entry.intent, entry.response, slots,
-                          template=entry.spec.reply if entry.spec else None, fill=fill)
+                          template=(entry.spec.reply or "{result}") if entry.spec else None)
             best = IntentMatch(text=text, tool=tool, arguments=arguments, reply=None, template=entry.template.text,
                                skill=entry.skill, slots=slots, why=why, render=reply)
             best_rank = rank

@@ -15,6 +15,8 @@ import re
 from datetime import time as clock_time
 from typing import Any
 
+from agent.skills.phrases import fill, references
+
 # agentd's own words, per language (the language's first subtag).
 TABLE: dict[str, dict[str, str]] = {
     "de": {"done": "Erledigt.", "unsure": "Nicht bestätigt: {result}", "failed": "Das hat nicht geklappt: {detail}",
@@ -49,10 +51,10 @@ class Reply:
     """Renders the answer to one matched intent once its tool has run."""
 
     def __init__(self, language: str, responses: dict, intent: str | None, key: str | None, slots: dict,
-                 *, template: str | None = None, fill: Any = None):
+                 *, template: str | None = None):
         self.words = words(language)
         self.responses, self.intent, self.key, self.slots = responses, intent, key, slots
-        self.template, self.fill = template, fill  # a skill's own reply and its {slot} filler
+        self.template = template  # a skill sentence's own reply ({slot}, {result}); None: HA's
 
     def __call__(self, outcome: Any) -> str:
         """The reply for a ToolFinished outcome."""
@@ -64,7 +66,8 @@ class Reply:
         if outcome.outcome != "ok":  # timeout, crashed
             return w["failed"].format(detail=outcome.outcome)
         if self.template is not None:  # a skill sentence: its reply, or the tool's answer
-            return _sentence(self.fill(self.template, {**self.slots, "result": outcome.result}) or outcome.result)
+            unsaid = dict.fromkeys(references(self.template), "")  # an optional slot not said reads as nothing
+            return _sentence(fill(self.template, {**unsaid, **self.slots, "result": outcome.result}))
         if self.intent == "HassGetCurrentTime":
             found = _CLOCK.search(outcome.result)
             if found is None:
