@@ -196,3 +196,10 @@ def test_unknown_language_keeps_the_english_phrases(broker, tmp_path):  # noqa: 
     apply_skills(agent, settings, tmp_path, None, {"device": ["Stehlampe"], "room": [], "secure_device": []})
     assert any("'tlh' has no Home Assistant sentences" in p for p in agent.intents.problems)
     assert agent.intents.match("turn on the Stehlampe").arguments["device"] == "Stehlampe"
+
+
+def test_the_bench_agrees_with_hassil_on_which_german_sentences_match():
+    from bench.languages import run
+
+    figures = run(calls=60)["de"]
+    assert figures["templates"] > 300 and figures["hits"] == figures["hassil_hits"] > 0
