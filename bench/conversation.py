@@ -5,6 +5,7 @@ model): tokens its second model call prefills, after the tool's result, with the
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 
@@ -65,16 +66,25 @@ def tool_turn(model: str | None) -> dict:
     return {"tool_turn_model": name, "tool_turn_per_call_on": on, "tool_turn_per_call_off": off}
 
 
-def run(model_path, *, tool_count: int = 12, reply_tokens: int = 16, tool_model: str | None = None) -> dict:
+def _median_turns(runs: list[list[tuple[float, int]]]) -> list[tuple[float, int]]:
+    """Per turn: the median time to first token over the runs, and the tokens prefilled (the same in every run)."""
+    return [(statistics.median(t for t, _ in turn), turn[0][1]) for turn in zip(*runs)]
+
+
+def run(model_path, *, tool_count: int = 12, reply_tokens: int = 16, tool_model: str | None = None,
+        repeats: int = 3) -> dict:
     from agent.config.settings import load_settings
     from agent.llm.mlx_engine import MLXEngine
 
     engine = MLXEngine(model_path)
     system, tools = load_settings().agent.system_prompt, synthetic_tool_schemas(tool_count)
     conversation(engine, tools, system, None, 2)  # build the prefix, warm the kernels
-    off = conversation(engine, tools, system, None, reply_tokens)
-    on = conversation(engine, tools, system, "bench", reply_tokens)
+    runs_off, runs_on = [], []
+    for i in range(repeats):  # interleaved, so drift on a busy machine hits both alike
+        runs_off.append(conversation(engine, tools, system, None, reply_tokens))
+        runs_on.append(conversation(engine, tools, system, f"bench-{i}", reply_tokens))
     engine.close()
+    off, on = _median_turns(runs_off), _median_turns(runs_on)
     return {
         "model": model_path.name,
         "prefilled_per_call_off": [p for _, p in off],
@@ -82,6 +92,7 @@ def run(model_path, *, tool_count: int = 12, reply_tokens: int = 16, tool_model:
         "ttft_turn1_on_s": round(on[0][0], 4), "ttft_turn10_on_s": round(on[-1][0], 4),
         "ttft_turn1_off_s": round(off[0][0], 4), "ttft_turn10_off_s": round(off[-1][0], 4),
         "turn10_vs_turn1_on": round(on[-1][0] / on[0][0], 2), "turn10_vs_turn1_off": round(off[-1][0] / off[0][0], 2),
+        "ttft_median_of": repeats,
         "goal": "turn 10 within 1.3x of turn 1; history prefilled once",
         **tool_turn(tool_model),
     }
@@ -91,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = model_arg_parser(__doc__)
     parser.add_argument("--tools", type=int, default=12, help="number of tool schemas in the prefix")
     args = parser.parse_args(argv)
-    return show(run(resolve_model(args), tool_count=args.tools, tool_model=args.model))
+    return show(run(resolve_model(args), tool_count=args.tools, tool_model=args.model, repeats=args.repeats))
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ BENCHES = (
              lambda r: f"{r['ttft_cold_s']:.3f} s -> {r['ttft_cached_s']:.3f} s = {r['speedup']}x ({r['prompt_tokens']} tok)",
              ">= 20x", lambda r: r["speedup"] >= 20),
     )),
-    Bench("conversation", "bench.conversation", lambda a: [*_model(a), "--repeats", "1"], (
+    Bench("conversation", "bench.conversation", lambda a: [*_model(a), "--repeats", "5"], (
         Line("conversation cache: tokens prefilled per call, turns 2-10",
              lambda r: f"{r['prefilled_per_call_on'][1:]} vs {r['prefilled_per_call_off'][1:]} without"),
         Line("conversation cache: TTFT turn 10 vs turn 1",
