@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
 from agent.llm.constrained import Guides, require_llguidance
-from agent.llm.conversation_cache import ConversationCache
+from agent.llm.conversation_cache import MB, ConversationCache
 from agent.llm.prefix_cache import PrefixCache
 from agent.llm.stream import Tags
 from agent.llm.types import Chunk, Finished, Request, ToolFormat
@@ -31,7 +31,7 @@ class MLXEngine:
     """A loaded MLX model; `stream()` is safe to call from the asyncio loop."""
 
     def __init__(self, path: Path, *, prefill_step_size: int = 2048, seed: int | None = None,
-                 prefix_store: Any = None, conversation_budget_bytes: int = 512 * 1024 * 1024):
+                 prefix_store: Any = None, conversation_budget_bytes: int = 512 * MB):
         self.path = Path(path)
         self.warmup = WarmUp()  # loading -> prefix (N of M tokens) -> ready, for status and waiting turns
         self._prefix_store = prefix_store  # a PrefixStore: the prefix survives restarts
