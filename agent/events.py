@@ -78,6 +78,16 @@ class TurnStats:
     duration_s: float = 0.0
     # Calls that ran a tool the grammar chose rather than the one the model started to name.
     coerced_calls: int = 0
+    # (tokens prefilled, tokens reused from a prompt cache) for each model call, in order; the
+    # totals are prompt_tokens - prefix_tokens_reused and prefix_tokens_reused.
+    per_call: tuple[tuple[int, int], ...] = ()
+
+    def prefill_line(self) -> str:
+        """A short line on the prompt caches: "prefilled 98+21 tokens, reused 0+98"."""
+        if not self.per_call:
+            return ""
+        prefilled = "+".join(str(p) for p, _ in self.per_call)
+        return f"prefilled {prefilled} tokens, reused {'+'.join(str(r) for _, r in self.per_call)}"
 
 
 @_frozen
@@ -108,5 +118,7 @@ def from_dict(data: dict) -> Any:
     data = dict(data)
     cls = STEP_EVENTS[data.pop("type")]
     if cls is ReplyDone and isinstance(data.get("stats"), dict):
-        data["stats"] = TurnStats(**data["stats"])
+        stats = dict(data["stats"])
+        stats["per_call"] = tuple(tuple(pair) for pair in stats.get("per_call", ()))  # JSON made them lists
+        data["stats"] = TurnStats(**stats)
     return cls(**data)

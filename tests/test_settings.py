@@ -198,6 +198,11 @@ BAD_VALUES = [
         "model.thinking_sampling: expected a mapping of settings, got a list",
     ),
     ("model:\n  path: ''\n", "model.path: expected a model folder path or null, got ''"),
+    (  # the count of the first conversation cache became a memory budget
+        "model:\n  conversation_cache: 4\n",
+        "model: 'conversation_cache: 4' (a count of conversations) was replaced by conversation_cache_mb, "
+        "the memory the conversation cache may use in MB: write 'conversation_cache_mb: 512' instead (0 = off)",
+    ),
 ]
 
 

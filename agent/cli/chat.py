@@ -104,6 +104,8 @@ def print_event(event, *, as_json: bool) -> None:
         print(f"\n  ({event.text})", file=sys.stderr)
     elif isinstance(event, ev.ReplyDone):
         print()
+        if event.stats.per_call:
+            print(f"  ({event.stats.prefill_line()})", file=sys.stderr)
 
 
 def confirm_on_terminal(request_or_name, arguments: dict | None = None) -> bool:

@@ -96,11 +96,25 @@ class ModelSettings(_Section):
     thinking_sampling: SamplingSettings
     seed: int | None = Field(ge=0)
     prefill_step_size: int = Field(ge=1)
-    conversation_cache: int = Field(ge=0)
+    conversation_cache_mb: int = Field(ge=0)
     constrained: bool
     thinking_budget: int | None = Field(ge=1)
     context_window: int | None = Field(ge=64)
     demo_cpu_tools: list[str]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _count_became_a_budget(cls, data: Any) -> Any:
+        # The first conversation cache was sized by a count of conversations; their sizes
+        # differ by 100x, so a count bounded nothing a person could plan memory by.
+        if isinstance(data, dict) and "conversation_cache" in data:
+            count = data["conversation_cache"]
+            raise ValueError(
+                f"'conversation_cache: {count}' (a count of conversations) was replaced by conversation_cache_mb, "
+                f"the memory the conversation cache may use in MB: write "
+                f"'conversation_cache_mb: {0 if count == 0 else 512}' instead (0 = off)"
+            )
+        return data
 
     @field_validator("preset", "backend", mode="before")
     @classmethod

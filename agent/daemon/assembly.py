@@ -185,7 +185,7 @@ def load_engine(settings: Any, home: Path) -> tuple[Any, str, bool]:
     choice = find_model(settings.model.path, models_dir(home), settings.model.preset)
     engine = MLXEngine(choice.path, prefill_step_size=settings.model.prefill_step_size, seed=settings.model.seed,
                        prefix_store=PrefixStore(Path(home) / PREFIX_FOLDER, choice.path),
-                       conversations=settings.model.conversation_cache)
+                       conversation_budget_bytes=settings.model.conversation_cache_mb * 1024 * 1024)
     return engine, choice.reason, choice.is_demo
 
 
