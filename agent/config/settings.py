@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import logging
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -106,14 +107,17 @@ class ModelSettings(_Section):
     @classmethod
     def _count_became_a_budget(cls, data: Any) -> Any:
         # The first conversation cache was sized by a count of conversations; their sizes
-        # differ by 100x, so a count bounded nothing a person could plan memory by.
+        # differ by 100x, so a count bounded nothing a person could plan memory by. An old
+        # config still starts: 0 keeps the cache off, any other count takes the default budget.
         if isinstance(data, dict) and "conversation_cache" in data:
-            count = data["conversation_cache"]
-            raise ValueError(
-                f"'conversation_cache: {count}' (a count of conversations) was replaced by conversation_cache_mb, "
-                f"the memory the conversation cache may use in MB: write "
-                f"'conversation_cache_mb: {0 if count == 0 else 512}' instead (0 = off)"
-            )
+            data = dict(data)
+            count = data.pop("conversation_cache")
+            if count == 0:
+                data["conversation_cache_mb"] = 0
+            logging.getLogger(__name__).warning(
+                "model.conversation_cache: %r (a count of conversations) was replaced by conversation_cache_mb, "
+                "the memory the conversation cache may use in MB; using conversation_cache_mb: %s. "
+                "Write that in your config instead.", count, data.get("conversation_cache_mb", "its default"))
         return data
 
     @field_validator("preset", "backend", mode="before")
