@@ -96,6 +96,15 @@ BENCHES = (
         Line("phrase match, 1,000 templates", lambda r: f"p50 {r['p50_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms",
              "p99 <= 1 ms", lambda r: r["p99_ms"] <= 1.0),
     )),
+    Bench("languages", "bench.languages", lambda a: ["--calls", "500"], (
+        Line("phrase match, English (hassil recognize)",
+             lambda r: f"p99 {r['en']['p99_ms']:.3f} ms ({r['en']['hassil_p99_ms']:.3f} ms)",
+             "p99 <= 1 ms", lambda r: r["en"]["p99_ms"] <= 1.0),
+        Line("phrase match, German HA templates (hassil recognize)",
+             lambda r: f"p99 {r['de']['p99_ms']:.3f} ms ({r['de']['hassil_p99_ms']:.3f} ms), "
+                       f"{r['de']['templates']} templates",
+             "p99 <= 1 ms", lambda r: r["de"]["p99_ms"] <= 1.0),
+    )),
     Bench("ipc", "bench.ipc", lambda a: ["--repeats", "10", "--idle-seconds", "10"], (
         Line("turn via socket vs in-process", lambda r: f"{r['socket_ratio']}x ({r['socket_overhead_ms']:+.1f} ms)",
              "<= 1.05x", lambda r: r["socket_ratio"] <= 1.05),

@@ -228,7 +228,8 @@ def apply_skills(agent: Agent, settings: Any, home: Path, store: Any = None, slo
     agent.intents = None
     if settings.intents.enabled:
         slots = slot_values or device_slots(None)
-        agent.intents = IntentMatcher.from_skills(skills, registry, slots, fillers=[settings.agent.name])
+        agent.intents = IntentMatcher.from_skills(skills, registry, slots, fillers=[settings.agent.name],
+                                                  language=settings.language, home=home_lists(agent, settings))
         for problem in agent.intents.problems:
             log.warning("%s", problem)
     if store is not None:
@@ -254,6 +255,15 @@ def start_home_control(settings: Any) -> Any:
     from agent.home_control import start_home
 
     return start_home(settings)
+
+
+def home_lists(agent: Agent, settings: Any) -> Any:
+    """The home's devices, rooms and floors as the slot lists of another language's sentences."""
+    if settings.language.split("-")[0].lower() == "en":
+        return None  # English phrases take device_slots
+    from agent.skills.hass_actions import HomeLists
+
+    return HomeLists.from_registry(getattr(getattr(agent, "home_control", None), "registry", None))
 
 
 def device_slots(home_control: Any) -> dict:
