@@ -52,7 +52,7 @@ ENGLISH = Language(
 TABLE: dict[str, Language] = {lang.code: lang for lang in (
     ENGLISH,
     Language(
-        code="de", name="German", wake_phrases=(*_WAKE, "hallo agent"), say_voice="Anna", espeak_voice="de",
+        code="de", name="German", wake_phrases=(*_WAKE, "hallo agent", "hi agent"), say_voice="Anna", espeak_voice="de",
         yes=("ja", "jawohl", "genau", "okay", "mach das", "mach es", "ja bitte", "ja mach das", "bestätigen", "los"),
         no=("nein", "nee", "nö", "nein danke", "lieber nicht", "nicht", "abbrechen", "stopp", "lass es",
             "auf keinen fall"),
