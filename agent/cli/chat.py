@@ -29,7 +29,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from agent.voice.service import hear_once
 
     settings = settings_or_defaults(args)
-    return run_chat(ensure_daemon(args), hear=hear_once(settings.voice, models_dir=models_dir(home_of(args))))
+    return run_chat(ensure_daemon(args), hear=hear_once(settings.voice, models_dir=models_dir(home_of(args)),
+                                                          language=settings.language))
 
 
 def cmd_ask(args: argparse.Namespace) -> int:

@@ -299,6 +299,23 @@ class Settings(_Section):
     # reported by its id while the rest still load.
     automations: list[Any]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _follow_language(cls, data: Any) -> Any:
+        """The voice settings left null follow `language`: Whisper's language, the wake phrases."""
+        voice = data.get("voice") if isinstance(data, dict) else None
+        code = data.get("language") if isinstance(data, dict) else None
+        if not isinstance(voice, dict) or not isinstance(code, str):
+            return data  # the field checks report what is missing or wrong
+        from agent.languages import language, primary
+
+        voice = dict(voice)
+        if voice.get("stt_language", ...) is None:
+            voice["stt_language"] = primary(code)
+        if voice.get("wake_phrases", ...) is None:
+            voice["wake_phrases"] = list(language(code).wake_phrases)
+        return {**data, "voice": voice}
+
     @field_validator("mcp_servers", mode="before")
     @classmethod
     def _mcp_names(cls, value: Any) -> Any:
@@ -340,9 +357,23 @@ def load_settings(
     for _, data in sources:
         merged = _merge(merged, data)
     try:
-        return Settings.model_validate(merged)
+        settings = Settings.model_validate(merged)
     except ValidationError as error:
         raise ConfigError(_explain(error, sources)) from None
+    _check_speech_language(settings)
+    return settings
+
+
+def _check_speech_language(settings: Settings) -> None:
+    """An English-only Whisper with another language is an error once something will listen
+    (the voice door or Wyoming); `agentd listen` finds it when the model loads."""
+    from agent.languages import english_only, speech_mismatch
+
+    voice = settings.voice
+    if (voice.enabled or settings.wyoming.enabled) and english_only(voice.stt_model):
+        problem = speech_mismatch(voice.stt_model, voice.stt_language, settings.language)
+        if problem:
+            raise ConfigError(problem)
 
 
 def settings_or_defaults(user_path: Path | str | None = None, *, overrides: dict | None = None) -> tuple[Settings, str | None]:

@@ -189,10 +189,21 @@ def load_engine(settings: Any, home: Path) -> tuple[Any, str, bool]:
     return engine, choice.reason, choice.is_demo
 
 
+def system_prompt_for(settings: Any) -> str:
+    """agent.system_prompt, with the line asking for answers in `language` (none for English).
+
+    Fixed per setting and placed before the skills' instructions, so the cached prefix stays
+    byte-identical from turn to turn."""
+    from agent.languages import answer_instruction
+
+    line = answer_instruction(settings.language)
+    return settings.agent.system_prompt if line is None else f"{settings.agent.system_prompt.rstrip()}\n\n{line}"
+
+
 def configure(agent: Agent, settings: Any) -> None:
     """Apply the settings that can change while agentd runs."""
     agent.settings = settings
-    agent.base_prompt = settings.agent.system_prompt
+    agent.base_prompt = system_prompt_for(settings)
     agent.clock = clock_from(settings)
     agent.limits = limits_from(settings)
     agent.sampling = sampling_from(settings.model)

@@ -57,8 +57,10 @@ def set_secure_device(
     return _lines(outcome.states, outcome.skipped)
 
 
-# The question a voice turn asks aloud before this runs ("Lock the back door? Say yes or no.").
-set_secure_device.confirm_question = "{action} the {device}?"
+# The question a voice turn asks aloud before this runs ("Lock the back door? Say yes or no."),
+# in the home's language (the action in its words: "Haustür abschließen? Sag ja oder nein.").
+set_secure_device.confirm_question = {"en": "{action} the {device}?", "de": "{device} {action}?",
+                                      "es": "¿{action} {device}?", "fr": "{action} {device} ?"}
 
 
 @tool
