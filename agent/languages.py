@@ -25,6 +25,9 @@ class Language:
     wake_phrases: tuple[str, ...]
     yes: tuple[str, ...]
     no: tuple[str, ...]
+    # After a wake phrase, what stops the running turn and the speech ("hey agent, stop");
+    # the English words work in every language too (see stop_words).
+    stop: tuple[str, ...]
     # The door's sentences: ask (a question, "{what}" = the action), say_yes_or_no, no,
     # unclear, silence, chat_yes, chat_no, failed.
     lines: dict[str, str]
@@ -43,6 +46,7 @@ ENGLISH = Language(
          "yes go ahead"),
     no=("no", "nope", "nah", "no thanks", "no thank you", "dont", "do not", "cancel", "stop", "never mind",
         "not now", "leave it"),
+    stop=("stop", "cancel", "quiet", "be quiet", "never mind", "nevermind", "shut up", "enough"),
     lines={"ask": "Should I {what}?", "say_yes_or_no": "Say yes or no.", "no": "Okay, I won't.",
            "unclear": "I did not hear a yes, so I won't.", "silence": "No answer, so I won't.",
            "chat_yes": "Answered in a chat window: yes.", "chat_no": "Answered in a chat window: no, so I won't.",
@@ -56,6 +60,7 @@ TABLE: dict[str, Language] = {lang.code: lang for lang in (
         yes=("ja", "jawohl", "genau", "okay", "mach das", "mach es", "ja bitte", "ja mach das", "bestätigen", "los"),
         no=("nein", "nee", "nö", "nein danke", "lieber nicht", "nicht", "abbrechen", "stopp", "lass es",
             "auf keinen fall"),
+        stop=("stopp", "halt", "abbrechen", "ruhe", "sei still", "genug", "vergiss es", "lass es"),
         lines={"ask": "Soll ich {what}?", "say_yes_or_no": "Sag ja oder nein.", "no": "Gut, dann nicht.",
                "unclear": "Ich habe kein Ja gehört, also nicht.", "silence": "Keine Antwort, also nicht.",
                "chat_yes": "Im Chatfenster beantwortet: ja.", "chat_no": "Im Chatfenster beantwortet: nein, also nicht.",
@@ -69,6 +74,8 @@ TABLE: dict[str, Language] = {lang.code: lang for lang in (
         yes=("sí", "si", "claro", "vale", "de acuerdo", "hazlo", "adelante", "sí por favor", "si por favor",
              "confirmar"),
         no=("no", "no gracias", "cancelar", "para", "déjalo", "dejalo", "ahora no", "mejor no"),
+        stop=("para", "detente", "basta", "cancela", "cancelar", "silencio", "cállate", "callate", "déjalo",
+              "dejalo", "olvídalo", "olvidalo"),
         lines={"ask": "¿Debo {what}?", "say_yes_or_no": "Di sí o no.", "no": "Vale, no lo haré.",
                "unclear": "No he oído un sí, así que no lo haré.", "silence": "Sin respuesta, así que no lo haré.",
                "chat_yes": "Respondido en una ventana de chat: sí.",
@@ -82,6 +89,8 @@ TABLE: dict[str, Language] = {lang.code: lang for lang in (
         espeak_voice="fr",
         yes=("oui", "ouais", "d accord", "daccord", "vas y", "oui merci", "bien sûr", "confirmer", "oui vas y"),
         no=("non", "non merci", "annuler", "arrête", "laisse tomber", "pas maintenant", "surtout pas"),
+        stop=("arrête", "arrete", "stop", "annule", "annuler", "silence", "tais toi", "ça suffit", "ca suffit",
+              "laisse tomber"),
         lines={"ask": "Dois-je {what} ?", "say_yes_or_no": "Dis oui ou non.", "no": "D'accord, je ne le fais pas.",
                "unclear": "Je n'ai pas entendu de oui, donc je ne le fais pas.",
                "silence": "Pas de réponse, donc je ne le fais pas.",
@@ -111,7 +120,15 @@ def language(code: str) -> Language:
     if key in TABLE:
         return TABLE[key]
     return Language(code=key, name=NAMES.get(key, key), wake_phrases=ENGLISH.wake_phrases, yes=ENGLISH.yes,
-                    no=ENGLISH.no, lines=ENGLISH.lines, espeak_voice=key)
+                    no=ENGLISH.no, stop=ENGLISH.stop, lines=ENGLISH.lines, espeak_voice=key)
+
+
+def stop_words(lang: Language) -> frozenset[str]:
+    """What, said after the wake phrase, stops the running turn: the language's words and the
+    English ones ("stop" is understood nearly everywhere, and English homes keep theirs)."""
+    from agent.skills.phrases import normalize
+
+    return frozenset(normalize(w) for w in (*lang.stop, *ENGLISH.stop))
 
 
 def answer_instruction(code: str) -> str | None:

@@ -9,38 +9,18 @@ asked: a sentence either runs on the phrase path or, for a near-miss, would go t
 
 from __future__ import annotations
 
-import asyncio
 import textwrap
 
 import pytest
 
 from agent.config.settings import load_settings
-from agent.daemon.assembly import apply_skills, device_slots
-from agent.events import ReplyDone, ToolFinished
-from agent.home_control import start_home
-from agent.skills.loader import trust_skill
+from agent.daemon.assembly import apply_skills
 from agent.turn import Agent
+from language_homes import HOMES, NoModel, agent_for, play_all, say, sent
 from mosquitto import HOST, broker  # noqa: F401  (broker is a fixture)
 from test_home_mqtt import Peer
 
 
-def light(name: str, room: str, topic: str) -> dict:
-    return {"name": name, "room": room, "kind": "light",
-            "mqtt": {"command_topic": f"{topic}/set", "state_topic": topic, "brightness_topic": f"{topic}/brightness/set"}}
-
-
-def lock(name: str, room: str, topic: str) -> dict:
-    return {"name": name, "room": room, "kind": "lock", "mqtt": {"command_topic": f"{topic}/set", "state_topic": topic}}
-
-
-HOMES = {
-    "de": [light("Stehlampe", "Wohnzimmer", "h/steh"), light("Deckenlicht", "Wohnzimmer", "h/decke"),
-           light("Flurlicht", "Flur", "h/flur"), lock("Haustür", "Flur", "h/tuer")],
-    "es": [light("lámpara", "salón", "h/steh"), light("plafón", "salón", "h/decke"),
-           light("luz del pasillo", "pasillo", "h/flur"), lock("puerta principal", "pasillo", "h/tuer")],
-    "fr": [light("lampadaire", "salon", "h/steh"), light("plafonnier", "salon", "h/decke"),
-           light("lumière du couloir", "couloir", "h/flur"), lock("porte d'entrée", "couloir", "h/tuer")],
-}
 # (what is typed, MQTT messages it must send, words the reply must contain)
 COMMANDS = {
     "de": [
@@ -71,49 +51,6 @@ NEAR_MISSES = {
     "es": ["enciende la tele", "la lámpara está rota", "apaga la lámpara del vecino", "qué tiempo hace mañana"],
     "fr": ["allume la télé", "le lampadaire est cassé", "éteins le lampadaire du voisin", "quel temps fera-t-il demain"],
 }
-
-
-class NoModel:
-    """The phrase path must answer: a model call fails the test."""
-
-    async def stream(self, request, cancel=None):
-        raise AssertionError(f"the model was asked: {request}")
-        yield  # pragma: no cover
-
-
-def agent_for(language: str, port: int, home_dir, trust: tuple[str, ...] = ()) -> tuple[Agent, object]:
-    """The agent as the daemon assembles it, for a home in `language` (user skills in home_dir/skills)."""
-    options = {"host": HOST, "port": port, "state_wait_s": 0.5}
-    settings = load_settings(overrides={"language": language, "home": {"mqtt": options, "devices": HOMES[language]}})
-    for name in trust:
-        trust_skill(settings, home_dir, name)
-    service = start_home(settings)
-    assert service.mqtt.wait_connected(5)
-    agent = Agent(llm=NoModel(), registry=None, system_prompt="")
-    agent.settings, agent.home_control = settings, service
-    apply_skills(agent, settings, home_dir, None, device_slots(service))
-    assert agent.intents.problems == []
-    return agent, service
-
-
-def say(agent: Agent, text: str, confirm=None) -> tuple[list[ToolFinished], str]:
-    async def run():
-        return [e async for e in agent.respond(text, confirm=confirm)]
-
-    events = asyncio.run(run())
-    done = [e for e in events if isinstance(e, ReplyDone)][-1]
-    return [e for e in events if isinstance(e, ToolFinished)], done.text
-
-
-def play_all(peer: Peer, language: str) -> None:
-    for device in HOMES[language]:
-        topic = device["mqtt"]["state_topic"]
-        peer.play(f"{topic}/set", topic, {"LOCK": "LOCKED", "UNLOCK": "UNLOCKED"})
-    peer.watch("h/+/brightness/set")
-
-
-def sent(peer: Peer, count: int) -> list[tuple[str, str]]:
-    return sorted((topic, payload.decode()) for topic, payload in (peer.next() for _ in range(count)))
 
 
 @pytest.mark.parametrize("language", sorted(COMMANDS))

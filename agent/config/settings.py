@@ -257,6 +257,7 @@ class VoiceSettings(_Section):
     stt_compute_type: str = Field(min_length=1)
     stt_threads: int = Field(ge=0)
     stt_beam_size: int = Field(ge=1)
+    stt_temperature_fallback: bool
     stt_language: str | None
     stt_hints: bool
     min_avg_logprob: float = Field(le=0.0)

@@ -2,7 +2,8 @@
 
 Only a clear yes approves. The whole answer must be one of a few yes phrases, compared the
 way the wake phrase is (word by word, by letters and by sound), so "Yes." and "yeah" pass
-but "yes, no", "yesterday" or a sentence that merely contains "yes" do not. Everything
+but "yes, no", "yesterday" or a sentence that merely contains "yes" do not; a yes word of
+one or two letters ("ja", "sí") must be heard exactly, so "jap" or "sin" is not a yes. Everything
 else is a no: a no word, noise the guards reject, something else, or nothing at all.
 
 The words and sentences are the home's language's (agent.languages: "ja"/"nein",
@@ -63,14 +64,23 @@ def hear_answer(text: str, wake: Wake, threshold: float | None = None, language:
     if not said:
         return "unclear"
     bar = wake.similarity if threshold is None else threshold
-    yes, no = _closest(said, language.yes), _closest(said, language.no)
+    yes, no = _closest(said, language.yes, exact_below=3), _closest(said, language.no)
     if yes >= bar and no < yes:
         return "yes"
     return "no" if no >= bar else "unclear"
 
 
-def _closest(said: list[str], phrases: tuple[str, ...]) -> float:
-    return max(similarity(said, normalize(phrase).split()) for phrase in phrases)
+def _closest(said: list[str], phrases: tuple[str, ...], exact_below: int = 0) -> float:
+    """The best similarity of `said` to one of the phrases. A phrase word shorter than
+    `exact_below` letters must be heard exactly: by letters "sin" is 0.8 like "si" and "jap"
+    like "ja", a pass, so a two-letter yes would let any near word unlock a door. Three letters
+    and more keep the fuzzy match ("yas" for "yes", as Whisper writes it)."""
+    def score(words: list[str]) -> float:
+        if len(said) == len(words) and any(len(w) < exact_below and h != w for h, w in zip(said, words)):
+            return 0.0
+        return similarity(said, words)
+
+    return max(score(normalize(phrase).split()) for phrase in phrases)
 
 
 def _sentence(text: str) -> str:

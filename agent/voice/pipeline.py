@@ -25,7 +25,7 @@ from typing import Any, AsyncIterator, Callable
 from agent.events import ReplyDone, TextDelta, ToolFinished, ToolStarted
 from agent.skills.phrases import normalize
 from agent.daemon.questions import Answer, Question
-from agent.languages import ENGLISH, Language
+from agent.languages import ENGLISH, Language, stop_words
 from agent.voice.answers import acknowledgement, hear_answer, spoken_question
 from agent.voice.sources import AudioSource
 from agent.voice.stt import Guards, Transcript
@@ -36,7 +36,6 @@ from agent.voice.wake import Wake, spoken_numbers
 log = logging.getLogger(__name__)
 
 Respond = Callable[[str], AsyncIterator[Any]]  # text -> step events ending with ReplyDone
-STOP_WORDS = {"stop", "cancel", "quiet", "be quiet", "never mind", "nevermind", "shut up", "enough"}
 STAGES = ("transcript", "first_token", "first_tool_done", "first_audio", "done", "stopped")
 
 
@@ -76,7 +75,8 @@ class VoicePipeline:
         self.wake, self.speaker, self.mode, self.guards = wake, speaker or SilentSpeaker(), mode, guards
         self.wake_window_s, self.follow_up_s, self.confirm_window_s = wake_window_s, follow_up_s, confirm_window_s
         self.on_report, self.on_question = on_report, on_question
-        self.language = language  # the door's own sentences and the yes/no words
+        self.language = language  # the door's own sentences, the yes/no and stop words
+        self._stop_words = stop_words(language)
         self.reports: list[UtteranceReport] = []
         self._open_until = -1.0  # stream time until which no wake phrase is needed
         self._speech: asyncio.Task | None = None
@@ -200,7 +200,7 @@ class VoicePipeline:
             report.ignored = "no wake phrase"
             return None
         self._open_until = -1.0  # a window lets one command through
-        if normalize(command) in STOP_WORDS:
+        if normalize(command) in self._stop_words:
             if working:
                 self._turn_task.cancel()
             cut = [what for what, was in (("turn", working), ("speech", speaking)) if was]

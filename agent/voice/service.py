@@ -48,7 +48,8 @@ def voice_stt(voice: Any, *, hints: Iterable[str] = (), models_dir: Path | None 
     """faster-whisper as the `voice` section sets it up (not loaded yet)."""
     words = [*voice.wake_phrases, *hints] if voice.stt_hints else []
     return WhisperSTT(voice.stt_model, compute_type=voice.stt_compute_type, threads=voice.stt_threads,
-                      beam_size=voice.stt_beam_size, language=voice.stt_language, hints=words, models_dir=models_dir)
+                      beam_size=voice.stt_beam_size, language=voice.stt_language, hints=words, models_dir=models_dir,
+                      temperature_fallback=voice.stt_temperature_fallback)
 
 
 def voice_guards(voice: Any) -> Guards:

@@ -1,8 +1,14 @@
 """Speech to text with faster-whisper, on one worker thread, with hallucination guards.
 
-Whisper invents text from noise ("thank you for watching"), repeats itself, or guesses with
-little confidence; `check()` names the reason such a transcript is ignored, so it never
-reaches a tool.
+Whisper invents text from noise ("thank you for watching"), repeats itself, guesses with
+little confidence, or echoes the hint words it was given ("salut agent, lampadaire,
+plafonnier" for a French command it did not understand); `check()` names the reason such a
+transcript is ignored, so it never reaches a tool.
+
+Decoding is greedy at temperature 0 unless `temperature_fallback` is set: Whisper's fallback
+re-decodes, by sampling, exactly the transcripts the guards reject (avg_logprob < -1, gzip
+ratio > 2.4), so it can only turn a rejected guess into a random one that passes, and the
+same words are heard differently from run to run.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ class Transcript:
     no_speech_prob: float = 0.0
     compression_ratio: float = 1.0
     seconds: float = 0.0  # time spent transcribing
+    echo: str | None = None  # hint words it repeats in the prompt's order (a hallucination), if any
 
 
 class STT(Protocol):
@@ -72,10 +79,11 @@ class WhisperSTT:
 
     def __init__(self, model: str | None = None, *, compute_type: str = "int8", threads: int = 0,
                  beam_size: int = 1, language: str | None = "en", hints: Iterable[str] = (),
-                 models_dir: Path | None = None):
+                 models_dir: Path | None = None, temperature_fallback: bool = False):
         self.model_name = resolve_model(model, models_dir)
         self.compute_type, self.threads = compute_type, threads
         self.beam_size, self.language = beam_size, language
+        self.temperature_fallback = temperature_fallback
         self.prompt = hint_prompt(hints)
         self._model = None
         # One thread owns the model: CTranslate2 is not meant to be entered from many at once.
@@ -109,18 +117,22 @@ class WhisperSTT:
             language = None
         language = language or self.language
         language = None if language == "auto" else language  # Whisper detects it per utterance
-        return dict(beam_size=self.beam_size, language=language, condition_on_previous_text=False,
-                    without_timestamps=True, vad_filter=False, initial_prompt=self.prompt)
+        options = dict(beam_size=self.beam_size, language=language, condition_on_previous_text=False,
+                       without_timestamps=True, vad_filter=False, initial_prompt=self.prompt)
+        if not self.temperature_fallback:
+            options["temperature"] = 0.0  # one greedy pass: the same audio is always heard the same
+        return options
 
     def transcribe(self, audio: np.ndarray, language: str | None = None) -> Transcript:
         start = time.perf_counter()
         segments, _info = self.load().transcribe(audio, **self.options(language))
         segments = list(segments)
-        text = " ".join(s.text.strip() for s in segments).strip()
+        text = drop_repeated_hints(" ".join(s.text.strip() for s in segments).strip(), self.prompt)
         if not segments:
             return Transcript(text="", seconds=time.perf_counter() - start)
         return Transcript(
             text=text,
+            echo=hint_echo(text, self.prompt),
             avg_logprob=min(s.avg_logprob for s in segments),
             no_speech_prob=max(s.no_speech_prob for s in segments),
             compression_ratio=max(s.compression_ratio for s in segments),
@@ -155,6 +167,40 @@ def hint_prompt(hints: Iterable[str]) -> str | None:
     return (", ".join(words)[:600]).rstrip(", ") + "."
 
 
+def _hint_words(prompt: str | None) -> list[list[str]]:
+    """The prompt's hints, in order, as normalized words ("Haustür" -> ["haustür"])."""
+    if not prompt:
+        return []
+    return [words for hint in prompt.rstrip(".").split(", ") if (words := normalize(hint).split())]
+
+
+def drop_repeated_hints(text: str, prompt: str | None) -> str:
+    """The transcript with a hint said twice in a row kept once: Whisper base writes espeak-ng's
+    French "salut agent" as "salut agent, salut agent," (the prompt's first words, echoed)."""
+    tokens = text.split()
+    plain = [normalize(t) for t in tokens]
+    for hint in _hint_words(prompt):
+        n, i = len(hint), 0
+        while i + 2 * n <= len(plain):
+            if plain[i:i + n] == hint and plain[i + n:i + 2 * n] == hint:
+                del tokens[i + n:i + 2 * n], plain[i + n:i + 2 * n]
+            else:
+                i += 1
+    return " ".join(tokens)
+
+
+def hint_echo(text: str, prompt: str | None) -> str | None:
+    """Two of the prompt's hints, side by side in its order, heard in the transcript ("lampadaire
+    plafonnier"): Whisper copying its prompt, not what was said (people join names with "and")."""
+    said = " " + " ".join(normalize(text).split()) + " "
+    hints = _hint_words(prompt)
+    for first, second in zip(hints, hints[1:]):
+        pair = " ".join([*first, *second])
+        if f" {pair} " in said:
+            return pair
+    return None
+
+
 @dataclass(frozen=True)
 class Guards:
     """When a transcript is not trusted."""
@@ -171,6 +217,8 @@ class Guards:
             return "nothing was said"
         if words in {normalize(p) for p in self.ignore_phrases}:
             return f"{t.text!r} is a phrase Whisper invents from noise"
+        if t.echo:
+            return f"echoes the hint words it was given ({t.echo!r}), not what was said"
         if t.no_speech_prob > self.max_no_speech_prob:
             return f"probably not speech (no_speech_prob {t.no_speech_prob:.2f} > {self.max_no_speech_prob})"
         if t.avg_logprob < self.min_avg_logprob:
