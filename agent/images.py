@@ -80,9 +80,32 @@ def picture_from_bytes(data: bytes, name: str, *, max_pixels: int, max_bytes: in
     return Picture(data=out.getvalue(), width=width, height=height)
 
 
+def pictures_from_base64(texts: list[str], *, max_pixels: int, max_bytes: int, name: str = "picture {n}") -> tuple[Picture, ...]:
+    """Pictures from base64 texts (a socket send's, an API message's); `name` with {n} (from
+    1) says which one in errors."""
+    return tuple(
+        picture_from_bytes(decode_base64_image(text, name.format(n=n), max_bytes=max_bytes), name.format(n=n),
+                           max_pixels=max_pixels, max_bytes=max_bytes)
+        for n, text in enumerate(texts, 1)
+    )
+
+
 def picture_from_file(path: Path | str, *, max_pixels: int, max_bytes: int) -> Picture:
     """A Picture from an image file (errors name the file)."""
     return picture_from_bytes(read_image_file(path, max_bytes=max_bytes), str(path), max_pixels=max_pixels, max_bytes=max_bytes)
+
+
+def image_dimensions(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the image's header; None when Pillow is missing or cannot tell."""
+    try:
+        from io import BytesIO
+
+        from PIL import Image
+
+        with Image.open(BytesIO(data)) as image:
+            return image.size
+    except Exception:  # no Pillow, or not an image: the daemon says which when it is sent
+        return None
 
 
 def shrunk_size(width: int, height: int, max_pixels: int) -> tuple[int, int]:

@@ -70,6 +70,12 @@ class Picture:
     def placeholder(self) -> str:
         return f"[image {self.width}x{self.height}]"
 
+    @property
+    def tokens(self) -> int:
+        """About how many prompt tokens it costs: one per 32x32 pixels (Qwen3.5's patch 16,
+        merged 2x2), at least 64."""
+        return max(64, round(self.width / 32) * round(self.height / 32))
+
 
 def pictures_in(messages: list[dict]) -> list[Picture]:
     """Every picture the messages carry, in order."""
