@@ -56,6 +56,13 @@ BENCHES = (
              lambda r: f"{r['turn10_vs_turn1_on']}x ({r['ttft_turn1_on_s']} -> {r['ttft_turn10_on_s']} s); "
                        f"{r['turn10_vs_turn1_off']}x without", "<= 1.3x", lambda r: r["turn10_vs_turn1_on"] <= 1.3),
     )),
+    Bench("vision", "bench.vision", lambda a: [*_model(a), "--repeats", "3"], (
+        Line("TTFT: text turn (cached prefix) vs the same turn with a 640x480 picture",
+             lambda r: f"{r['ttft_text_cached_s']} s vs {r['ttft_image_s']} s = {r['image_vs_text_cached']}x "
+                       f"({r['prompt_tokens_text']} vs {r['prompt_tokens_image']} tok; cold text {r['ttft_text_cold_s']} s)"),
+        Line("picture encoding (processor + vision tower)",
+             lambda r: f"{r['image_encode_s']} s, {r['encode_share_of_image_ttft']:.0%} of the image TTFT ({r['picture']})"),
+    )),
     Bench("turn_overhead", "bench.turn_overhead", lambda a: [*_model(a), "--repeats", "3"], (
         Line("agent turn vs bare mlx-lm", lambda r: f"{r['agent_turn_s']:.3f} s vs {r['bare_stream_generate_s']:.3f} s = {r['ratio']}x",
              "<= 1.05x", lambda r: r["ratio"] <= 1.05),
