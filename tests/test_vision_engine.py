@@ -106,3 +106,50 @@ def test_a_text_only_model_says_it_cannot_see(tiny_qwen_bpe):
         assert "no vision weights" in engine.cannot_see()
     finally:
         engine.close()
+
+
+def test_a_tool_asks_the_model_about_a_picture_through_its_context(engine):
+    """ToolContext.vision as the daemon hands it in: a tool runs between a turn's model calls,
+    from the event loop, and its image call runs on the same MLX thread without waiting on it."""
+    from agent.actions import Action
+    from agent.config.settings import default_settings
+    from agent.daemon.assembly import vision_hook
+    from agent.tools import ToolContext, ToolRegistry
+    from agent.turn import Agent
+
+    async def look(question: str, ctx: ToolContext) -> str:
+        """Look at the garage camera.
+
+        Args:
+            question: What to find out.
+        """
+        if ctx.vision is None:
+            return "no vision"
+        return "answer: " + await ctx.vision(png(), question)
+
+    registry = ToolRegistry()
+    registry.add(look)
+    agent = Agent(llm=engine, registry=registry, system_prompt="hi")
+    agent.vision = vision_hook(engine, default_settings().vision.model_copy(update={"answer_max_tokens": 3}))
+    assert agent.vision is not None
+
+    async def run_tool():
+        return await agent.executor().run(Action(tool="look", arguments={"question": "Is the garage door open?"}))
+
+    outcome = asyncio.run(run_tool())
+    assert outcome.status == "ok" and outcome.result.startswith("answer: "), outcome
+
+
+def test_no_vision_hook_where_the_engine_cannot_see(tiny_qwen_bpe):
+    from agent.config.settings import default_settings
+    from agent.daemon.assembly import vision_hook
+
+    class RemoteLike:  # the remote backend has no cannot_see: it takes no pictures
+        name = "remote"
+
+    assert vision_hook(RemoteLike(), default_settings().vision) is None
+    engine = MLXEngine(tiny_qwen_bpe)
+    try:
+        assert vision_hook(engine, default_settings().vision) is None
+    finally:
+        engine.close()

@@ -266,6 +266,7 @@ class VisionSettings(_Section):
 
     max_pixels: int = Field(ge=4096)
     max_image_bytes: int = Field(gt=0)
+    answer_max_tokens: int = Field(ge=1)
 
 
 class Settings(_Section):

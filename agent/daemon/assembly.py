@@ -212,7 +212,8 @@ def vision_hook(engine: Any, vision: Any) -> Any:
     cannot_see = getattr(engine, "cannot_see", None)
     if cannot_see is None or cannot_see() is not None:
         return None
-    return functools.partial(engine.ask_about_image, max_pixels=vision.max_pixels, max_bytes=vision.max_image_bytes)
+    return functools.partial(engine.ask_about_image, max_pixels=vision.max_pixels, max_bytes=vision.max_image_bytes,
+                             max_tokens=vision.answer_max_tokens)
 
 
 def apply_skills(agent: Agent, settings: Any, home: Path, store: Any = None, slot_values: dict | None = None) -> Any:
