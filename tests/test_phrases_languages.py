@@ -21,12 +21,13 @@ from agent.home_control import start_home
 from agent.skills.loader import trust_skill
 from agent.turn import Agent
 from mosquitto import HOST, broker  # noqa: F401  (broker is a fixture)
-from test_home_mqtt import Peer
+from test_home_mqtt import Peer, until
 
 
-def light(name: str, room: str, topic: str) -> dict:
+def light(name: str, room: str, topic: str, **mqtt) -> dict:
     return {"name": name, "room": room, "kind": "light",
-            "mqtt": {"command_topic": f"{topic}/set", "state_topic": topic, "brightness_topic": f"{topic}/brightness/set"}}
+            "mqtt": {"command_topic": f"{topic}/set", "state_topic": topic, "brightness_topic": f"{topic}/brightness/set",
+                     **mqtt}}
 
 
 def lock(name: str, room: str, topic: str) -> dict:
@@ -81,10 +82,12 @@ class NoModel:
         yield  # pragma: no cover
 
 
-def agent_for(language: str, port: int, home_dir, trust: tuple[str, ...] = ()) -> tuple[Agent, object]:
+def agent_for(language: str, port: int, home_dir, trust: tuple[str, ...] = (),
+              devices: list[dict] | None = None) -> tuple[Agent, object]:
     """The agent as the daemon assembles it, for a home in `language` (user skills in home_dir/skills)."""
     options = {"host": HOST, "port": port, "state_wait_s": 0.5}
-    settings = load_settings(overrides={"language": language, "home": {"mqtt": options, "devices": HOMES[language]}})
+    home = {"mqtt": options, "devices": devices or HOMES[language]}
+    settings = load_settings(overrides={"language": language, "home": home})
     for name in trust:
         trust_skill(settings, home_dir, name)
     service = start_home(settings)
@@ -155,6 +158,59 @@ def test_a_lock_still_asks_and_answers_in_german(broker, tmp_path):  # noqa: F81
     finally:
         peer.close()
         service.stop()
+
+
+def test_german_replies_follow_what_the_devices_report(broker, tmp_path):  # noqa: F811
+    """Confirmed, not confirmed and unreachable, in German, decided from the devices' states
+    (ToolFinished.data) while the model's text stays the home tools' English."""
+    devices = [light("Stehlampe", "Wohnzimmer", "h/steh"),  # answers every command
+               light("Flurlicht", "Flur", "h/flur"),  # never reports a state
+               light("Deckenlicht", "Wohnzimmer", "h/decke", availability_topic="h/decke/availability")]
+    agent, service = agent_for("de", broker.port, tmp_path, devices=devices)
+    peer = Peer(broker.port)
+    try:
+        peer.play("h/steh/set", "h/steh")
+        finished, reply = say(agent, "Schalte die Stehlampe ein")
+        assert finished[0].result == "Stehlampe is on" and finished[0].data.confirmed
+        assert "eingeschaltet" in reply and "bestätigt" not in reply
+
+        finished, reply = say(agent, "Schalte das Flurlicht ein")
+        assert finished[0].ok and finished[0].result == "Flurlicht: sent 'on', but it has not confirmed it yet"
+        assert reply == "Nicht bestätigt: Flurlicht hat nicht geantwortet"
+        _, reply = say(agent, "Ist das Flurlicht an?")
+        assert reply == "Flurlicht ist nicht erreichbar"
+
+        peer.publish("h/decke", "ON", retain=True)
+        peer.publish("h/decke/availability", "offline", retain=True)
+        until(lambda: not service.read("Deckenlicht")[0].available, what="agentd to hear that it is offline")
+        _, reply = say(agent, "Ist das Deckenlicht an?")
+        assert reply == "Deckenlicht ist nicht erreichbar"
+        peer.publish("h/steh", '{"state": "ON", "brightness": 102}', retain=True)
+        until(lambda: service.read("Stehlampe")[0].attributes, what="agentd to hear the brightness")
+        finished, reply = say(agent, "Ist die Stehlampe an?")
+        assert finished[0].result == "Stehlampe is on (brightness 40%)"
+        assert reply == "Stehlampe ist an (Helligkeit 40%)"
+
+        # A room: one light answers, the offline one does not.
+        finished, reply = say(agent, "Schalte das Licht im Wohnzimmer aus")
+        assert not finished[0].data.confirmed
+        assert reply == "Nicht bestätigt: Stehlampe ist aus; Deckenlicht hat nicht geantwortet"
+    finally:
+        peer.close()
+        service.stop()
+
+
+def test_a_device_left_alone_is_not_confirmed_and_named():
+    """HA's German sentences never switch a whole room of any kind, so no German command above
+    leaves a confirm-marked device alone; the reply for one, from the data a change returns."""
+    from agent.home_control import ChangeResult, DeviceState
+    from agent.skills.hass_replies import Reply
+
+    report = ChangeResult([DeviceState("Stehlampe", True, "off")], skipped=["Heizlüfter"])
+    outcome = ToolFinished(call_id="c", name="set_device", result="(the model's text)", ok=True, duration_s=0.0,
+                           data=report)
+    reply = Reply("de", {}, "HassTurnOff", None, {"area": "Wohnzimmer"})(outcome)
+    assert reply == "Nicht bestätigt: Stehlampe ist aus; nicht geändert, braucht Bestätigung: Heizlüfter"
 
 
 def test_a_skills_own_german_sentence(broker, tmp_path):  # noqa: F811
