@@ -30,17 +30,25 @@ def light(name: str, room: str, topic: str, **mqtt) -> dict:
                      **mqtt}}
 
 
+def thermostat(name: str, room: str, topic: str) -> dict:
+    return {"name": name, "room": room, "kind": "climate",
+            "mqtt": {"command_topic": f"{topic}/set", "state_topic": topic, "temperature_topic": f"{topic}/temperature/set"}}
+
+
 def lock(name: str, room: str, topic: str) -> dict:
     return {"name": name, "room": room, "kind": "lock", "mqtt": {"command_topic": f"{topic}/set", "state_topic": topic}}
 
 
 HOMES = {
     "de": [light("Stehlampe", "Wohnzimmer", "h/steh"), light("Deckenlicht", "Wohnzimmer", "h/decke"),
-           light("Flurlicht", "Flur", "h/flur"), lock("Haustür", "Flur", "h/tuer")],
+           light("Flurlicht", "Flur", "h/flur"), lock("Haustür", "Flur", "h/tuer"),
+           thermostat("Thermostat", "Wohnzimmer", "h/therm")],
     "es": [light("lámpara", "salón", "h/steh"), light("plafón", "salón", "h/decke"),
-           light("luz del pasillo", "pasillo", "h/flur"), lock("puerta principal", "pasillo", "h/tuer")],
+           light("luz del pasillo", "pasillo", "h/flur"), lock("puerta principal", "pasillo", "h/tuer"),
+           thermostat("termostato", "salón", "h/therm")],
     "fr": [light("lampadaire", "salon", "h/steh"), light("plafonnier", "salon", "h/decke"),
-           light("lumière du couloir", "couloir", "h/flur"), lock("porte d'entrée", "couloir", "h/tuer")],
+           light("lumière du couloir", "couloir", "h/flur"), lock("porte d'entrée", "couloir", "h/tuer"),
+           thermostat("thermostat", "salon", "h/therm")],
 }
 # (what is typed, MQTT messages it must send, words the reply must contain)
 COMMANDS = {
@@ -50,24 +58,37 @@ COMMANDS = {
         ("Schalte das Licht im Wohnzimmer aus", [("h/decke/set", "OFF"), ("h/steh/set", "OFF")], "ausgeschaltet"),
         ("dimme die Stehlampe auf 40 %", [("h/steh/brightness/set", "102"), ("h/steh/set", "ON")], "Helligkeit"),
         ("Ist die Stehlampe an?", [], "Stehlampe ist an"),
+        # number words, as typed or as speech recognition may write them
+        ("stell die Stehlampe auf fünfzig Prozent", [("h/steh/brightness/set", "128"), ("h/steh/set", "ON")],
+         "Helligkeit eingestellt"),
+        ("dimme das Flurlicht auf hundert Prozent", [("h/flur/brightness/set", "255"), ("h/flur/set", "ON")], "Helligkeit"),
+        ("stelle die Heizung vom Thermostat auf einundzwanzig Grad ein", [("h/therm/temperature/set", "21")],
+         "Temperatur auf 21 Grad gestellt"),
+        ("Temperatur im Wohnzimmer auf zweiundzwanzig Komma fünf Grad", [("h/therm/temperature/set", "22.5")], "22.5 Grad"),
     ],
     "es": [
         ("Enciende la lámpara", [("h/steh/set", "ON")], "activado"),
         ("apaga la luz del pasillo", [("h/flur/set", "OFF")], "apagado"),
         ("apaga las luces del salón", [("h/decke/set", "OFF"), ("h/steh/set", "OFF")], "Luces apagadas"),
         ("pon el brillo de la lámpara al 40 %", [("h/steh/brightness/set", "102"), ("h/steh/set", "ON")], "Brillo"),
+        ("pon la lámpara al setenta y cinco por ciento", [("h/steh/brightness/set", "191"), ("h/steh/set", "ON")], "Brillo"),
+        ("pon el termostato a veintiún grados", [("h/therm/temperature/set", "21")], "Temperatura ajustada"),
     ],
     "fr": [
         ("Allume le lampadaire", [("h/steh/set", "ON")], "Allumé"),
         ("éteins la lumière du couloir", [("h/flur/set", "OFF")], "Éteint"),
         ("éteins les lumières du salon", [("h/decke/set", "OFF"), ("h/steh/set", "OFF")], "Éteint"),
         ("règle la luminosité du lampadaire à 40 %", [("h/steh/brightness/set", "102"), ("h/steh/set", "ON")], "Luminosité"),
+        ("règle le lampadaire à quatre-vingt-dix pour cent", [("h/steh/brightness/set", "230"), ("h/steh/set", "ON")],
+         "Luminosité"),
+        ("mets le thermostat à dix-neuf degrés", [("h/therm/temperature/set", "19")], "réglée sur 19 degrés"),
     ],
 }
 # Sentences close to a command that must go to the model: an unknown device, a missing verb
 # or state, a question about something else, English on a German home.
 NEAR_MISSES = {
     "de": ["Schalte den Fernseher ein", "schalte die Stehlampe", "Stehlampe kaputt", "wie wird das Wetter morgen",
+           "dimme die Stehlampe auf zweihundert Prozent", "dimme die Stehlampe auf fünfzigtausend Prozent",
            "schalte die Stehlampe vom Nachbarn ein", "turn on the Stehlampe", "schalte das Licht im Keller aus"],
     "es": ["enciende la tele", "la lámpara está rota", "apaga la lámpara del vecino", "qué tiempo hace mañana"],
     "fr": ["allume la télé", "le lampadaire est cassé", "éteins le lampadaire du voisin", "quel temps fera-t-il demain"],
@@ -112,6 +133,8 @@ def play_all(peer: Peer, language: str) -> None:
     for device in HOMES[language]:
         topic = device["mqtt"]["state_topic"]
         peer.play(f"{topic}/set", topic, {"LOCK": "LOCKED", "UNLOCK": "UNLOCKED"})
+        if "temperature_topic" in device["mqtt"]:  # a thermostat reports its new target
+            peer.play(device["mqtt"]["temperature_topic"], topic)
     peer.watch("h/+/brightness/set")
 
 

@@ -30,8 +30,8 @@ class Backend(Protocol):
 
 @dataclass(frozen=True)
 class ChangeResult:
-    """What a change did (or a read found): the devices' states, and the devices a change left
-    alone because they need set_secure_device (a person's yes)."""
+    """What a change did: the devices' states after it, and the devices it left alone because
+    they need set_secure_device (a person's yes)."""
 
     states: list[DeviceState]
     skipped: list[str] = field(default_factory=list)  # device names

@@ -66,7 +66,7 @@ class HassPhrases:
         self.lists = {**intents.slot_lists, **home.slot_lists()}
         self.text = HassText(intents.skip_words, fillers)
         self.responses = data.get("responses", {}).get("intents", {})
-        compiler = TemplateCompiler(intents.expansion_rules, self.lists)
+        compiler = TemplateCompiler(intents.expansion_rules, self.lists, self.language)
         entries: list[_Entry] = []
         for name, intent in intents.intents.items():
             for block in intent.data:
@@ -95,7 +95,7 @@ class HassPhrases:
         specs = skill.sentences.get(self.language, []) or skill.sentences.get(self.language.split("-")[0], [])
         if not specs:
             return []
-        compiler = TemplateCompiler(rules, {**self.lists, **_skill_lists(skill.slots)})
+        compiler = TemplateCompiler(rules, {**self.lists, **_skill_lists(skill.slots)}, self.language)
         entries = []
         for spec in specs:
             if self.registry.get(spec.tool) is None:

@@ -84,6 +84,9 @@ class Reply:
             return w[outcome.outcome]
         if outcome.outcome != "ok":  # timeout, crashed
             return w["failed"].format(detail=outcome.outcome)
+        change = outcome.data if isinstance(outcome.data, ChangeResult) else None
+        if change is not None and not change.confirmed:  # a change the devices did not confirm
+            return w["unsure"].format(result=self.states(change.states, change.skipped))
         if self.template is not None:  # a skill sentence: its reply, or the tool's answer
             unsaid = dict.fromkeys(references(self.template), "")  # an optional slot not said reads as nothing
             return _sentence(fill(self.template, {**unsaid, **self.slots, "result": outcome.result}))
@@ -92,18 +95,16 @@ class Reply:
                 return outcome.result
             moment = outcome.data
             return self._hass({"time": moment.time()}) or w["time"].format(hour=moment.hour, minute=moment.minute)
-        report = outcome.data if isinstance(outcome.data, ChangeResult) else None
         if self.intent in ("HassGetState", "HassClimateGetTemperature"):
-            return self.states(report) if report else outcome.result
-        if report is not None and not report.confirmed:
-            return w["unsure"].format(result=self.states(report))
+            read = outcome.data if isinstance(outcome.data, list) else []  # get_device_state's states
+            return self.states(read) if read and all(isinstance(s, DeviceState) for s in read) else outcome.result
         return self._hass({}) or w["done"]
 
-    def states(self, report: ChangeResult) -> str:
+    def states(self, states: list[DeviceState], skipped: list[str] = ()) -> str:
         """"Flurlicht ist an; Stehlampe hat nicht geantwortet", from the devices' states."""
-        parts = [self.state(s) for s in report.states]
-        if report.skipped:
-            parts.append(self.words["skipped"].format(devices=", ".join(report.skipped)))
+        parts = [self.state(s) for s in states]
+        if skipped:
+            parts.append(self.words["skipped"].format(devices=", ".join(skipped)))
         return _sentence("; ".join(parts))
 
     def state(self, state: DeviceState) -> str:

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from agent import ToolContext, ToolError, ToolResult, tool
-from agent.home_control import ChangeResult, DeviceCommand, HomeControlError, HomeService
+from agent.home_control import ChangeResult, DeviceCommand, DeviceState, HomeControlError, HomeService
 
 Percent = Annotated[int, Field(ge=0, le=100)]
 
@@ -66,7 +66,8 @@ def get_device_state(ctx: ToolContext, device: str) -> str:
     Args:
         device: A device name ("hall temperature"), a room ("kitchen") or both ("kitchen lights").
     """
-    return _report(ChangeResult(_home(ctx).read(device)))
+    states = _home(ctx).read(device)
+    return ToolResult(_lines(states), states)
 
 
 @tool
@@ -92,9 +93,13 @@ def _home(ctx: ToolContext) -> HomeService:
 
 
 def _report(outcome: ChangeResult) -> ToolResult:
-    """The outcome as short sentences for the model, one per device, with the outcome itself as
-    data (the phrase path's replies in the home's language read the states, not these words)."""
-    text = "; ".join(s.text() for s in outcome.states)
-    if outcome.skipped:
-        text += f"; not changed: {', '.join(f'{name} (needs set_secure_device)' for name in outcome.skipped)}"
-    return ToolResult(text, outcome)
+    """A change's outcome as text for the model, with the outcome itself as data (the phrase
+    path's replies in the home's language read the states, not these words)."""
+    return ToolResult(_lines(outcome.states, outcome.skipped), outcome)
+
+
+def _lines(states: list[DeviceState], skipped: list[str] = ()) -> str:
+    """Short sentences, one per device."""
+    text = "; ".join(s.text() for s in states)
+    return text + (f"; not changed: {', '.join(f'{name} (needs set_secure_device)' for name in skipped)}"
+                   if skipped else "")
