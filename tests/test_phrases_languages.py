@@ -161,6 +161,16 @@ def test_commands_act_on_the_devices_and_reply_in_the_language(language, broker,
         service.stop()
 
 
+def test_explain_shows_the_text_as_the_language_matches_it(broker, tmp_path):  # noqa: F811
+    agent, service = agent_for("de", broker.port, tmp_path)
+    try:
+        assert agent.intents.explain("Schalte bitte den Fernseher ein!") == \
+            f"model: no phrase fits 'schalte den fernseher ein' ({len(agent.intents)} templates)"
+        assert agent.intents.explain("Stell die Stehlampe auf fünfzig Prozent").startswith("phrase path: ")
+    finally:
+        service.stop()
+
+
 def test_a_lock_still_asks_and_answers_in_german(broker, tmp_path):  # noqa: F811
     agent, service = agent_for("de", broker.port, tmp_path)
     peer = Peer(broker.port)

@@ -117,11 +117,15 @@ class HassPhrases:
         """The home's names (devices, then rooms): the words speech recognition cannot know."""
         return list(dict.fromkeys([*(n for _s, n, _k in self.home.names), *self.home.areas]))
 
+    def clean(self, text: str) -> str:
+        """The text as it is matched: folded case, no punctuation, no skip words ("bitte")."""
+        return self.text.clean(text)
+
     def search(self, text: str) -> tuple[Any, list[str]]:
         """(the best IntentMatch for this text or None, why templates that fit were refused)."""
         from agent.skills.intents import IntentMatch
 
-        said = self.text.clean(text)
+        said = self.clean(text)
         if not said or len(said.split()) > MAX_WORDS:
             return None, []
         candidates = {id(e): e for e in self._always}
