@@ -292,3 +292,29 @@ def test_the_bench_agrees_with_hassil_on_which_german_sentences_match():
 
     figures = run(calls=60)["de"]
     assert figures["templates"] > 300 and figures["hits"] == figures["hassil_hits"] > 0
+
+
+@pytest.mark.parametrize("language,said", [("de", "Es ist 07:05"), ("fr", "Il est 07:05"),
+                                           ("es", "Son las 7 y 5 de la mañana")])
+def test_the_time_in_the_language_from_the_clocks_moment(language, said):
+    """HA's own response for the time, fed the moment the clock tool hands over as data."""
+    import importlib.util
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from agent.actions import Action, Executor, finished_event
+    from agent.skills.hass_phrases import load_language
+    from agent.skills.hass_replies import Reply
+    from agent.tools import FixedClock, ToolRegistry
+
+    # the checkout's own tools/clock.py (an editable install may map agent.core_tools elsewhere)
+    spec = importlib.util.spec_from_file_location("clock_under_test", Path(__file__).parent.parent / "tools" / "clock.py")
+    clock = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(clock)
+    registry = ToolRegistry()
+    registry.add(clock.get_current_time)
+    executor = Executor(registry, clock=FixedClock(datetime(2026, 12, 7, 7, 5, tzinfo=timezone.utc)))
+    finished = finished_event(asyncio.run(executor.run(Action(tool="get_current_time"))))
+    assert finished.result == "Monday 7 December 2026, 07:05 (7:05 AM), timezone UTC"  # the model's text
+    responses = load_language(language)[1]["responses"]["intents"]
+    assert Reply(language, responses, "HassGetCurrentTime", None, {})(finished) == said
