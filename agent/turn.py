@@ -49,6 +49,7 @@ class _Progress:
     first_token_s: float | None = None
     prefix_hit: bool = False
     prefix_reused: int = 0
+    per_call: list = field(default_factory=list)  # (prefilled, reused) tokens of each model call
     tps: float = 0.0
     seen_calls: dict = field(default_factory=dict)
     corrections_left: int = 1
@@ -392,6 +393,7 @@ class TurnRun:
             self.p.first_token_s = f.time_to_first_token_s
             self.p.prefix_hit = f.prefix_hit
         self.p.prefix_reused += f.prefix_tokens_reused
+        self.p.per_call.append((f.prompt_tokens - f.prefix_tokens_reused, f.prefix_tokens_reused))
         self.p.tps = f.tokens_per_s
 
     def _stats(self) -> TurnStats:
@@ -406,6 +408,7 @@ class TurnRun:
             prefix_tokens_reused=p.prefix_reused,
             duration_s=round(time.monotonic() - self.started, 4),
             coerced_calls=p.stats["coerced_calls"],
+            per_call=tuple(p.per_call),
         )
 
 

@@ -95,3 +95,15 @@ def tiny_qwen35() -> Path:
     from agent.testkit.train import cached_model
 
     return cached_model("tiny-qwen35-qwenvocab", "qwen seed=0 layers=4", lambda d: build_tiny_qwen35(d, vocab="qwen"))
+
+
+def tool_calling_agent(model: str | None):
+    """(an Agent whose model must call the tool, its engine, the model's name): the installed
+    Qwen3.5 with the core tools, else the tests' tiny Qwen3.5 trained on this very prompt
+    (default instructions, core tools, greedy; built once, then cached)."""
+    from agent.llm.mlx_engine import MLXEngine
+    from agent.testkit.agent_model import make_agent, trained_tool_model
+
+    path = Path(model) if model else trained_tool_model()
+    engine = MLXEngine(path)
+    return make_agent(engine, max_tokens=64), engine, path.name if model else "trained tiny tool model"

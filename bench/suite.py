@@ -49,12 +49,16 @@ BENCHES = (
              lambda r: f"{r['ttft_cold_s']:.3f} s -> {r['ttft_cached_s']:.3f} s = {r['speedup']}x ({r['prompt_tokens']} tok)",
              ">= 20x", lambda r: r["speedup"] >= 20),
     )),
-    Bench("conversation", "bench.conversation", lambda a: [*_model(a), "--repeats", "1"], (
+    Bench("conversation", "bench.conversation", lambda a: [*_model(a), "--repeats", "5"], (
         Line("conversation cache: tokens prefilled per call, turns 2-10",
              lambda r: f"{r['prefilled_per_call_on'][1:]} vs {r['prefilled_per_call_off'][1:]} without"),
         Line("conversation cache: TTFT turn 10 vs turn 1",
              lambda r: f"{r['turn10_vs_turn1_on']}x ({r['ttft_turn1_on_s']} -> {r['ttft_turn10_on_s']} s); "
                        f"{r['turn10_vs_turn1_off']}x without", "<= 1.3x", lambda r: r["turn10_vs_turn1_on"] <= 1.3),
+        Line("conversation cache: 2nd model call of a tool turn, tokens prefilled (reused)",
+             lambda r: f"{r['tool_turn_per_call_on'][1][0]} ({r['tool_turn_per_call_on'][1][1]}) vs "
+                       f"{r['tool_turn_per_call_off'][1][0]} ({r['tool_turn_per_call_off'][1][1]}) without ({r['tool_turn_model']})",
+             "the tool's result only"),
     )),
     Bench("vision", "bench.vision", lambda a: [*_model(a), "--repeats", "3"], (
         Line("TTFT: text turn (cached prefix) vs the same turn with a 640x480 picture",
@@ -103,6 +107,15 @@ BENCHES = (
         Line("phrase match, 1,000 templates", lambda r: f"p50 {r['p50_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms",
              "p99 <= 1 ms", lambda r: r["p99_ms"] <= 1.0),
     )),
+    Bench("languages", "bench.languages", lambda a: ["--calls", "500"], (
+        Line("phrase match, English (hassil recognize)",
+             lambda r: f"p99 {r['en']['p99_ms']:.3f} ms ({r['en']['hassil_p99_ms']:.3f} ms)",
+             "p99 <= 1 ms", lambda r: r["en"]["p99_ms"] <= 1.0),
+        Line("phrase match, German HA templates (hassil recognize)",
+             lambda r: f"p99 {r['de']['p99_ms']:.3f} ms ({r['de']['hassil_p99_ms']:.3f} ms), "
+                       f"{r['de']['templates']} templates",
+             "p99 <= 1 ms", lambda r: r["de"]["p99_ms"] <= 1.0),
+    )),
     Bench("ipc", "bench.ipc", lambda a: ["--repeats", "10", "--idle-seconds", "10"], (
         Line("turn via socket vs in-process", lambda r: f"{r['socket_ratio']}x ({r['socket_overhead_ms']:+.1f} ms)",
              "<= 1.05x", lambda r: r["socket_ratio"] <= 1.05),
@@ -120,13 +133,18 @@ BENCHES = (
              "p99 <= 50 ms", lambda r: r["late_p99_ms"] <= 50),
         Line("start-up with 1,000 stored jobs", lambda r: f"{r['startup_ms']} ms"),
     )),
-    Bench("voice", "bench.voice", lambda a: ["--rounds", "4", "--idle-seconds", "20"], (
+    Bench("voice", "bench.voice", lambda a: ["--rounds", "4", "--idle-seconds", "20", *(["--model", a.model] if a.model else [])], (
         Line("STT in agentd vs bare faster-whisper", lambda r: f"{r['stt_agentd_s']} vs {r['stt_bare_s']} s = {r['stt_ratio']}x",
              "<= 1.10x", lambda r: r["stt_ratio"] <= 1.10),
         Line("end of speech -> tool done (fast path)",
              lambda r: f"p50 {r['speech_end_to_tool_p50_ms']} ms, p95 {r['speech_end_to_tool_p95_ms']} ms "
                        f"({r['utterances'] - r['tool_missed']}/{r['utterances']} heard right)",
              "p50 <= 600 ms", lambda r: (r["speech_end_to_tool_p50_ms"] or 1e9) <= 600),
+        Line("end of speech -> tool done (model in the loop)",
+             lambda r: f"p50 {r['model_speech_end_to_tool_p50_ms']} ms, p95 {r['model_speech_end_to_tool_p95_ms']} ms "
+                       f"= {r['model_vs_fast_path']}x the fast path ({r['model_in_the_loop']}, "
+                       f"{r['model_utterances'] - r['model_tool_missed']}/{r['model_utterances']} called the tool)",
+             "p50 <= 800 ms (Mac, Qwen3.5-4B)"),
         Line("CPU while listening to silence", lambda r: f"{r['listening_cpu_percent']}% of a core", "<= 5%",
              lambda r: r["listening_cpu_percent"] <= 5),
     )),

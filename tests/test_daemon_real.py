@@ -8,6 +8,7 @@ config turns sampling and skills off.
 
 import asyncio
 import json
+import re
 import shutil
 import sys
 import time
@@ -63,6 +64,7 @@ def test_ask_prints_the_reply_and_the_tool_call(daemon):
     assert done.returncode == 0, done.stderr
     assert done.stdout == MATH_REPLY + "\n"
     assert "[calculate -> 12*7 = 84]" in done.stderr
+    assert re.search(r"\(prefilled \d+\+\d+ tokens, reused \d+\+\d+\)", done.stderr)  # per model call
 
 
 def test_ask_json_prints_the_step_events(daemon):
@@ -75,7 +77,12 @@ def test_ask_json_prints_the_step_events(daemon):
     assert finished["ok"] and finished["result"] == "12*7 = 84"
     assert "".join(e["text"] for e in events if e["type"] == "TextDelta") == MATH_REPLY
     assert events[-1]["type"] == "ReplyDone" and events[-1]["text"] == MATH_REPLY
-    assert events[-1]["stats"]["model_calls"] == 2 and events[-1]["stats"]["prefix_hit"]
+    stats = events[-1]["stats"]
+    assert stats["model_calls"] == 2 and stats["prefix_hit"]
+    # per model call, through the socket: the second reads only the tool's result, reusing the rest
+    (prefilled_1, reused_1), (prefilled_2, reused_2) = stats["per_call"]
+    assert reused_2 > prefilled_1 + reused_1 and prefilled_2 < 40, stats["per_call"]
+    assert prefilled_1 + prefilled_2 == stats["prompt_tokens"] - stats["prefix_tokens_reused"]
 
 
 def test_status_shows_the_model_and_the_prefix_cache(daemon):
@@ -89,6 +96,9 @@ def test_status_shows_the_model_and_the_prefix_cache(daemon):
     assert cache["builds"] >= 1 and cache["hits"] >= 1 and cache["tokens_reused"] > 0
     conversations = json.loads(lines["conversation_cache"])  # each `ask` is a new conversation: kept, not hit
     assert lines["backend"] == "mlx" and conversations["conversations"] >= 1 and conversations["misses"] >= 1
+    # its size in bytes and MB within its budget (the default), and how often a call found its cache
+    assert 0 < conversations["bytes"] <= conversations["budget_mb"] * 2**20 and conversations["budget_mb"] == 512
+    assert conversations["size_mb"] == round(conversations["bytes"] / 2**20, 2) and 0 <= conversations["hit_rate"] <= 1
     assert lines["offline"] == "True"  # measured by agent.daemon.netguard: no connection left the machine
 
 

@@ -379,3 +379,12 @@ def test_error_events_round_trip_through_the_client_parser():
     assert parse_event(line) == ("r1", Error(v=1, id="r1", about="confirm", message="too late"))
     rid, event = parse_event(json.dumps(event_frame("r2", TextDelta(text="hi"))).encode())
     assert (rid, event) == ("r2", TextDelta(text="hi"))
+
+
+def test_a_replys_stats_per_model_call_round_trip_through_the_socket_frames():
+    from agent.events import TurnStats
+    from agent.ipc import parse_event
+
+    done = ReplyDone(text="84", stats=TurnStats(prompt_tokens=2500, model_calls=2, per_call=((2223, 0), (26, 2255))))
+    rid, event = parse_event(json.dumps(event_frame("r3", done)).encode())
+    assert (rid, event) == ("r3", done)  # the pairs come back as tuples, equal to what was sent

@@ -201,6 +201,14 @@ BAD_VALUES = [
 ]
 
 
+@pytest.mark.parametrize("count, budget", [(4, 512), (0, 0)])
+def test_the_old_conversation_count_still_starts_with_a_warning(tmp_path, caplog, count, budget):
+    # The first conversation cache was sized by a count; a config written then must not stop the daemon.
+    settings = load_settings(write(tmp_path, f"model:\n  conversation_cache: {count}\n"))
+    assert settings.model.conversation_cache_mb == budget
+    assert "replaced by conversation_cache_mb" in caplog.text
+
+
 @pytest.mark.parametrize("text, expected", BAD_VALUES, ids=[e.split(":")[0] for _, e in BAD_VALUES])
 def test_bad_value_names_the_file_and_key_path(tmp_path, text, expected):
     path = write(tmp_path, text)

@@ -104,6 +104,9 @@ def test_status_line_shows_model_speed_and_prefix_cache():
     stats = TurnStats(generated_tokens=30, tokens_per_s=41.26, prefix_hit=True, prefix_tokens_reused=812, duration_s=1.5)
     out = render(status_line("qwen3.5-4b", stats))
     assert out.strip() == "qwen3.5-4b · 41.3 tok/s · 30 tokens · prefix cache hit (812 reused) · 1.50 s"
+    per_call = TurnStats(generated_tokens=12, per_call=((98, 812), (21, 910)), prefix_hit=True, duration_s=0.5)
+    out = render(status_line("qwen3.5-4b", per_call))  # tokens prefilled and reused by each model call
+    assert out.strip() == "qwen3.5-4b · 12 tokens · prefilled 98+21 tokens, reused 812+910 · 0.50 s"
     out = render(status_line(None, TurnStats(), "cancelled"))
     assert "model ?" in out and "prefix cache miss" in out and "stopped: cancelled" in out
 

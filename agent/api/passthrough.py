@@ -81,6 +81,7 @@ async def generate(engine: Any, request: Request, tools: ClientTools, cancel: as
         tokens_per_s=round(f.tokens_per_s, 2) if f else 0.0,
         time_to_first_token_s=round(f.time_to_first_token_s, 4) if f else 0.0,
         duration_s=round(time.monotonic() - started, 4),
+        per_call=((f.prompt_tokens - f.prefix_tokens_reused, f.prefix_tokens_reused),) if f else (),
     )
     stopped_by = "cancelled" if cancel.is_set() else "done"
     reason = "max_tokens" if f is not None and f.finish_reason == "length" else ""

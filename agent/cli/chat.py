@@ -29,7 +29,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from agent.voice.service import hear_once
 
     settings = settings_or_defaults(args)
-    return run_chat(ensure_daemon(args), hear=hear_once(settings.voice, models_dir=models_dir(home_of(args))),
+    return run_chat(ensure_daemon(args), hear=hear_once(settings.voice, models_dir=models_dir(home_of(args)),
+                                                          language=settings.language),
                     max_image_bytes=settings.vision.max_image_bytes)
 
 
@@ -134,6 +135,8 @@ def print_event(event, *, as_json: bool) -> None:
         print(f"\n  ({event.text})", file=sys.stderr)
     elif isinstance(event, ev.ReplyDone):
         print()
+        if event.stats.per_call:
+            print(f"  ({event.stats.prefill_line()})", file=sys.stderr)
 
 
 def confirm_on_terminal(request_or_name, arguments: dict | None = None) -> bool:

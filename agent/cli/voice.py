@@ -21,11 +21,12 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
         if running_pid(home) is not None:  # the daemon runs the commands (push-to-talk)
             return listen_command(args, voice=settings.voice, respond=socket_respond(socket_path(home)),
-                                  models_dir=models_dir(home))
+                                  models_dir=models_dir(home), language=settings.language)
     app = build_local_app(args)
     try:
         return listen_command(args, voice=settings.voice, respond=agent_respond(app.agent),
-                              hints=house_words(app.agent, app.home_control), models_dir=models_dir(home))
+                              hints=house_words(app.agent, app.home_control), models_dir=models_dir(home),
+                              language=settings.language)
     finally:
         app.close()
 

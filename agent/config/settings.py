@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import logging
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -96,11 +97,28 @@ class ModelSettings(_Section):
     thinking_sampling: SamplingSettings
     seed: int | None = Field(ge=0)
     prefill_step_size: int = Field(ge=1)
-    conversation_cache: int = Field(ge=0)
+    conversation_cache_mb: int = Field(ge=0)
     constrained: bool
     thinking_budget: int | None = Field(ge=1)
     context_window: int | None = Field(ge=64)
     demo_cpu_tools: list[str]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _count_became_a_budget(cls, data: Any) -> Any:
+        # The first conversation cache was sized by a count of conversations; their sizes
+        # differ by 100x, so a count bounded nothing a person could plan memory by. An old
+        # config still starts: 0 keeps the cache off, any other count takes the default budget.
+        if isinstance(data, dict) and "conversation_cache" in data:
+            data = dict(data)
+            count = data.pop("conversation_cache")
+            if count == 0:
+                data["conversation_cache_mb"] = 0
+            logging.getLogger(__name__).warning(
+                "model.conversation_cache: %r (a count of conversations) was replaced by conversation_cache_mb, "
+                "the memory the conversation cache may use in MB; using conversation_cache_mb: %s. "
+                "Write that in your config instead.", count, data.get("conversation_cache_mb", "its default"))
+        return data
 
     @field_validator("preset", "backend", mode="before")
     @classmethod
@@ -290,6 +308,23 @@ class Settings(_Section):
     # reported by its id while the rest still load.
     automations: list[Any]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _follow_language(cls, data: Any) -> Any:
+        """The voice settings left null follow `language`: Whisper's language, the wake phrases."""
+        voice = data.get("voice") if isinstance(data, dict) else None
+        code = data.get("language") if isinstance(data, dict) else None
+        if not isinstance(voice, dict) or not isinstance(code, str):
+            return data  # the field checks report what is missing or wrong
+        from agent.languages import language, primary
+
+        voice = dict(voice)
+        if voice.get("stt_language", ...) is None:
+            voice["stt_language"] = primary(code)
+        if voice.get("wake_phrases", ...) is None:
+            voice["wake_phrases"] = list(language(code).wake_phrases)
+        return {**data, "voice": voice}
+
     @field_validator("mcp_servers", mode="before")
     @classmethod
     def _mcp_names(cls, value: Any) -> Any:
@@ -331,9 +366,23 @@ def load_settings(
     for _, data in sources:
         merged = _merge(merged, data)
     try:
-        return Settings.model_validate(merged)
+        settings = Settings.model_validate(merged)
     except ValidationError as error:
         raise ConfigError(_explain(error, sources)) from None
+    _check_speech_language(settings)
+    return settings
+
+
+def _check_speech_language(settings: Settings) -> None:
+    """An English-only Whisper with another language is an error once something will listen
+    (the voice door or Wyoming); `agentd listen` finds it when the model loads."""
+    from agent.languages import english_only, speech_mismatch
+
+    voice = settings.voice
+    if (voice.enabled or settings.wyoming.enabled) and english_only(voice.stt_model):
+        problem = speech_mismatch(voice.stt_model, voice.stt_language, settings.language)
+        if problem:
+            raise ConfigError(problem)
 
 
 def settings_or_defaults(user_path: Path | str | None = None, *, overrides: dict | None = None) -> tuple[Settings, str | None]:

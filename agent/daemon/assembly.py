@@ -186,14 +186,25 @@ def load_engine(settings: Any, home: Path) -> tuple[Any, str, bool]:
     choice = find_model(settings.model.path, models_dir(home), settings.model.preset)
     engine = MLXEngine(choice.path, prefill_step_size=settings.model.prefill_step_size, seed=settings.model.seed,
                        prefix_store=PrefixStore(Path(home) / PREFIX_FOLDER, choice.path),
-                       conversations=settings.model.conversation_cache)
+                       conversation_budget_bytes=settings.model.conversation_cache_mb * 1024 * 1024)
     return engine, choice.reason, choice.is_demo
+
+
+def system_prompt_for(settings: Any) -> str:
+    """agent.system_prompt, with the line asking for answers in `language` (none for English).
+
+    Fixed per setting and placed before the skills' instructions, so the cached prefix stays
+    byte-identical from turn to turn."""
+    from agent.languages import answer_instruction
+
+    line = answer_instruction(settings.language)
+    return settings.agent.system_prompt if line is None else f"{settings.agent.system_prompt.rstrip()}\n\n{line}"
 
 
 def configure(agent: Agent, settings: Any) -> None:
     """Apply the settings that can change while agentd runs."""
     agent.settings = settings
-    agent.base_prompt = settings.agent.system_prompt
+    agent.base_prompt = system_prompt_for(settings)
     agent.clock = clock_from(settings)
     agent.limits = limits_from(settings)
     agent.sampling = sampling_from(settings.model)
@@ -231,7 +242,8 @@ def apply_skills(agent: Agent, settings: Any, home: Path, store: Any = None, slo
     agent.intents = None
     if settings.intents.enabled:
         slots = slot_values or device_slots(None)
-        agent.intents = IntentMatcher.from_skills(skills, registry, slots, fillers=[settings.agent.name])
+        agent.intents = IntentMatcher.from_skills(skills, registry, slots, fillers=[settings.agent.name],
+                                                  language=settings.language, home=home_lists(agent, settings))
         for problem in agent.intents.problems:
             log.warning("%s", problem)
     if store is not None:
@@ -257,6 +269,15 @@ def start_home_control(settings: Any) -> Any:
     from agent.home_control import start_home
 
     return start_home(settings)
+
+
+def home_lists(agent: Agent, settings: Any) -> Any:
+    """The home's devices, rooms and floors as the slot lists of another language's sentences."""
+    if settings.language.split("-")[0].lower() == "en":
+        return None  # English phrases take device_slots
+    from agent.skills.hass_actions import HomeLists
+
+    return HomeLists.from_registry(getattr(getattr(agent, "home_control", None), "registry", None))
 
 
 def device_slots(home_control: Any) -> dict:

@@ -112,7 +112,7 @@ def voice_door(daemon, app, settings, home: Path):
 
     try:
         return VoiceDoor(daemon, settings.voice, store=app.store, hints=house_words(app.agent, app.home_control),
-                         models_dir=models_dir(home))
+                         models_dir=models_dir(home), language=settings.language)
     except (ModelNotFound, ValueError) as exc:  # no speech model, no speech program
         logging.getLogger("agentd").error("voice is off: %s", exc)
         return None

@@ -30,10 +30,16 @@ class Backend(Protocol):
 
 @dataclass(frozen=True)
 class ChangeResult:
-    """What a change did: the states after it, and devices left alone with the reason."""
+    """What a change did: the devices' states after it, and the devices it left alone because
+    they need set_secure_device (a person's yes)."""
 
     states: list[DeviceState]
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # device names
+
+    @property
+    def confirmed(self) -> bool:
+        """Whether every device reported a state and none was left alone."""
+        return not self.skipped and all(s.available and s.state is not None for s in self.states)
 
 
 class HomeService:
@@ -138,8 +144,7 @@ class HomeService:
         if not fit:
             kinds = ", ".join(d.describe() for d in match.devices)
             raise HomeControlError(f"nothing in {match.label!r} can do {command.text()!r} (there: {kinds})")
-        skipped = [f"{d.name} (needs set_secure_device)" for d in fit if d.secure]
-        return [d for d in fit if not d.secure], skipped
+        return [d for d in fit if not d.secure], [d.name for d in fit if d.secure]
 
 
 def _unfit(device: Device, command: DeviceCommand) -> str | None:

@@ -198,7 +198,7 @@ def event_frame(request_id: str, event: Any) -> dict:
     nested stats, and costs on every streamed text delta otherwise.
     """
     if type(event) in _FLAT_EVENTS:
-        return {"v": VERSION, "id": request_id, "type": type(event).__name__, **vars(event)}
+        return {"v": VERSION, "id": request_id, "type": type(event).__name__, **events.shallow_dict(event)}
     return {"v": VERSION, "id": request_id, **events.to_dict(event)}
 
 

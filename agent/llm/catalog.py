@@ -34,6 +34,10 @@ WHISPER_PRESETS: dict[str, str] = {
     "whisper-small.en": "Systran/faster-whisper-small.en",
     "whisper-medium.en": "Systran/faster-whisper-medium.en",
     "whisper-large-v3": "Systran/faster-whisper-large-v3",
+    # Multilingual (every language Whisper knows), for a `language` other than en.
+    "whisper-base": "Systran/faster-whisper-base",
+    "whisper-small": "Systran/faster-whisper-small",
+    "whisper-medium": "Systran/faster-whisper-medium",
 }
 
 # The files mlx_lm.load needs (as mlx-lm's own downloader), plus the chat template file.

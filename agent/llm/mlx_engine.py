@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
 from agent.llm.constrained import Guides, require_llguidance
-from agent.llm.conversation_cache import ConversationCache
+from agent.llm.conversation_cache import MB, ConversationCache
 from agent.llm.prefix_cache import PrefixCache
 from agent.llm.stream import Tags
 from agent.llm.types import Chunk, Finished, Picture, Request, Sampling, ToolFormat, pictures_in
@@ -32,7 +32,7 @@ class MLXEngine:
     """A loaded MLX model; `stream()` is safe to call from the asyncio loop."""
 
     def __init__(self, path: Path, *, prefill_step_size: int = 2048, seed: int | None = None,
-                 prefix_store: Any = None, conversations: int = 4):
+                 prefix_store: Any = None, conversation_budget_bytes: int = 512 * MB):
         self.path = Path(path)
         self.warmup = WarmUp()  # loading -> prefix (N of M tokens) -> ready, for status and waiting turns
         self._prefix_store = prefix_store  # a PrefixStore: the prefix survives restarts
@@ -47,7 +47,7 @@ class MLXEngine:
         self.prefix_cache: PrefixCache | None = None
         self.conversations: ConversationCache | None = None
         self._turn_start_id: int | None = None  # found on first use (see _message_boundary)
-        self._keep_conversations = conversations
+        self._conversation_budget = conversation_budget_bytes
         self._executor.submit(self._load).result()
         self.warmup.finish("")  # usable now; warm_up() makes the first call quick
         self.tool_format = self._tool_format()
@@ -75,7 +75,8 @@ class MLXEngine:
                 "tokenizer files), or pull one with `agentd model pull qwen3.5-4b`."
             ) from exc
         self.prefix_cache = PrefixCache(self.model, step_size=self.prefill_step_size)
-        self.conversations = ConversationCache(self.model, keep=self._keep_conversations, step_size=self.prefill_step_size)
+        self.conversations = ConversationCache(self.model, budget_bytes=self._conversation_budget,
+                                               step_size=self.prefill_step_size)
 
     def _tool_format(self) -> ToolFormat:
         tok = self.tokenizer
@@ -171,6 +172,7 @@ class MLXEngine:
         sampler, processors, guide = self._sampling(request)
         first = None
         count, reason, tps = 0, "stop", 0.0
+        generated: list[int] = []  # every token stream_generate returns has been fed to the cache
         for response in stream_generate(
             self.model,
             self.tokenizer,
@@ -184,6 +186,7 @@ class MLXEngine:
             if first is None:
                 first = time.perf_counter() - start
             count, tps = response.generation_tokens, response.generation_tps
+            generated.append(response.token)
             if response.text:
                 yield Chunk(response.text)
             if response.finish_reason:
@@ -191,6 +194,8 @@ class MLXEngine:
             if cancel is not None and cancel.is_set():
                 reason = "cancelled"
                 break
+        if request.prefix_cache and request.conversation:
+            self.conversations.keep_reply(request.conversation, cache, tokens + generated)
         yield _finished(guide, reason, prompt_tokens=len(tokens), count=count, tps=tps, first=first, hit=hit, reused=reused)
 
     def _sampling(self, request: Request) -> tuple[Any, list, Any]:

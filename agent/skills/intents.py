@@ -46,6 +46,8 @@ class IntentMatch:
     skill: str
     slots: dict[str, Any]
     why: str
+    # Renders the reply from the tool's outcome (the home's language); None: `reply` in English.
+    render: Callable[[ToolFinished], str] | None = None
 
 
 @dataclass
@@ -71,6 +73,7 @@ class IntentMatcher:
         self._index: dict[str, list[_Entry]] = {}  # rarest fixed word -> templates
         self._always: list[_Entry] = []  # templates without a fixed word
         self._count = 0
+        self.language: Any = None  # HassPhrases: the sentences of a language other than English
         lead = sorted({*LEADING_FILLERS, *(normalize(f) for f in fillers)} - {""}, key=len, reverse=True)
         trail = sorted(TRAILING_FILLERS, key=len, reverse=True)
         self._leading = re.compile(rf"^(?:(?:{'|'.join(map(re.escape, lead))}) )+")
@@ -78,9 +81,26 @@ class IntentMatcher:
 
     @classmethod
     def from_skills(cls, skillset: Any, registry: ToolRegistry, slot_values: dict[str, list[str]] | None = None,
-                    *, fillers: Iterable[str] = ()) -> IntentMatcher:
-        """Compile the phrases of every enabled skill; slot_values fill slots no skill defines."""
+                    *, fillers: Iterable[str] = (), language: str = "en", home: Any = None) -> IntentMatcher:
+        """Compile the phrases of every enabled skill; slot_values fill slots no skill defines.
+
+        For a `language` other than English the fast path speaks Home Assistant's sentences for
+        it and the skills' `sentences:` in it (agent.skills.hass_phrases), with `home` (a
+        HomeLists) naming the devices, rooms and floors; the skills' English phrases are off.
+        A language without HA sentences keeps the English phrases, with a problem saying so.
+        """
         matcher = cls(registry, fillers=fillers)
+        if language.split("-")[0].lower() != "en":
+            from agent.skills.hass_actions import HomeLists
+            from agent.skills.hass_phrases import HassPhrases, LanguageNotSupportedError
+
+            try:
+                matcher.language = HassPhrases(language, registry, home or HomeLists(), skillset.enabled(),
+                                               fillers=fillers)
+                matcher.problems.extend(matcher.language.problems)
+                return matcher
+            except LanguageNotSupportedError as exc:
+                matcher.problems.append(f"{exc}: the fast path keeps the English phrases")
         entries = []
         for skill in skillset.enabled():
             slots = _Slots({**{k: list(v) for k, v in (slot_values or {}).items()}, **skill.slots})
@@ -93,7 +113,7 @@ class IntentMatcher:
         return matcher
 
     def __len__(self) -> int:
-        return self._count
+        return self._count if self.language is None else len(self.language)
 
     def _compile(self, template: str, phrase: PhraseSpec, skill: str, slots: _Slots, order: int) -> _Entry | None:
         """One template as a regex over normalized text; None (and a problem) if it cannot run."""
@@ -136,6 +156,8 @@ class IntentMatcher:
         espeak-ng speech, a prompt listing the kitchen skill's 60 unit and ingredient words
         made it drop small words ("convert 400 fahrenheit celsius") and miss more commands
         than no list at all, and every prompt word costs decoding time."""
+        if self.language is not None:
+            return self.language.vocabulary()[:limit]
         entries = sorted({id(e): e for es in [*self._index.values(), self._always] for e in es}.values(),
                          key=lambda e: e.order)
         words: dict[str, None] = {}
@@ -145,7 +167,10 @@ class IntentMatcher:
         return list(words)[:limit]
 
     def clean(self, text: str) -> str:
-        """What is matched: normalized text without fillers such as "please" or "could you"."""
+        """What is matched: normalized text without fillers such as "please" or "could you"
+        (for another language, its own clean-up: case, punctuation, "bitte")."""
+        if self.language is not None:
+            return self.language.clean(text)
         text = normalize(text)
         text = self._leading.sub("", text + " ").strip()
         return self._trailing.sub("", " " + text).strip()
@@ -163,6 +188,8 @@ class IntentMatcher:
         return f"model: {detail}"
 
     def _search(self, text: str) -> tuple[IntentMatch | None, list[str]]:
+        if self.language is not None:
+            return self.language.search(text)
         said = self.clean(text)
         words = said.split()
         if not words or len(words) > MAX_WORDS:
@@ -290,6 +317,8 @@ _NOT_DONE = {
 
 def _reply(match: IntentMatch, outcome: ToolFinished) -> str:
     """What the person hears: the phrase's reply when it worked, else why not."""
+    if match.render is not None:
+        return match.render(outcome)
     if outcome.outcome == "error":
         return "That did not work: " + outcome.result.removeprefix("Error: ")
     if outcome.outcome != "ok":

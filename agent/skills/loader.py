@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.bundled import bundled_dir
-from agent.skills.phrases import PhraseSpec, SlotSpec
+from agent.skills.phrases import PhraseSpec, SentenceSpec, SlotSpec
 from agent.skills.manifest import NAME_PATTERN, SkillFileError, read_skill_md
 from agent.tools import RISK_TIERS, Risk, Tool, ToolRegistry, tools_in
 from agent.skills.trust import TrustError, TrustStore, file_digests
@@ -43,6 +43,7 @@ class Skill:
     risk: Risk | None = None
     phrases: list[PhraseSpec] = field(default_factory=list)
     slots: dict[str, SlotSpec] = field(default_factory=dict)
+    sentences: dict[str, list[SentenceSpec]] = field(default_factory=dict)  # language -> HA-syntax phrases
     requires: list[str] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # relative path -> SHA-256
     tools: list[Tool] = field(default_factory=list)
@@ -184,6 +185,7 @@ def _read(folder: Path, bundled: bool) -> Skill:
         skill.problems.append(f"{folder / SKILL_FILE}: line 2: no `name:`, and the folder name {folder.name!r} is not a skill name")
     skill.description, skill.instructions, skill.risk = meta.description, body.strip(), meta.risk
     skill.phrases, skill.slots, skill.requires, skill.notes = meta.phrases, meta.slots, meta.requires, notes
+    skill.sentences = meta.sentences
     missing = [m for m in meta.requires if not _importable(m)]
     if missing:
         skill.problems.append(f"{folder / SKILL_FILE}: needs the Python module {missing[0]!r}, which is not installed")

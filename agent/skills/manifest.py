@@ -1,7 +1,7 @@
 """SKILL.md: YAML front matter between `---` lines, then Markdown instructions.
 
 The front matter follows the open SKILL.md convention (`name`, `description`) and adds
-agentd's optional keys (`risk`, `slots`, `phrases`, `requires`). Keys other agents use
+agentd's optional keys (`risk`, `slots`, `phrases`, `sentences`, `requires`). Keys other agents use
 (`license`, `allowed-tools`, `metadata`, ...) are accepted and ignored. Every error names
 the file and the line.
 """
@@ -17,7 +17,7 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agent.skills.phrases import PhraseSpec, SlotSpec
+from agent.skills.phrases import PhraseSpec, SentenceSpec, SlotSpec
 from agent.tools import Risk
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -37,6 +37,8 @@ class FrontMatter(BaseModel):
     risk: Risk | None = None
     slots: dict[str, SlotSpec] = Field(default_factory=dict)
     phrases: list[PhraseSpec] = Field(default_factory=list)
+    # Phrases in other languages, Home Assistant's template syntax: {"de": [SentenceSpec, ...]}.
+    sentences: dict[str, list[SentenceSpec]] = Field(default_factory=dict)
     requires: list[str] = Field(default_factory=list)
 
     @field_validator("name")

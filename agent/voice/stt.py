@@ -92,16 +92,29 @@ class WhisperSTT:
             except Exception as exc:
                 raise ModelNotFound(f"cannot load speech model {self.model_name!r}: {exc} "
                                     "(voice.stt_model must be a CTranslate2 folder or a cached model name)") from exc
+            if not self._model.model.is_multilingual:
+                from agent.languages import speech_mismatch
+
+                # Told by name at config time when it can be; a folder only says so once loaded.
+                if problem := speech_mismatch(self.model_name, self.language, self.language or "auto"):
+                    self._model = None
+                    raise ModelNotFound(problem)
         return self._model
 
-    def options(self) -> dict:
-        """The decoding options, shared with the benchmark's bare faster-whisper run."""
-        return dict(beam_size=self.beam_size, language=self.language, condition_on_previous_text=False,
+    def options(self, language: str | None = None) -> dict:
+        """The decoding options, shared with the benchmark's bare faster-whisper run; `language`
+        overrides the configured one for one call (a Wyoming request names its own)."""
+        if language and language not in whisper_languages():
+            log.info("speech: Whisper has no language %r; using %r", language, self.language)
+            language = None
+        language = language or self.language
+        language = None if language == "auto" else language  # Whisper detects it per utterance
+        return dict(beam_size=self.beam_size, language=language, condition_on_previous_text=False,
                     without_timestamps=True, vad_filter=False, initial_prompt=self.prompt)
 
-    def transcribe(self, audio: np.ndarray) -> Transcript:
+    def transcribe(self, audio: np.ndarray, language: str | None = None) -> Transcript:
         start = time.perf_counter()
-        segments, _info = self.load().transcribe(audio, **self.options())
+        segments, _info = self.load().transcribe(audio, **self.options(language))
         segments = list(segments)
         text = " ".join(s.text.strip() for s in segments).strip()
         if not segments:
@@ -118,12 +131,19 @@ class WhisperSTT:
         """`load` on the model's thread, without blocking the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, self.load)
 
-    async def atranscribe(self, audio: np.ndarray) -> Transcript:
+    async def atranscribe(self, audio: np.ndarray, language: str | None = None) -> Transcript:
         """`transcribe` on the model's thread, without blocking the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self.transcribe, audio)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self.transcribe, audio, language)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def whisper_languages() -> tuple[str, ...]:
+    """The language codes Whisper takes ("de", "es", ...)."""
+    from faster_whisper import tokenizer
+
+    return tuple(getattr(tokenizer, "_LANGUAGE_CODES", ("en",)))  # faster-whisper keeps the list private
 
 
 def hint_prompt(hints: Iterable[str]) -> str | None:

@@ -66,8 +66,9 @@ class CommandSpeaker:
 
 
 def make_speaker(kind: str = "auto", *, voice: str | None = None, rate: int | None = None,
-                 device: str | int | None = None) -> Speaker:
-    """The configured speaker; ValueError names the missing program and how to get it."""
+                 device: str | int | None = None, language: str = "en") -> Speaker:
+    """The configured speaker, in `language`'s voice unless `voice` names one; ValueError names
+    the missing program and how to get it."""
     if kind == "auto":
         kind = "say" if sys.platform == "darwin" else ("espeak-ng" if shutil.which("espeak-ng") else "none")
         if kind == "none":
@@ -78,6 +79,9 @@ def make_speaker(kind: str = "auto", *, voice: str | None = None, rate: int | No
         hint = "it comes with macOS" if kind == "say" else "apt-get install espeak-ng"
         raise ValueError(f"voice.tts is {kind!r} but the program {kind!r} is not installed ({hint})")
     argv = [kind]
+    from agent.languages import default_voice
+
+    voice = voice or default_voice(kind, language)
     if voice:
         argv += ["-v", voice]
     if rate:

@@ -29,7 +29,7 @@ def wyoming_door(daemon: Any, settings: Any, *, stt: Any = None, hints: Iterable
     except ModelNotFound as exc:
         door.problems.append(f"speech to text is off: {exc}")
     try:
-        door.speech = make_wav_speech(voice.tts, voice=voice.tts_voice, rate=voice.tts_rate)
+        door.speech = make_wav_speech(voice.tts, voice=voice.tts_voice, rate=voice.tts_rate, language=settings.language)
     except SpeechError as exc:
         door.problems.append(f"speech is off: {exc}")
     return door

@@ -32,13 +32,13 @@ def version() -> str | None:
 def asr_languages(model: str, language: str | None) -> list[str]:
     """The languages the speech model takes: the configured one, English for an .en model,
     else every language Whisper knows."""
-    if language:
+    if language and language != "auto":
         return [language]
     if Path(model).name.endswith(".en") or Path(model).name.endswith("-en"):
         return ["en"]
-    from faster_whisper import tokenizer
+    from agent.voice.stt import whisper_languages
 
-    return list(getattr(tokenizer, "_LANGUAGE_CODES", ("en",)))  # faster-whisper keeps the list private
+    return list(whisper_languages())
 
 
 def describe(*, stt_model: str | None, stt_language: str | None, speech_program: str | None,

@@ -27,6 +27,7 @@ from wyoming.ping import Ping, Pong
 from wyoming.server import AsyncEventHandler, AsyncTcpServer
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped
 
+from agent.languages import primary
 from agent.voice.tts import SentenceSplitter
 from agent.wyoming.asr import Recording, TooMuchAudio
 from agent.wyoming.handle import Conversations, handle_transcript
@@ -190,7 +191,10 @@ class WyomingHandler(AsyncEventHandler):
         return True
 
     async def _transcribe(self, recording: Recording) -> str:
-        transcript = await self.door.stt.atranscribe(recording.samples())
+        # Home Assistant names its pipeline's language ("de", "de-DE"); Whisper takes the primary
+        # subtag. An English-only model hears English whatever is asked.
+        language = primary(self.language) if self.language else None
+        transcript = await self.door.stt.atranscribe(recording.samples(), language=language)
         why = self.door.guards.check(transcript) if self.door.guards is not None else None
         if why:  # Whisper's inventions from noise never reach Home Assistant as a command
             log.info("wyoming: ignored %r: %s", transcript.text, why)

@@ -78,11 +78,15 @@ class WavSpeech:
             return read_wav(out.read_bytes())
 
 
-def make_wav_speech(kind: str, *, voice: str | None = None, rate: int | None = None) -> WavSpeech | None:
-    """The program for `voice.tts` (auto: say on macOS, else espeak-ng); None for `none`."""
+def make_wav_speech(kind: str, *, voice: str | None = None, rate: int | None = None,
+                    language: str = "en") -> WavSpeech | None:
+    """The program for `voice.tts` (auto: say on macOS, else espeak-ng), in `language`'s voice
+    unless `voice` names one; None for `none`."""
+    from agent.languages import default_voice
+
     if kind == "auto":
         kind = "say" if sys.platform == "darwin" else "espeak-ng"
-    return None if kind == "none" else WavSpeech(kind, voice=voice, rate=rate)
+    return None if kind == "none" else WavSpeech(kind, voice=voice or default_voice(kind, language), rate=rate)
 
 
 def read_wav(data: bytes) -> Pcm:

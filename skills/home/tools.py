@@ -11,8 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from agent import ToolContext, ToolError, tool
-from agent.home_control import DeviceCommand, DeviceState, HomeControlError, HomeService
+from agent import ToolContext, ToolError, ToolResult, tool
+from agent.home_control import ChangeResult, DeviceCommand, DeviceState, HomeControlError, HomeService
 
 Percent = Annotated[int, Field(ge=0, le=100)]
 
@@ -36,8 +36,7 @@ def set_device(
     """
     if state is None and brightness is None and temperature is None:
         raise ToolError("say what to change: state, brightness or temperature")
-    outcome = _home(ctx).set(device, DeviceCommand(state, brightness, temperature))
-    return _lines(outcome.states, outcome.skipped)
+    return _report(_home(ctx).set(device, DeviceCommand(state, brightness, temperature)))
 
 
 @tool(risk="confirm")
@@ -53,12 +52,13 @@ def set_secure_device(
         device: One device's name, e.g. "front door".
         action: What to do: lock, unlock, open, close, stop, on or off.
     """
-    outcome = _home(ctx).set(device, DeviceCommand(action), secure=True)
-    return _lines(outcome.states, outcome.skipped)
+    return _report(_home(ctx).set(device, DeviceCommand(action), secure=True))
 
 
-# The question a voice turn asks aloud before this runs ("Lock the back door? Say yes or no.").
-set_secure_device.confirm_question = "{action} the {device}?"
+# The question a voice turn asks aloud before this runs ("Lock the back door? Say yes or no."),
+# in the home's language (the action in its words: "Haustür abschließen? Sag ja oder nein.").
+set_secure_device.confirm_question = {"en": "{action} the {device}?", "de": "{device} {action}?",
+                                      "es": "¿{action} {device}?", "fr": "{action} {device} ?"}
 
 
 @tool
@@ -68,7 +68,8 @@ def get_device_state(ctx: ToolContext, device: str) -> str:
     Args:
         device: A device name ("hall temperature"), a room ("kitchen") or both ("kitchen lights").
     """
-    return _lines(_home(ctx).read(device))
+    states = _home(ctx).read(device)
+    return ToolResult(_lines(states), states)
 
 
 @tool
@@ -93,7 +94,14 @@ def _home(ctx: ToolContext) -> HomeService:
     return ctx.home_control
 
 
+def _report(outcome: ChangeResult) -> ToolResult:
+    """A change's outcome as text for the model, with the outcome itself as data (the phrase
+    path's replies in the home's language read the states, not these words)."""
+    return ToolResult(_lines(outcome.states, outcome.skipped), outcome)
+
+
 def _lines(states: list[DeviceState], skipped: list[str] = ()) -> str:
-    """The outcome as short sentences, one per device."""
+    """Short sentences, one per device."""
     text = "; ".join(s.text() for s in states)
-    return text + (f"; not changed: {', '.join(skipped)}" if skipped else "")
+    return text + (f"; not changed: {', '.join(f'{name} (needs set_secure_device)' for name in skipped)}"
+                   if skipped else "")
