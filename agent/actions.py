@@ -67,13 +67,15 @@ class Executor:
     """Runs tool calls for every door, with the same checks and one audit row each."""
 
     def __init__(self, registry: Any, *, store: Any = None, settings: Any = None, clock: Any = None,
-                 timeout_s: float = 30.0, output_max_chars: int = 4000, home_control: Any = None, schedule: Any = None):
+                 timeout_s: float = 30.0, output_max_chars: int = 4000, home_control: Any = None, schedule: Any = None,
+                 vision: Any = None):
         self.registry = registry
         self.store = store
         self.settings = settings
         self.clock = clock or SystemClock()
         self.home_control = home_control  # handed to the tools in their ToolContext
         self.schedule = schedule
+        self.vision = vision
         self.timeout_s = timeout_s
         self.output_max_chars = output_max_chars
 
@@ -129,7 +131,8 @@ class Executor:
     async def _call(self, tool: Tool, arguments: dict, action: Action, cancel: asyncio.Event | None,
                     limit: float) -> tuple[Status, str, str]:
         ctx = ToolContext(store=self.store, settings=self.settings, clock=self.clock, who=action.who,
-                          conversation_id=action.conversation_id, home_control=self.home_control, schedule=self.schedule)
+                          conversation_id=action.conversation_id, home_control=self.home_control, schedule=self.schedule,
+                          vision=self.vision)
         task = asyncio.ensure_future(tool.call(arguments, ctx))
         stop = asyncio.ensure_future(cancel.wait()) if cancel is not None else None
         try:

@@ -92,6 +92,9 @@ class Agent:
         # The daemon's services for the tools (agent.daemon sets them; None: not running here).
         self.home_control: Any = None
         self.schedule: Any = None
+        # `await vision(image_bytes, question) -> str` when the engine can see pictures (set
+        # where the daemon is assembled); every ToolContext of this agent's doors carries it.
+        self.vision: Any = None
         self._memory: dict[str, list[dict]] = {}  # conversations when there is no store
 
     def executor(self) -> Executor:
@@ -99,7 +102,7 @@ class Agent:
         the eval may swap the registry or the store between turns)."""
         return Executor(self.registry, store=self.store, settings=self.settings, clock=self.clock,
                         timeout_s=self.limits.tool_timeout_s, output_max_chars=self.limits.tool_output_max_chars,
-                        home_control=self.home_control, schedule=self.schedule)
+                        home_control=self.home_control, schedule=self.schedule, vision=self.vision)
 
     def system_prompt(self) -> str:
         """The fixed system text: no clock, nothing per turn, so the prefix cache holds."""
@@ -120,7 +123,7 @@ class Agent:
         if conversation_id is None or not self._known(conversation_id):
             conversation_id = self._new_conversation(who)
         ctx = ToolContext(store=self.store, settings=self.settings, clock=self.clock, who=who, conversation_id=conversation_id,
-                          home_control=self.home_control, schedule=self.schedule)
+                          home_control=self.home_control, schedule=self.schedule, vision=self.vision)
         match = self.intents.match(text) if self.intents is not None else None
         if explain:
             why = self.intents.explain(text) if self.intents is not None else "model: the phrase path is off"

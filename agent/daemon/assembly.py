@@ -18,6 +18,7 @@ from agent.turn import Agent, TurnLimits
 log = logging.getLogger(__name__)
 
 PREFIX_FOLDER = "cache"  # in the home: the saved prefilled prefix (agent/llm/prefix_store.py)
+SNAPSHOTS_FOLDER = "snapshots"  # in the home: camera snapshots, only when home.cameras says keep them
 
 
 @dataclass
@@ -74,7 +75,7 @@ class App:
         configure(self.agent, settings)
         if self.home_control is not None:
             self.home_control.stop()
-        self.home_control = self.agent.home_control = start_home_control(settings)
+        self.home_control = self.agent.home_control = start_home_control(settings, self.home)
         self.skills = apply_skills(self.agent, settings, self.home, self.store, device_slots(self.home_control))
         if self.small_prompt:
             self.agent.registry.show_only(settings.model.demo_cpu_tools)
@@ -158,7 +159,7 @@ def build_app(settings: Any, home: Path, *, with_store: bool = True, home_contro
     agent = Agent(llm=engine, registry=core_registry(), system_prompt=settings.agent.system_prompt, store=store)
     configure(agent, settings)
     if home_control is None:
-        home_control = start_home_control(settings)
+        home_control = start_home_control(settings, home)
     agent.home_control = home_control  # the home skill's tools get it in their ToolContext
     skills = apply_skills(agent, settings, home, store, device_slots(home_control))
     from agent.llm.demo_model import on_cpu
@@ -238,11 +239,11 @@ def effective_skill_settings(settings: Any) -> Any:
     return settings.model_copy(update={"skills": quiet})
 
 
-def start_home_control(settings: Any) -> Any:
+def start_home_control(settings: Any, home: Path | None = None) -> Any:
     """Connect to the configured MQTT broker / Home Assistant in the background."""
     from agent.home_control import start_home
 
-    return start_home(settings)
+    return start_home(settings, snapshots_dir=Path(home) / SNAPSHOTS_FOLDER if home is not None else None)
 
 
 def device_slots(home_control: Any) -> dict:

@@ -37,7 +37,7 @@ def run_daemon(settings: Any, home: Path, *, build: Callable[[Any], Any], reload
         logging.getLogger().removeHandler(handler)
 
     runtime = Runtime(store=app.store, registry=app.agent.registry, settings=settings, clock=app.agent.clock,
-                      home_control=app.home_control)
+                      home_control=app.home_control, vision=app.agent.vision)  # the agent's hook: one source
     # State triggers follow app.home_control, which app.reload replaces (the re-sync rebinds).
     state_watch = StateWatch(lambda: app.home_control, lambda job_id, spec: scheduler.fire(job_id, spec))
     scheduler = Scheduler(home, settings, runtime=runtime, state_hook=state_watch, health=health)
