@@ -297,3 +297,41 @@ def test_a_scheduled_camera_check_speaks_its_answer(tmp_path, home_folder):
     assert spoken.speak and spoken.text == receipt.output
     assert audit == [("look_at_camera", "ok", "schedule:garage-check")]
     assert not (home_folder / "snapshots").exists()
+
+
+def test_status_doctor_and_home_cameras_list_the_cameras(tmp_path, home_folder, capsys):
+    import yaml
+
+    from agent.cli.doctor import check_cameras
+    from agent.cli.main import main
+
+    settings = cameras_config(tmp_path, cameras=[
+        {"name": "gone camera", "kind": "camera", "snapshot": {"file": str(tmp_path / "nowhere.jpg")}},
+        command_camera("texty camera", BROKEN["texty"]),
+    ])
+    service = service_for(settings, home_folder)
+    try:
+        lines = service.camera_lines()
+    finally:
+        service.stop()
+    assert lines[0].startswith(f"garage camera: file {tmp_path / 'garage.jpg'}, written ") and lines[0].endswith(" s ago")
+    assert lines[1] == f"porch camera: command {sys.executable} -c import sys; " + lines[1].split("; ", 1)[1]
+    assert lines[2] == f"gone camera: file {tmp_path / 'nowhere.jpg'}, No such file or directory"
+
+    doctor = check_cameras({"settings": settings})
+    assert doctor.ok is None and f"gone camera ({tmp_path / 'nowhere.jpg'} is missing or unreadable)" in doctor.detail
+    assert "garage camera (file " in doctor.detail and "agentd home cameras" in doctor.fix
+    assert check_cameras({"settings": load_settings()}).detail == "none configured"
+
+    devices = [d.model_dump(mode="json", exclude_none=True) for d in settings.home.devices if d.kind == "camera"]
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"home": {"devices": devices}}))
+    out_folder = tmp_path / "out"
+    code = main(["home", "cameras", "--home", str(home_folder), "--config", str(config), "--out", str(out_folder)])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 1
+    assert out[0].startswith("garage camera: ") and "JPEG from file" in out[0] and "saved as" in out[0]
+    assert out[2].startswith("gone camera: no picture: cannot read gone camera's picture file")
+    assert out[3].startswith("texty camera: no picture: what texty camera gave (command ")
+    assert sorted(p.name for p in out_folder.iterdir()) == ["garage-camera.jpeg", "porch-camera.jpeg"]
+    assert not (home_folder / "snapshots").exists()

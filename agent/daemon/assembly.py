@@ -46,7 +46,13 @@ class App:
             "warm_up": self.engine.warmup.report(),
             **self.engine.status(),  # which backend, and its caches (or what it cannot offer)
             **(self.mcp.status() if self.mcp else {}),
+            **self.camera_status(),
         }
+
+    def camera_status(self) -> dict:
+        """`cameras`: one line each, when any is configured."""
+        lines = self.home_control.camera_lines() if self.home_control is not None else []
+        return {"cameras": lines} if lines else {}
 
     def start_mcp(self, settings: Any) -> Any:
         """The hub of the configured MCP servers, its tools joining the agent's as they come

@@ -54,6 +54,7 @@ def run_daemon(settings: Any, home: Path, *, build: Callable[[Any], Any], reload
         network.allow(configured_hosts(new))
         app.reload(new)
         runtime.home_control = app.home_control  # the reload started a new one: jobs' tool calls use it
+        runtime.vision = app.agent.vision  # the reload rebuilt the hook from the new settings
         scheduler.reload(new, registry=app.agent.registry)
         if voice:  # new devices or rooms: their names join the speech model's hints
             from agent.voice.door import house_words

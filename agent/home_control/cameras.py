@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,28 @@ def image_format(data: bytes) -> str | None:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "webp"
     return next((name for magic, name in _SIGNATURES if data.startswith(magic)), None)
+
+
+def source_of(camera: Device) -> str:
+    """Where a camera's pictures come from, in words: `MQTT topic cams/porch`."""
+    if camera.entity_id:
+        return f"Home Assistant {camera.entity_id}"
+    if camera.mqtt is not None:
+        return f"MQTT topic {camera.mqtt.snapshot_topic}"
+    return camera.snapshot.describe() if camera.snapshot else "no source"
+
+
+def setup_problem(camera: Device) -> str | None:
+    """What is visibly wrong with a local camera's set-up (a missing file or program), without
+    taking a picture; None when nothing is."""
+    local = camera.snapshot
+    if local is None:
+        return None
+    if local.file and not os.access(local.file, os.R_OK):
+        return f"{local.file} is missing or unreadable"
+    if local.command and shutil.which(local.command[0]) is None:
+        return f"the program {local.command[0]!r} is not found"
+    return None
 
 
 class Cameras:
@@ -130,14 +153,14 @@ class Cameras:
             raise HomeControlError(f"{camera.name} is a Home Assistant camera, but Home Assistant is not set up")
         data, _ = await asyncio.to_thread(self.hass.camera_image, camera, self.limits.max_snapshot_bytes,
                                           self.limits.timeout_s)
-        return self._checked(camera, data, f"Home Assistant {camera.entity_id}", self.now())
+        return self._checked(camera, data, source_of(camera), self.now())
 
     def _from_mqtt(self, camera: Device) -> Snapshot:
         if self.mqtt is None:
             raise HomeControlError(f"{camera.name} is an MQTT camera, but MQTT is not set up")
         topic = camera.mqtt.snapshot_topic
         picture = self.mqtt.picture(topic)
-        return self._checked(camera, picture.data, f"MQTT topic {topic}", picture.received, picture.retained)
+        return self._checked(camera, picture.data, source_of(camera), picture.received, picture.retained)
 
     def _from_file(self, camera: Device, path: Path) -> Snapshot:
         limit = self.limits.max_snapshot_bytes
@@ -209,6 +232,20 @@ class Cameras:
             old.unlink(missing_ok=True)
 
     # -- state -------------------------------------------------------------------------
+
+    def brief(self, camera: Device) -> str:
+        """One line for `agentd status`, from what is already known (it never waits): where the
+        pictures come from and, for MQTT and files, how old the latest one is."""
+        source, now = source_of(camera), self.now()
+        if camera.mqtt is not None and self.mqtt is not None:
+            picture = self.mqtt.latest_picture(camera.mqtt.snapshot_topic)
+            return f"{source}, " + (f"last picture {_age(now - picture.received)} ago" if picture else "no picture yet")
+        if camera.snapshot and camera.snapshot.file:
+            try:
+                return f"{source}, written {_age(now - Path(camera.snapshot.file).stat().st_mtime)} ago"
+            except OSError as exc:
+                return f"{source}, {exc.strerror}"
+        return source
 
     def state(self, camera: Device) -> DeviceState:
         """What list_devices shows for a camera, without taking a picture."""

@@ -222,6 +222,10 @@ class MqttBackend:
                                    f"no picture has arrived on {topic}")
         raise HomeControlError(f"no picture has arrived on {topic} yet (the camera publishes one there)")
 
+    def latest_picture(self, topic: str) -> Picture | None:
+        """The latest picture on a snapshot topic, without waiting for one."""
+        return self._pictures.get(topic)
+
     def _reading_picture(self, topic: str) -> Picture | None:
         if topic not in self._pictures:
             self._ready()  # just after start: wait for the connection, then for a retained picture

@@ -108,6 +108,10 @@ class HomeService:
                 found.update((s.device, s) for s in backend.read(mine))
         return [found[d.name] for d in devices]
 
+    def camera_lines(self) -> list[str]:
+        """One short line per camera for `agentd status` (from what is known; it never waits)."""
+        return [f"{d.name}: {self.cameras.brief(d)}" for d in self.registry if d.kind == "camera"]
+
     # -- changing ------------------------------------------------------------------------
 
     def set(self, target: str, command: DeviceCommand, *, secure: bool = False) -> ChangeResult:
