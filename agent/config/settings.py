@@ -261,6 +261,13 @@ class WyomingSettings(_Section):
     zeroconf: bool
 
 
+class VisionSettings(_Section):
+    """Images for the model (the vision extra): how big they may be."""
+
+    max_pixels: int = Field(ge=4096)
+    max_image_bytes: int = Field(gt=0)
+
+
 class Settings(_Section):
     """All of agentd's settings (the root of config/default.yaml)."""
 
@@ -275,6 +282,7 @@ class Settings(_Section):
     intents: IntentsSettings
     voice: VoiceSettings
     wyoming: WyomingSettings
+    vision: VisionSettings
     home: HomeSettings
     mcp_servers: dict[str, McpServerSettings]
     # Each automation is checked on its own by agent.schedule, so one bad entry is

@@ -6,6 +6,7 @@ they all run the same code path as a user does.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 from dataclasses import dataclass
@@ -207,6 +208,18 @@ def configure(agent: Agent, settings: Any) -> None:
     agent.thinking = settings.model.thinking
     agent.constrained = settings.model.constrained
     agent.thinking_budget = settings.model.thinking_budget
+    agent.vision = vision_hook(agent.llm, settings.vision)
+
+
+def vision_hook(engine: Any, vision: Any) -> Any:
+    """ToolContext.vision: `await hook(image_bytes, question) -> str`, the model's answer
+    about one picture inside the running turn. None when the engine cannot see (a text-only
+    model, the vision extra missing, the remote backend): a tool that needs it says so.
+    A bad picture raises agent.images.ImageError (a ValueError naming what is wrong)."""
+    cannot_see = getattr(engine, "cannot_see", None)
+    if cannot_see is None or cannot_see() is not None:
+        return None
+    return functools.partial(engine.ask_about_image, max_pixels=vision.max_pixels, max_bytes=vision.max_image_bytes)
 
 
 def apply_skills(agent: Agent, settings: Any, home: Path, store: Any = None, slot_values: dict | None = None) -> Any:
