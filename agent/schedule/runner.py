@@ -47,7 +47,8 @@ class Runtime:
     submit: Submit | None = None
     notify: Notify | None = None
     # Handed to the tools a job calls directly (their ToolContext): the Scheduler sets
-    # `schedule` to itself, the daemon keeps `home_control` current across reloads.
+    # `schedule` to itself, the daemon keeps `home_control` current across reloads and
+    # hands in the agent's `vision` hook (a camera check looks at a picture).
     schedule: Any = None
     home_control: Any = None
     vision: Any = None  # ToolContext.vision (agent.daemon.assembly.vision_hook), kept current like home_control

@@ -7,6 +7,8 @@ or unlock, and to change a device marked `confirm: true`, so a person says yes f
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -15,6 +17,8 @@ from agent import ToolContext, ToolError, ToolResult, tool
 from agent.home_control import ChangeResult, DeviceCommand, DeviceState, HomeControlError, HomeService
 
 Percent = Annotated[int, Field(ge=0, le=100)]
+NO_VISION = ("this model cannot see pictures: install agentd[vision] (pip install 'agentd[vision]') "
+             "and use a Qwen3.5 model with its vision weights")
 
 
 @tool(risk="write")
@@ -85,6 +89,29 @@ def list_devices(ctx: ToolContext, room: str | None = None) -> str:
         return "No devices are configured (they are listed under home.devices in agentd's config)."
     states = service.states(devices)
     return "\n".join(f"{d.describe()}: {s.summary()}" for d, s in zip(devices, states))
+
+
+@tool
+async def look_at_camera(ctx: ToolContext, camera: str, question: str) -> str:
+    """Look at a camera's current picture and answer a question about it, e.g. whether the
+    garage door is open or a parcel is at the front door.
+
+    Args:
+        camera: The camera's name ("porch camera") or its room ("garage").
+        question: What to find out from the picture, as a full question.
+    """
+    home = _home(ctx)
+    device = home.cameras.find(home.registry, camera)
+    if ctx.vision is None:
+        raise ToolError(NO_VISION)
+    snap = await home.cameras.snapshot(device)
+    kept = await asyncio.to_thread(home.cameras.keep, device, snap)  # only when the settings ask
+    try:
+        answer = await ctx.vision(snap.data, question)
+    except (ValueError, OSError) as exc:  # a picture the engine cannot decode
+        raise ToolError(f"the model could not look at the picture from {device.name}: {exc}") from None
+    details = snap.describe(time.time()) + (f"; kept as {kept.name}" if kept else "")
+    return f"{answer.strip()}\n({device.name}: {details})"
 
 
 def _home(ctx: ToolContext) -> HomeService:
