@@ -8,6 +8,7 @@ from agent.tools import (
     ToolContext,
     ToolError,
     ToolRegistry,
+    ToolResult,
     tool,
 )
 
@@ -19,5 +20,6 @@ __all__ = [
     "ToolContext",
     "ToolError",
     "ToolRegistry",
+    "ToolResult",
     "tool",
 ]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Literal
 
 from agent.events import ToolFinished, ToolStarted
-from agent.tools import SystemClock, Tool, ToolArgumentError, ToolContext, ToolError
+from agent.tools import SystemClock, Tool, ToolArgumentError, ToolContext, ToolError, ToolResult
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,8 @@ class Action:
 
 @dataclass(frozen=True, kw_only=True)
 class ActionOutcome:
-    """How one attempt went. `result` is what the model (or the history) is told."""
+    """How one attempt went. `result` is what the model (or the history) is told; `data` is
+    what the tool knows as data (a ToolResult's), for code such as the phrase path's replies."""
 
     status: Status
     result: str
@@ -57,6 +58,7 @@ class ActionOutcome:
     call_id: str = ""
     duration_s: float = 0.0
     reason: str = ""  # why it did not run or failed, in words for the log and audit
+    data: Any = field(default=None, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -67,13 +69,15 @@ class Executor:
     """Runs tool calls for every door, with the same checks and one audit row each."""
 
     def __init__(self, registry: Any, *, store: Any = None, settings: Any = None, clock: Any = None,
-                 timeout_s: float = 30.0, output_max_chars: int = 4000, home_control: Any = None, schedule: Any = None):
+                 timeout_s: float = 30.0, output_max_chars: int = 4000, home_control: Any = None, schedule: Any = None,
+                 vision: Any = None):
         self.registry = registry
         self.store = store
         self.settings = settings
         self.clock = clock or SystemClock()
         self.home_control = home_control  # handed to the tools in their ToolContext
         self.schedule = schedule
+        self.vision = vision
         self.timeout_s = timeout_s
         self.output_max_chars = output_max_chars
 
@@ -102,11 +106,11 @@ class Executor:
                 return self._finish(action, tool, "denied", DENIED_TEXT, started, consent, arguments)
         limit = min(t for t in (self.timeout_s, timeout_s, tool.timeout_s) if t is not None)
         try:
-            status, result, reason = await self._call(tool, arguments, action, cancel, max(limit, 0.001))
+            status, result, reason, data = await self._call(tool, arguments, action, cancel, max(limit, 0.001))
         except asyncio.CancelledError:
             self._finish(action, tool, "cancelled", "Cancelled.", started, "the turn was stopped", arguments)
             raise
-        return self._finish(action, tool, status, result, started, reason or consent, arguments)
+        return self._finish(action, tool, status, result, started, reason or consent, arguments, data)
 
     def refuse(self, action: Action, status: Status, reason: str) -> ActionOutcome:
         """Record an attempt that the door stops before it runs (a turn's guard), with its row."""
@@ -127,9 +131,10 @@ class Executor:
         yield finished_event(outcome)
 
     async def _call(self, tool: Tool, arguments: dict, action: Action, cancel: asyncio.Event | None,
-                    limit: float) -> tuple[Status, str, str]:
+                    limit: float) -> tuple[Status, str, str, Any]:
         ctx = ToolContext(store=self.store, settings=self.settings, clock=self.clock, who=action.who,
-                          conversation_id=action.conversation_id, home_control=self.home_control, schedule=self.schedule)
+                          conversation_id=action.conversation_id, home_control=self.home_control, schedule=self.schedule,
+                          vision=self.vision)
         task = asyncio.ensure_future(tool.call(arguments, ctx))
         stop = asyncio.ensure_future(cancel.wait()) if cancel is not None else None
         try:
@@ -141,22 +146,24 @@ class Executor:
                 task.cancel()  # a sync tool's thread cannot be stopped; its answer is dropped
         if task not in done:
             if stop is not None and stop in done:
-                return "cancelled", "Cancelled: the person stopped this before the tool finished.", "stopped while running"
-            return "timeout", f"Error: the tool {tool.name} did not finish within {limit:g} s.", f"no answer within {limit:g} s"
+                return "cancelled", "Cancelled: the person stopped this before the tool finished.", "stopped while running", None
+            return "timeout", f"Error: the tool {tool.name} did not finish within {limit:g} s.", f"no answer within {limit:g} s", None
         try:
-            return "ok", cap_output(task.result(), self.output_max_chars), ""
+            result = task.result()
         except ToolError as exc:
-            return "error", f"Error: {exc}", str(exc)
+            return "error", f"Error: {exc}", str(exc), None
         except Exception as exc:  # a bug in the tool: logged loudly, the model told briefly
             log.error("tool %s crashed", tool.name, exc_info=exc)
-            return "crashed", f"Error: the tool {tool.name} failed unexpectedly ({type(exc).__name__}).", f"{type(exc).__name__}: {exc}"
+            return "crashed", f"Error: the tool {tool.name} failed unexpectedly ({type(exc).__name__}).", f"{type(exc).__name__}: {exc}", None
+        data = result.data if isinstance(result, ToolResult) else None
+        return "ok", cap_output(str(result), self.output_max_chars), "", data
 
     def _finish(self, action: Action, tool: Tool | None, status: Status, result: str, started: float, reason: str,
-                arguments: dict | None = None) -> ActionOutcome:
+                arguments: dict | None = None, data: Any = None) -> ActionOutcome:
         outcome = ActionOutcome(
             status=status, result=result, tool=tool.name if tool else (action.tool or "?"),
             arguments=arguments if arguments is not None else _as_dict(action.arguments), risk=tool.risk if tool else "",
-            call_id=action.call_id, duration_s=round(time.monotonic() - started, 4), reason=reason,
+            call_id=action.call_id, duration_s=round(time.monotonic() - started, 4), reason=reason, data=data,
         )
         self._audit(action, outcome)
         return outcome
@@ -189,7 +196,7 @@ def check_arguments(registry: Any, name: str, arguments: Any) -> tuple[Tool | No
 def finished_event(outcome: ActionOutcome) -> ToolFinished:
     """The step event every door shows for an outcome."""
     return ToolFinished(call_id=outcome.call_id, name=outcome.tool, result=outcome.result, ok=outcome.ok,
-                        duration_s=outcome.duration_s, outcome=outcome.status)
+                        duration_s=outcome.duration_s, outcome=outcome.status, data=outcome.data)
 
 
 async def _ask(approve: Approve | None, tool: Tool, arguments: dict) -> tuple[bool, str]:

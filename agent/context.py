@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from agent.llm.types import pictures_in
+
 TRIMMED = "[cut to fit the model's context: {n} characters of tool output]"
 
 
@@ -46,10 +48,11 @@ def fit_turn(agent: Any, messages: list[dict], *, thinking: bool) -> Fit:
     if window is None or not (hasattr(llm, "render") and hasattr(llm, "encode")):
         return Fit(list(messages))  # a model that cannot count tokens (a test's scripted one)
     tools = agent.registry.schemas()
-    budget = window - agent.limits.max_tokens
+    # A picture renders as one pad token that becomes Picture.tokens image tokens.
+    budget = window - agent.limits.max_tokens - sum(p.tokens for p in pictures_in(messages))
     # A byte-level BPE token is at least one byte, so the JSON of it all plus the template's
     # wrapping bounds the prompt's tokens: most turns are far below and skip the counting.
-    if len(json.dumps([messages, tools], ensure_ascii=False).encode()) + 32 * len(messages) + 1024 <= budget:
+    if len(json.dumps([messages, tools], ensure_ascii=False, default=_placeholder).encode()) + 32 * len(messages) + 1024 <= budget:
         return Fit(list(messages), window)
 
     def count(candidate: list[dict]) -> int:
@@ -102,3 +105,8 @@ def _config_window(model_dir: Path) -> int | None:
         if isinstance(section.get("max_position_embeddings"), int):
             return section["max_position_embeddings"]
     return None
+
+
+def _placeholder(value: Any) -> str:
+    """A picture's stand-in in the JSON size bound (its tokens are counted on their own)."""
+    return getattr(value, "placeholder", None) or repr(value)

@@ -1,7 +1,8 @@
 """Events: small frozen, keyword-only dataclasses that every front end understands.
 
 A turn yields step events (TextDelta ... ReplyDone); doors (chat, voice, schedule) put
-request events on the daemon's queue. `to_dict`/`from_dict` give their JSON form.
+request events on the daemon's queue. `to_dict`/`from_dict` give their JSON form, without
+the fields marked `LOCAL` (data for code in this process, such as a tool's device states).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _frozen = dataclass(frozen=True, kw_only=True)
+# metadata of a field that stays in the process: never in an event's JSON form
+LOCAL = {"local": True}
 
 
 @_frozen
@@ -38,7 +41,8 @@ class ToolStarted:
 @_frozen
 class ToolFinished:
     """A tool call's end. `outcome` is the executor's status (agent.actions.STATUSES):
-    ok | error | crashed | denied | invalid | timeout | cancelled."""
+    ok | error | crashed | denied | invalid | timeout | cancelled. `result` is the text the
+    model reads; `data` is the tool's own data beside it (agent.tools.ToolResult), or None."""
 
     call_id: str
     name: str
@@ -46,6 +50,7 @@ class ToolFinished:
     ok: bool
     duration_s: float
     outcome: str = "ok"
+    data: Any = field(default=None, compare=False, repr=False, metadata=LOCAL)
 
 
 @_frozen
@@ -110,7 +115,25 @@ STEP_EVENTS: dict[str, type] = {
 
 def to_dict(event: Any) -> dict:
     """JSON-ready form of an event, with its type name."""
-    return {"type": type(event).__name__, **dataclasses.asdict(event)}
+    local = _LOCAL_FIELDS.get(type(event), ())
+    if local:  # asdict would deep-copy what never leaves the process
+        event = dataclasses.replace(event, **dict.fromkeys(local))
+    data = dataclasses.asdict(event)
+    for name in local:
+        del data[name]
+    return {"type": type(event).__name__, **data}
+
+
+def shallow_dict(event: Any) -> dict:
+    """An event's fields without copying them (those marked LOCAL left out)."""
+    local = _LOCAL_FIELDS.get(type(event), ())
+    return {k: v for k, v in vars(event).items() if k not in local}
+
+
+_LOCAL_FIELDS: dict[type, tuple[str, ...]] = {
+    cls: names for cls in STEP_EVENTS.values()
+    if (names := tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("local")))
+}
 
 
 def from_dict(data: dict) -> Any:

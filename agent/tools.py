@@ -35,6 +35,23 @@ class ToolArgumentError(ValueError):
     """The model's arguments do not fit the tool's schema."""
 
 
+class ToolResult(str):
+    """A tool's answer: the text the model reads, with `data` for code beside it.
+
+    A tool that knows its outcome as data (the home tools' device states) returns
+    `ToolResult(text, data)`. It is a str, so the model, the history and a test that calls the
+    function read exactly the text; the executor hands `data` on in `ActionOutcome.data` and
+    `ToolFinished.data`, so the phrase path's replies decide from the states, not from words.
+    """
+
+    data: Any
+
+    def __new__(cls, text: str, data: Any = None) -> "ToolResult":
+        result = super().__new__(cls, text)
+        result.data = data
+        return result
+
+
 class Clock(Protocol):
     def now(self) -> datetime: ...
 
@@ -117,7 +134,8 @@ class Tool:
         return {name: getattr(parsed, name) for name in self.arguments_model.model_fields}
 
     async def call(self, arguments: dict, ctx: ToolContext) -> str:
-        """Run the tool on already-validated arguments and return its result as text."""
+        """Run the tool on already-validated arguments and return its result as text (a
+        ToolResult, with its data, where the tool returned one)."""
         kwargs = dict(arguments)
         if self.wants_ctx:
             kwargs["ctx"] = ctx
@@ -129,7 +147,7 @@ class Tool:
 
 
 def result_text(result: Any) -> str:
-    """Serialise a tool's return value the way the model will read it."""
+    """Serialise a tool's return value the way the model will read it (a ToolResult is one)."""
     if isinstance(result, str):
         return result
     return json.dumps(result, ensure_ascii=False, default=str)

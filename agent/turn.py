@@ -21,7 +21,7 @@ from agent.context import fit_turn
 from agent.events import Note, ReplyDone, StepEvent, TextDelta, ThinkingDelta, ToolFinished, TurnStats
 from agent.actions import Action, Approve, Executor
 from agent.llm.stream import StreamSplitter
-from agent.llm.types import LLM, Finished, Request, Sampling
+from agent.llm.types import LLM, Finished, Picture, Request, Sampling
 from agent.tool_calls import ToolCall, parse_call
 from agent.tools import SystemClock, ToolContext, ToolRegistry
 
@@ -93,6 +93,9 @@ class Agent:
         # The daemon's services for the tools (agent.daemon sets them; None: not running here).
         self.home_control: Any = None
         self.schedule: Any = None
+        # `await vision(image_bytes, question) -> str` for tools (ToolContext.vision); None when
+        # the engine cannot see (agent.daemon.assembly.vision_hook).
+        self.vision: Any = None
         self._memory: dict[str, list[dict]] = {}  # conversations when there is no store
 
     def executor(self) -> Executor:
@@ -100,7 +103,7 @@ class Agent:
         the eval may swap the registry or the store between turns)."""
         return Executor(self.registry, store=self.store, settings=self.settings, clock=self.clock,
                         timeout_s=self.limits.tool_timeout_s, output_max_chars=self.limits.tool_output_max_chars,
-                        home_control=self.home_control, schedule=self.schedule)
+                        home_control=self.home_control, schedule=self.schedule, vision=self.vision)
 
     def system_prompt(self) -> str:
         """The fixed system text: no clock, nothing per turn, so the prefix cache holds."""
@@ -116,13 +119,21 @@ class Agent:
         confirm: Confirm | None = None,
         cancel: asyncio.Event | None = None,
         explain: bool = False,
+        images: list[Picture] | None = None,
     ) -> AsyncIterator[StepEvent]:
-        """Run one turn for the user's text; yield step events, ending with ReplyDone."""
+        """Run one turn for the user's text (and pictures, agent.images); yield step events,
+        ending with ReplyDone."""
+        if images and (why := self.cannot_see()):
+            note = f"Cannot look at the image: {why}."
+            yield Note(text=note)
+            yield ReplyDone(text=note, stopped_by="error", reason="vision")
+            return
         if conversation_id is None or not self._known(conversation_id):
             conversation_id = self._new_conversation(who)
         ctx = ToolContext(store=self.store, settings=self.settings, clock=self.clock, who=who, conversation_id=conversation_id,
-                          home_control=self.home_control, schedule=self.schedule)
-        match = self.intents.match(text) if self.intents is not None else None
+                          home_control=self.home_control, schedule=self.schedule, vision=self.vision)
+        # A picture is for the model: the phrase path would answer without looking at it.
+        match = self.intents.match(text) if self.intents is not None and not images else None
         if explain:
             why = self.intents.explain(text) if self.intents is not None else "model: the phrase path is off"
             yield Note(text=why, level="info")
@@ -133,11 +144,20 @@ class Agent:
                 yield event
             return
         history = self._history(conversation_id)
-        self._save(conversation_id, {"role": "user", "content": text})
-        messages = [{"role": "system", "content": self.system_prompt()}, *history, {"role": "user", "content": text}]
+        # The history keeps "[image 640x480]", not the bytes; only this turn's calls see the picture.
+        shown = " ".join([*(p.placeholder for p in images or ()), text]).strip()
+        self._save(conversation_id, {"role": "user", "content": shown})
+        user = {"role": "user", "content": text, **({"images": list(images)} if images else {})}
+        messages = [{"role": "system", "content": self.system_prompt()}, *history, user]
         run = TurnRun(self, ctx, thinking=self.thinking if thinking is None else thinking, confirm=confirm, cancel=cancel)
         async for event in run.run(messages):
             yield event
+
+    def cannot_see(self) -> str | None:
+        """None when the model takes images; else why not (engines without `cannot_see`, such
+        as the remote backend, take none)."""
+        check = getattr(self.llm, "cannot_see", None)
+        return check() if check is not None else f"the model backend {self.llm.name} does not take images"
 
     def _new_conversation(self, who: str) -> str:
         if self.store is not None:

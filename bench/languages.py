@@ -29,7 +29,8 @@ SENTENCES = {
            "schalte die Kaffeemaschine an", "dimme die Leselampe auf 30 %", "stelle die Helligkeit vom Flurlicht auf 10 Prozent",
            "schließe die Haustür ab", "Licht im Wohnzimmer an", "ist die Stehlampe an", "wie spät ist es",
            "wie wird das Wetter morgen", "erzähl mir einen Witz über Katzen", "schalte den Fernseher ein",
-           "erinnere mich um fünf daran Mama anzurufen", "wer hat gestern das Spiel gewonnen"],
+           "erinnere mich um fünf daran Mama anzurufen", "wer hat gestern das Spiel gewonnen",
+           "dimme die Leselampe auf dreißig Prozent", "Helligkeit vom Flurlicht auf fünfundsiebzig Prozent"],
 }
 
 

@@ -60,6 +60,13 @@ BENCHES = (
                        f"{r['tool_turn_per_call_off'][1][0]} ({r['tool_turn_per_call_off'][1][1]}) without ({r['tool_turn_model']})",
              "the tool's result only"),
     )),
+    Bench("vision", "bench.vision", lambda a: [*_model(a), "--repeats", "3"], (
+        Line("TTFT: text turn (cached prefix) vs the same turn with a 640x480 picture",
+             lambda r: f"{r['ttft_text_cached_s']} s vs {r['ttft_image_s']} s = {r['image_vs_text_cached']}x "
+                       f"({r['prompt_tokens_text']} vs {r['prompt_tokens_image']} tok; cold text {r['ttft_text_cold_s']} s)"),
+        Line("picture encoding (processor + vision tower)",
+             lambda r: f"{r['image_encode_s']} s, {r['encode_share_of_image_ttft']:.0%} of the image TTFT ({r['picture']})"),
+    )),
     Bench("turn_overhead", "bench.turn_overhead", lambda a: [*_model(a), "--repeats", "3"], (
         Line("agent turn vs bare mlx-lm", lambda r: f"{r['agent_turn_s']:.3f} s vs {r['bare_stream_generate_s']:.3f} s = {r['ratio']}x",
              "<= 1.05x", lambda r: r["ratio"] <= 1.05),

@@ -33,3 +33,11 @@ def whisper_stt():
     model.load()
     yield model
     model.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_vl() -> Path:
+    """A random 2-layer tiny Qwen3.5 vision-language model folder (real vocabulary, vision tower; cached)."""
+    from agent.testkit.tiny_qwen_vl import build_tiny_qwen35_vl, fixture_key
+
+    return cached_model("tiny-qwen35-vl", f"vl seed=0 {fixture_key()}", partial(build_tiny_qwen35_vl, seed=0))

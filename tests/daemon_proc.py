@@ -86,7 +86,7 @@ class RealDaemon:
                 status = status_sync(self.socket, timeout=2)
                 self.pid = status["pid"]
                 return status
-            except ConnectionError:
+            except (ConnectionError, TimeoutError):  # not up yet, or busy (reading a 248k vocabulary holds the GIL)
                 if (self.proc and self.proc.poll() is not None) or time.monotonic() > deadline:
                     raise RuntimeError(f"agentd did not come up:\n{self.output()}") from None
                 time.sleep(0.05)

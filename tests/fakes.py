@@ -68,9 +68,15 @@ class FakeAgent:
         self.confirmed: list[bool] = []
         self.active = self.max_active = 0  # turns running at once (the daemon must keep it at 1)
 
-    async def respond(self, text, *, conversation_id=None, who="chat", thinking=None, confirm=None, cancel=None, explain=False):
+    async def respond(self, text, *, conversation_id=None, who="chat", thinking=None, confirm=None, cancel=None, explain=False,
+                      images=None):
         """One scripted turn; yields step events and ends with one ReplyDone."""
         self.calls.append({"text": text, "who": who, "conversation_id": conversation_id, "thinking": thinking})
+        if images:  # says what arrived, so a door's test sees the pictures' sizes after the daemon shrank them
+            seen = ", ".join(f"{p.width}x{p.height}" for p in images)
+            yield TextDelta(text=f"I see {seen}.")
+            yield ReplyDone(text=f"I see {seen}.", stats=STATS)
+            return
         self.active += 1
         self.max_active = max(self.max_active, self.active)
         try:

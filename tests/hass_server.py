@@ -2,9 +2,9 @@
 
 `HassServer(folder).start()` writes a configuration that needs no network (template lights
 and locks over input_booleans: instant and predictable; the `demo` integration: slow locks,
-a lock that jams, covers, a thermostat), starts Home Assistant from the venv that
-`tests/hass_setup.py` builds under `.cache/` (with `--skip-pip`: it installs nothing), gets
-a long-lived token through the public onboarding and auth APIs (no web UI), and waits until
+a lock that jams, covers, a thermostat, cameras; a `local_file` camera showing the picture
+PORCH_PICTURE), starts Home Assistant from the venv that `tests/hass_setup.py` builds under
+`.cache/` (with `--skip-pip`: it installs nothing), gets a long-lived token through the public onboarding and auth APIs (no web UI), and waits until
 `/api/config` says RUNNING. `stop()` ends it by its pid; `start()` again brings it back on
 the same port, with the same token.
 
@@ -25,10 +25,12 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import connect
 
+from cameras import picture
 from hass_setup import ensure_hass, is_built
 from mosquitto import HOST, free_port
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+PORCH_PICTURE = "porch.jpg"  # in the server's folder: what camera.porch (local_file) shows
 
 # Template entities over input_booleans: they change the instant they are asked, so a test
 # can wait on a real pushed state without racing a simulated motor.
@@ -86,6 +88,10 @@ light:
         turn_off:
           service: input_boolean.turn_off
           target: {{entity_id: input_boolean.hall_power}}
+camera:
+  - platform: local_file
+    name: Porch
+    file_path: {folder}/porch.jpg
 lock:
   - platform: template
     name: Shed door
@@ -111,7 +117,8 @@ class HassServer:
         self.process: subprocess.Popen | None = None
         self.token: str | None = None
         self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / "configuration.yaml").write_text(CONFIG.format(host=HOST, port=self.port),
+        (self.folder / PORCH_PICTURE).write_bytes(picture(80, 60, (40, 200, 40)))
+        (self.folder / "configuration.yaml").write_text(CONFIG.format(host=HOST, port=self.port, folder=self.folder),
                                                          encoding="utf-8")
 
     def start(self, timeout_s: float = 90.0) -> "HassServer":

@@ -16,9 +16,15 @@ from agent.turn import Agent
 from mosquitto import HOST
 
 
-def light(name: str, room: str, topic: str) -> dict:
+def light(name: str, room: str, topic: str, **mqtt) -> dict:
     return {"name": name, "room": room, "kind": "light",
-            "mqtt": {"command_topic": f"{topic}/set", "state_topic": topic, "brightness_topic": f"{topic}/brightness/set"}}
+            "mqtt": {"command_topic": f"{topic}/set", "state_topic": topic, "brightness_topic": f"{topic}/brightness/set",
+                     **mqtt}}
+
+
+def thermostat(name: str, room: str, topic: str) -> dict:
+    return {"name": name, "room": room, "kind": "climate",
+            "mqtt": {"command_topic": f"{topic}/set", "state_topic": topic, "temperature_topic": f"{topic}/temperature/set"}}
 
 
 def lock(name: str, room: str, topic: str) -> dict:
@@ -27,12 +33,16 @@ def lock(name: str, room: str, topic: str) -> dict:
 
 HOMES = {
     "de": [light("Stehlampe", "Wohnzimmer", "h/steh"), light("Deckenlicht", "Wohnzimmer", "h/decke"),
-           light("Flurlicht", "Flur", "h/flur"), lock("Haustür", "Flur", "h/tuer")],
+           light("Flurlicht", "Flur", "h/flur"), lock("Haustür", "Flur", "h/tuer"),
+           thermostat("Thermostat", "Wohnzimmer", "h/therm")],
     "es": [light("lámpara", "salón", "h/steh"), light("plafón", "salón", "h/decke"),
-           light("luz del pasillo", "pasillo", "h/flur"), lock("puerta principal", "pasillo", "h/tuer")],
+           light("luz del pasillo", "pasillo", "h/flur"), lock("puerta principal", "pasillo", "h/tuer"),
+           thermostat("termostato", "salón", "h/therm")],
     "fr": [light("lampadaire", "salon", "h/steh"), light("plafonnier", "salon", "h/decke"),
-           light("lumière du couloir", "couloir", "h/flur"), lock("porte d'entrée", "couloir", "h/tuer")],
+           light("lumière du couloir", "couloir", "h/flur"), lock("porte d'entrée", "couloir", "h/tuer"),
+           thermostat("thermostat", "salon", "h/therm")],
 }
+
 
 class NoModel:
     """The phrase path must answer: a model call fails the test."""
@@ -42,10 +52,12 @@ class NoModel:
         yield  # pragma: no cover
 
 
-def agent_for(language: str, port: int, home_dir, trust: tuple[str, ...] = ()) -> tuple[Agent, object]:
+def agent_for(language: str, port: int, home_dir, trust: tuple[str, ...] = (),
+              devices: list[dict] | None = None) -> tuple[Agent, object]:
     """The agent as the daemon assembles it, for a home in `language` (user skills in home_dir/skills)."""
     options = {"host": HOST, "port": port, "state_wait_s": 0.5}
-    settings = load_settings(overrides={"language": language, "home": {"mqtt": options, "devices": HOMES[language]}})
+    home = {"mqtt": options, "devices": devices or HOMES[language]}
+    settings = load_settings(overrides={"language": language, "home": home})
     for name in trust:
         trust_skill(settings, home_dir, name)
     service = start_home(settings)
@@ -71,6 +83,8 @@ def play_all(peer, language: str) -> None:
     for device in HOMES[language]:
         topic = device["mqtt"]["state_topic"]
         peer.play(f"{topic}/set", topic, {"LOCK": "LOCKED", "UNLOCK": "UNLOCKED"})
+        if "temperature_topic" in device["mqtt"]:  # a thermostat reports its new target
+            peer.play(device["mqtt"]["temperature_topic"], topic)
     peer.watch("h/+/brightness/set")
 
 

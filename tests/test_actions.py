@@ -228,3 +228,34 @@ def test_a_repeated_call_is_stopped_with_its_reason_and_recorded(gremlins):
     assert (done.stopped_by, done.reason) == ("guard", "repeated_call")
     assert [r.outcome for r in reversed(store.audit_entries())] == ["ok", "ok", "invalid"]
     assert ran == ["fine", "fine"]
+
+
+def test_a_tools_data_rides_beside_its_text_and_never_leaves_the_process(tmp_path):
+    """A ToolResult's text is what the model reads (plain, capped as any text); its data reaches
+    the outcome and the step event for code, and stays out of the event's JSON and IPC frames."""
+    from agent import ToolResult, tool
+    from agent.events import to_dict
+    from agent.ipc.protocol import event_frame
+
+    levels = object()  # any object: data is never serialised
+
+    @tool
+    def report_levels() -> str:
+        """Reports levels."""
+        return ToolResult("levels: " + "x" * 300, levels)
+
+    registry = ToolRegistry()
+    registry.add(report_levels)
+    executor = Executor(registry, output_max_chars=20)
+    outcome = asyncio.run(executor.run(Action(tool="report_levels")))
+    assert outcome.ok and outcome.data is levels
+    assert type(outcome.result) is str and outcome.result.startswith("levels: xxxxxxxxxxxx\n[... ")
+    events = asyncio.run(_steps(executor, Action(tool="report_levels")))
+    finished = events[-1]
+    assert isinstance(finished, ToolFinished) and finished.data is levels
+    assert "data" not in to_dict(finished) and "data" not in event_frame("r1", finished)
+    assert to_dict(finished)["result"] == outcome.result
+
+
+async def _steps(executor, action):
+    return [e async for e in executor.steps(action)]

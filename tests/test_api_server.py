@@ -106,11 +106,13 @@ def test_bad_requests_say_what_is_wrong(home):
             return (await http.post("/v1/chat/completions", content=b"{not json"),
                     await http.post("/v1/chat/completions", json={"model": "agentd"}),
                     await http.post("/v1/chat/completions", json={"messages": [{"role": "assistant", "content": "hi"}]}),
+                    await http.post("/api/chat", json={"messages": [{"role": "user", "content": [{"type": "text", "text": " "}]}]}),
                     await http.post("/api/chat", json={"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}),
                     await http.get("/v1/nothing"))
 
-    not_json, no_messages, not_user, no_text, missing = run(go())
+    not_json, no_messages, not_user, no_text, no_url, missing = run(go())
     assert no_text.status_code == 400 and no_text.json() == {"error": "the last user message has no text to answer"}
+    assert no_url.status_code == 400 and "an image_url must be a data: URL" in no_url.json()["error"]
     assert not_json.status_code == 400 and "not JSON" in not_json.json()["error"]["message"]
     assert no_messages.status_code == 400 and "messages: Field required" in no_messages.json()["error"]["message"]
     assert not_user.status_code == 400 and "last message must be the user's" in not_user.json()["error"]["message"]

@@ -170,3 +170,66 @@ def test_home_assistant_stopping_mid_call_and_coming_back(home, hass):  # noqa: 
     hass.start()
     assert home.hass.link.wait_loaded(15), home.hass.link.problem  # reconnected by itself
     assert tools.set_device(on(home), "hall light", "on") == "hall light is on"
+
+
+# -- cameras ---------------------------------------------------------------------------------
+
+CAMERAS = [
+    {"name": "porch camera", "room": "porch", "kind": "camera", "entity_id": "camera.porch"},  # local_file
+    {"name": "demo camera", "kind": "camera", "entity_id": "camera.demo_camera"},
+    {"name": "lost camera", "kind": "camera", "entity_id": "camera.nowhere"},
+]
+
+
+def camera_look(service, vision, camera):
+    registry = ToolRegistry()
+    registry.add_module(tools)
+    action = Action(tool="look_at_camera", arguments={"camera": camera, "question": "What is there?"})
+    return asyncio.run(Executor(registry, home_control=service, vision=vision).run(action))
+
+
+def test_a_home_assistant_camera_is_seen_through_camera_proxy(hass, monkeypatch, tmp_path):  # noqa: F811
+    from cameras import SeeingScript
+    from hass_server import PORCH_PICTURE
+
+    monkeypatch.setenv(TOKEN_ENV, hass.token)
+    settings = load_settings(overrides={"home": {"hass": {"url": hass.url, "token_env": TOKEN_ENV},
+                                                 "devices": CAMERAS}})
+    service = start_home(settings, snapshots_dir=tmp_path / "snapshots")
+    vision = SeeingScript("A green wall.")
+    try:
+        assert service.hass.link.wait_loaded(10), service.hass.link.problem
+        porch = camera_look(service, vision, "porch")
+        hass.call("camera", "turn_off", entity_id="camera.demo_camera")  # returns once it is off
+        try:
+            off = camera_look(service, vision, "demo camera")
+        finally:
+            hass.call("camera", "turn_on", entity_id="camera.demo_camera")
+        lost = camera_look(service, vision, "lost camera")
+        listing = tools.list_devices(on(service), "porch")
+    finally:
+        service.stop()
+    assert porch.ok and porch.result.startswith("A green wall.\n(porch camera: ")
+    assert "JPEG from Home Assistant camera.porch" in porch.result
+    [(size, centre, _)] = vision.seen  # the file Home Assistant serves, byte for byte a real JPEG
+    assert size == (80, 60) and centre[1] > 150 and (hass.folder / PORCH_PICTURE).exists()
+    assert "Home Assistant could not get a picture (503) from camera.demo_camera" in off.result
+    assert "Home Assistant has no camera camera.nowhere (device 'lost camera')" in lost.result
+    assert listing == "porch camera (camera in the porch): idle"
+    assert not (tmp_path / "snapshots").exists()
+
+
+def test_a_camera_whose_home_assistant_is_down_says_so(monkeypatch):
+    from cameras import SeeingScript
+    from mosquitto import free_port
+
+    monkeypatch.setenv(TOKEN_ENV, "a-token")
+    url = f"http://127.0.0.1:{free_port()}"
+    settings = load_settings(overrides={"home": {"hass": {"url": url, "token_env": TOKEN_ENV},
+                                                 "devices": CAMERAS[:1]}})
+    service = start_home(settings)
+    try:
+        outcome = camera_look(service, SeeingScript(), "porch camera")
+    finally:
+        service.stop()
+    assert outcome.status == "error" and f"cannot reach Home Assistant at {url}" in outcome.result

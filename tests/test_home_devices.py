@@ -222,7 +222,8 @@ def test_the_bundled_skill_loads_with_its_tiers_and_phrases(tmp_path):
     skill = skillset.get("home")
     assert skill is not None and skill.enabled, skill and skill.problems
     assert {t.name: t.risk for t in skill.tools} == {
-        "set_device": "write", "set_secure_device": "confirm", "get_device_state": "read", "list_devices": "read"}
+        "set_device": "write", "set_secure_device": "confirm", "get_device_state": "read", "list_devices": "read",
+        "look_at_camera": "read"}
     registry = ToolRegistry()
     skillset.register(registry)
     devices = DeviceRegistry(HOUSE)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from agent.events import ReplyDone, TextDelta
 from agent.ipc import (
     MAX_FRAME,
+    MAX_REQUEST_FRAME,
     AlreadyRunning,
     Client,
     DaemonNotRunning,
@@ -184,7 +185,7 @@ def test_an_over_long_frame_is_discarded_and_the_next_one_served(home):
         server = await serving(home / "s.sock")
         try:
             reader, writer = await asyncio.open_unix_connection(str(server.path))
-            for _ in range(3):  # 3 MiB without a newline, in pieces
+            for _ in range(MAX_REQUEST_FRAME // MAX_FRAME + 2):  # past the limit without a newline, in pieces
                 writer.write(b"a" * MAX_FRAME)
                 await writer.drain()
             writer.write(b'\n{"v":1,"type":"status","id":"after"}\n')
@@ -192,7 +193,7 @@ def test_an_over_long_frame_is_discarded_and_the_next_one_served(home):
             writer.close()
         finally:
             await server.close()
-        assert first["type"] == "error" and "over the 1048576-byte limit" in first["message"]
+        assert first["type"] == "error" and f"over the {MAX_REQUEST_FRAME}-byte limit" in first["message"]
         assert second["type"] == "status" and second["id"] == "after"
 
     run(go())

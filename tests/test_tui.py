@@ -147,6 +147,7 @@ def test_history_and_lists():
     ("/exit", SlashCommand("quit")),
     ("hello /new", None),
     ("//new is a word", None),
+    ("/image ~/Pictures/boiler display.jpg", SlashCommand("image", "~/Pictures/boiler display.jpg")),
 ])
 def test_slash_commands_parse(line, command):
     assert parse_command(line) == command
@@ -159,6 +160,7 @@ def test_slash_commands_parse(line, command):
     ("/history lots", "got 'lots'"),
     ("/history 0", "from 1 to 1000"),
     ("/new now", "takes no argument"),
+    ("/image", "needs the path of a picture"),
 ])
 def test_bad_slash_commands_say_why(line, problem):
     with pytest.raises(CommandError, match=problem):
@@ -236,6 +238,37 @@ def test_a_chat_session_end_to_end(home):
         chat.expect(pexpect.EOF)
         chat.close()
         assert chat.exitstatus == 0
+    finally:
+        chat.close(force=True)
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(10) == 0
+
+
+def test_an_image_goes_with_the_next_message(home, tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (1280, 960), (0, 90, 200)).save(tmp_path / "boiler.png")
+    daemon, _ = spawn(home)
+    code = f"import sys; from agent.tui import run_chat; sys.exit(run_chat({str(home / 'agentd.sock')!r}))"
+    chat = pexpect.spawn(sys.executable, ["-c", code], cwd=str(TESTS.parent), encoding="utf-8",
+                         timeout=15, dimensions=(40, 120), env={"PYTHONPATH": str(TESTS.parent), "TERM": "xterm"})
+    try:
+        chat.expect("you ›")
+        chat.sendline(f"/image {tmp_path / 'nope.png'}")
+        chat.expect("cannot read the image")
+        chat.expect("you ›")
+        chat.sendline(f"/image {tmp_path / 'boiler.png'}")
+        chat.expect("1280x960")
+        chat.expect("goes with your next message")
+        chat.expect("you ›")
+        chat.sendline("what does the display say?")
+        chat.expect(r"I see 640x480\.")  # shrunk by the daemon to vision.max_pixels
+        chat.expect("you ›")
+        chat.sendline("and now?")  # the picture went with one message only
+        chat.expect("you ›")
+        assert "I see" not in chat.before
+        chat.sendline("/quit")
+        chat.expect(pexpect.EOF)
     finally:
         chat.close(force=True)
         daemon.send_signal(signal.SIGTERM)

@@ -6,7 +6,7 @@ import zoneinfo
 from datetime import datetime, tzinfo
 from functools import lru_cache
 
-from agent.tools import ToolContext, ToolError, tool
+from agent.tools import ToolContext, ToolError, ToolResult, tool
 
 # Spelled out here rather than strftime("%A"), which follows the process locale.
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -27,7 +27,8 @@ def get_current_time(ctx: ToolContext, timezone: str | None = None) -> str:
     asked = (timezone or "").strip()
     zone = user_zone(ctx) if asked.lower() in _LOCAL else _find_zone(asked)
     now = ctx.clock.now()
-    return describe(now.astimezone(zone) if zone else now)
+    moment = now.astimezone(zone) if zone else now
+    return ToolResult(describe(moment), moment)  # the moment as data: replies in other languages
 
 
 def user_zone(ctx: ToolContext) -> tzinfo | None:

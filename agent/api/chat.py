@@ -6,7 +6,9 @@ Two modes, chosen by the request:
   executor, confirm-tier tools denied unless `api.allow` names them. The client's earlier
   messages are not re-read: a client that sends back the whole exchange so far (as chat
   clients do) continues the conversation agentd stored for it; any other history starts a
-  new conversation. A client's system message is ignored (agentd has its own).
+  new conversation. A client's system message is ignored (agentd has its own). Pictures in
+  the last user message (OpenAI `image_url` parts with data: URLs, Ollama `images`) go to
+  the model with it; pictures in earlier messages are not re-read.
 - **pass-through** (the client sends its own tools): the client's messages and tools are
   rendered with the model's chat template and generated as they are; the model's tool calls
   go back to the client (`ProposedCall`) and nothing runs here.
@@ -38,6 +40,7 @@ class ChatCall:
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
+    pictures: tuple = ()  # the last user message's, decoded by ChatBackend.take_pictures
 
 
 def template_messages(messages: list[dict]) -> list[dict]:
@@ -49,6 +52,9 @@ def template_messages(messages: list[dict]) -> list[dict]:
             raise ApiRequestError(f"messages[{index}] is not a message with a role: {message!r:.80}")
         role = "system" if message["role"] == "developer" else message["role"]
         clean: dict[str, Any] = {"role": role, "content": content_text(message.get("content"))}
+        images = message_images(message, index)
+        if images:
+            clean["images"] = images  # base64 texts here; the turn gets them as Pictures
         calls = message.get("tool_calls") or []
         if calls:
             clean["tool_calls"] = [_template_call(call, index) for call in calls]
@@ -70,6 +76,25 @@ def content_text(content: Any) -> str:
     if isinstance(content, list):
         return "".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text")
     raise ApiRequestError(f"message content must be text or a list of parts, got {content!r:.80}")
+
+
+def message_images(message: dict, index: int) -> list[str]:
+    """A message's pictures as base64: OpenAI `image_url` parts (data: URLs only, agentd does
+    not fetch from the network) and Ollama's `images` list."""
+    found = []
+    content = message.get("content")
+    for part in content if isinstance(content, list) else ():
+        if isinstance(part, dict) and part.get("type") == "image_url":
+            spec = part.get("image_url")
+            url = spec.get("url") if isinstance(spec, dict) else spec
+            if not isinstance(url, str) or not url.startswith("data:"):
+                raise ApiRequestError(f"messages[{index}]: an image_url must be a data: URL with the picture in "
+                                      f"base64 (agentd fetches nothing from the network), got {str(url)[:60]!r}")
+            found.append(url)
+    images = message.get("images") or []
+    if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
+        raise ApiRequestError(f"messages[{index}]: images must be a list of base64 texts")
+    return found + images
 
 
 def _template_call(call: Any, index: int) -> dict:
@@ -126,18 +151,35 @@ class ChatBackend:
         """The step events of the reply to `call` (agent turn or pass-through, see the module).
         A request that cannot run raises ApiRequestError here, before anything streams."""
         if call.tools:
+            if any(m.get("images") for m in call.messages):
+                raise ApiRequestError("pictures are taken by agentd's own agent, not with a request's own tools; "
+                                      "send the request without tools")
             return self.daemon.submit("", who="api", job=passthrough_job(self.daemon.agent, call))
         if not call.messages or call.messages[-1]["role"] != "user":
             raise ApiRequestError("the last message must be the user's (agentd answers it as a turn)")
-        if not call.messages[-1]["content"].strip():
+        if not call.messages[-1]["content"].strip() and not call.messages[-1].get("images"):
             raise ApiRequestError("the last user message has no text to answer")
         return self._turn(call)
+
+    async def take_pictures(self, call: ChatCall) -> None:
+        """Decode the last user message's pictures into call.pictures, checked and shrunk,
+        before anything streams (ApiRequestError, a 400, naming a bad one)."""
+        from agent.images import ImageError
+
+        if call.tools or not call.messages:
+            return
+        index = len(call.messages) - 1
+        try:
+            call.pictures = await self.daemon.decode_pictures(call.messages[-1].get("images") or [],
+                                                              name=f"image {{n}} of messages[{index}]")
+        except ImageError as exc:
+            raise ApiRequestError(str(exc)) from None
 
     async def _turn(self, call: ChatCall) -> AsyncIterator[Any]:
         history, text = call.messages[:-1], call.messages[-1]["content"]
         conversation_id = self.conversations.find(history) or await self._new_conversation()
         denied: list[str] = []
-        async for event in self.daemon.submit(text, who="api", conversation_id=conversation_id,
+        async for event in self.daemon.submit(text, who="api", conversation_id=conversation_id, images=call.pictures,
                                               thinking=call.thinking, confirm=unattended(self.allow, denied)):
             if isinstance(event, ReplyDone) and conversation_id is not None:
                 self.conversations.remember([*call.messages, {"role": "assistant", "content": event.text}], conversation_id)

@@ -94,6 +94,7 @@ def routes(api: Any) -> list[Route]:
                                  "done": True, "done_reason": "load"})
         call = body.chat_call()
         api.check_ready()
+        await api.backend.take_pictures(call)
         events = api.backend.events(call)
         if body.stream:
             return StreamingResponse(ndjson(events, api.model.tag), media_type="application/x-ndjson")

@@ -61,6 +61,7 @@ def routes(api: Any) -> list[Route]:
         api.model.check(body.model)
         call = body.chat_call()
         api.check_ready()
+        await api.backend.take_pictures(call)
         reply_id, name = f"chatcmpl-{uuid.uuid4().hex[:24]}", api.model.name
         events = api.backend.events(call)
         if body.stream:

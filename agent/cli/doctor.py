@@ -33,6 +33,7 @@ def run_checks(home_arg: str | None, config_arg: str | None, model_arg: str | No
         check_speech,
         check_mcp,
         check_hass,
+        check_cameras,
     ]
     failed = 0
     for check in checks:
@@ -226,6 +227,24 @@ def check_hass(state: dict) -> Check:
         return Check("home assistant", False, str(exc),
                      "check home.hass.url, that Home Assistant runs, and the token in "
                      f"${hass.token_env} or home.hass.token_file")
+
+
+def check_cameras(state: dict) -> Check:
+    """The configured cameras and what is visibly wrong with them (no picture is taken here:
+    `agentd home cameras` does that)."""
+    settings = state.get("settings")
+    entries = [d for d in settings.home.devices if d.kind == "camera"] if settings else []
+    if not entries:
+        return Check("cameras", True, "none configured")
+    from agent.home_control.cameras import setup_problem, source_of
+    from agent.home_control.devices import Device
+
+    cameras = [Device.from_settings(d) for d in entries]
+    problems = {c.name: p for c in cameras if (p := setup_problem(c))}
+    detail = "; ".join(f"{c.name} ({problems.get(c.name) or source_of(c)})" for c in cameras)
+    return Check("cameras", None if problems else True, detail,
+                 "fix the camera's snapshot file or command in home.devices; `agentd home cameras` takes a "
+                 "test picture from each" if problems else "")
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

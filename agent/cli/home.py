@@ -1,4 +1,5 @@
-"""`agentd home import`: list Home Assistant's entities, or write the chosen ones as a config block."""
+"""`agentd home import`: list Home Assistant's entities, or write the chosen ones as a config block.
+`agentd home cameras`: take one snapshot from each configured camera, to check them."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add the `home` command to agentd's subparsers (`common` holds --home/--config)."""
-    home = sub.add_parser("home", help="home control: import devices from Home Assistant")
+    home = sub.add_parser("home", help="home control: import devices from Home Assistant, check the cameras")
     actions = home.add_subparsers(metavar="ACTION")
     imp = actions.add_parser(
         "import", parents=[common],
@@ -22,6 +23,46 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     imp.add_argument("--exposed", action="store_true", help="take the entities exposed to Assist")
     imp.add_argument("--out", type=Path, help="write the block to this new file (default: print it)")
     imp.set_defaults(handler=home_import)
+    cams = actions.add_parser("cameras", parents=[common],
+                              help="take one snapshot from each configured camera and say how it went")
+    cams.add_argument("--out", type=Path, help="save the snapshots in this folder (default: nothing is saved)")
+    cams.set_defaults(handler=home_cameras)
+
+
+def home_cameras(args: argparse.Namespace) -> int:
+    """One line per camera: the snapshot's size, format and age, or why there is none."""
+    import asyncio
+    import time
+
+    from agent.cli.common import load_context
+    from agent.home_control import start_home
+    from agent.home_control.devices import HomeControlError
+
+    settings, _ = load_context(args)
+    service = start_home(settings)
+    try:
+        cameras = [d for d in service.registry if d.kind == "camera"]
+        if not cameras:
+            print("no cameras are configured: a camera is a home.devices entry with kind: camera")
+            return 0
+        failed = 0
+        for camera in cameras:
+            try:
+                snap = asyncio.run(service.cameras.snapshot(camera))
+            except HomeControlError as exc:
+                print(f"{camera.name}: no picture: {exc}")
+                failed += 1
+                continue
+            saved = ""
+            if args.out is not None:
+                args.out.mkdir(parents=True, exist_ok=True)
+                path = args.out / f"{camera.name.replace(' ', '-')}.{snap.format}"
+                path.write_bytes(snap.data)
+                saved = f"; saved as {path}"
+            print(f"{camera.name}: {snap.describe(time.time())}{saved}")
+        return 1 if failed else 0
+    finally:
+        service.stop()
 
 
 def home_import(args: argparse.Namespace) -> int:

@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--start", action="store_true", help="start the daemon first if it is not running")
     ask.add_argument("--local", action="store_true", help="load the model in this process instead of using the daemon")
     ask.add_argument("--explain", action="store_true", help="say which path answered (phrase or model) and why")
+    ask.add_argument("--image", action="append", default=[], metavar="FILE",
+                     help="a picture for the model to look at (repeat for more; needs the vision extra)")
     ask.set_defaults(handler=cmd_ask)
 
     listen = sub.add_parser("listen", parents=[common], help="run the voice pipeline on the microphone or a recording")

@@ -280,6 +280,14 @@ class WyomingSettings(_Section):
     zeroconf: bool
 
 
+class VisionSettings(_Section):
+    """Images for the model (the vision extra): how big they may be."""
+
+    max_pixels: int = Field(ge=4096)
+    max_image_bytes: int = Field(gt=0)
+    answer_max_tokens: int = Field(ge=1)
+
+
 class Settings(_Section):
     """All of agentd's settings (the root of config/default.yaml)."""
 
@@ -294,6 +302,7 @@ class Settings(_Section):
     intents: IntentsSettings
     voice: VoiceSettings
     wyoming: WyomingSettings
+    vision: VisionSettings
     home: HomeSettings
     mcp_servers: dict[str, McpServerSettings]
     # Each automation is checked on its own by agent.schedule, so one bad entry is

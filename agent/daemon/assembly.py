@@ -6,6 +6,7 @@ they all run the same code path as a user does.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from agent.turn import Agent, TurnLimits
 log = logging.getLogger(__name__)
 
 PREFIX_FOLDER = "cache"  # in the home: the saved prefilled prefix (agent/llm/prefix_store.py)
+SNAPSHOTS_FOLDER = "snapshots"  # in the home: camera snapshots, only when home.cameras says keep them
 
 
 @dataclass
@@ -45,7 +47,13 @@ class App:
             "warm_up": self.engine.warmup.report(),
             **self.engine.status(),  # which backend, and its caches (or what it cannot offer)
             **(self.mcp.status() if self.mcp else {}),
+            **self.camera_status(),
         }
+
+    def camera_status(self) -> dict:
+        """`cameras`: one line each, when any is configured."""
+        lines = self.home_control.camera_lines() if self.home_control is not None else []
+        return {"cameras": lines} if lines else {}
 
     def start_mcp(self, settings: Any) -> Any:
         """The hub of the configured MCP servers, its tools joining the agent's as they come
@@ -74,7 +82,7 @@ class App:
         configure(self.agent, settings)
         if self.home_control is not None:
             self.home_control.stop()
-        self.home_control = self.agent.home_control = start_home_control(settings)
+        self.home_control = self.agent.home_control = start_home_control(settings, self.home)
         self.skills = apply_skills(self.agent, settings, self.home, self.store, device_slots(self.home_control))
         if self.small_prompt:
             self.agent.registry.show_only(settings.model.demo_cpu_tools)
@@ -158,7 +166,7 @@ def build_app(settings: Any, home: Path, *, with_store: bool = True, home_contro
     agent = Agent(llm=engine, registry=core_registry(), system_prompt=settings.agent.system_prompt, store=store)
     configure(agent, settings)
     if home_control is None:
-        home_control = start_home_control(settings)
+        home_control = start_home_control(settings, home)
     agent.home_control = home_control  # the home skill's tools get it in their ToolContext
     skills = apply_skills(agent, settings, home, store, device_slots(home_control))
     from agent.llm.demo_model import on_cpu
@@ -211,6 +219,19 @@ def configure(agent: Agent, settings: Any) -> None:
     agent.thinking = settings.model.thinking
     agent.constrained = settings.model.constrained
     agent.thinking_budget = settings.model.thinking_budget
+    agent.vision = vision_hook(agent.llm, settings.vision)
+
+
+def vision_hook(engine: Any, vision: Any) -> Any:
+    """ToolContext.vision: `await hook(image_bytes, question) -> str`, the model's answer
+    about one picture inside the running turn. None when the engine cannot see (a text-only
+    model, the vision extra missing, the remote backend): a tool that needs it says so.
+    A bad picture raises agent.images.ImageError (a ValueError naming what is wrong)."""
+    cannot_see = getattr(engine, "cannot_see", None)
+    if cannot_see is None or cannot_see() is not None:
+        return None
+    return functools.partial(engine.ask_about_image, max_pixels=vision.max_pixels, max_bytes=vision.max_image_bytes,
+                             max_tokens=vision.answer_max_tokens)
 
 
 def apply_skills(agent: Agent, settings: Any, home: Path, store: Any = None, slot_values: dict | None = None) -> Any:
@@ -250,11 +271,11 @@ def effective_skill_settings(settings: Any) -> Any:
     return settings.model_copy(update={"skills": quiet})
 
 
-def start_home_control(settings: Any) -> Any:
+def start_home_control(settings: Any, home: Path | None = None) -> Any:
     """Connect to the configured MQTT broker / Home Assistant in the background."""
     from agent.home_control import start_home
 
-    return start_home(settings)
+    return start_home(settings, snapshots_dir=Path(home) / SNAPSHOTS_FOLDER if home is not None else None)
 
 
 def home_lists(agent: Agent, settings: Any) -> Any:

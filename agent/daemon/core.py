@@ -89,7 +89,7 @@ class Daemon:
             stream = self.agent.respond(
                 request.text, conversation_id=request.conversation_id, who=request.who, thinking=request.thinking,
                 explain=request.explain, confirm=lambda tool, args: self.confirmer.ask(request, tool, args),
-                cancel=request.cancel)
+                cancel=request.cancel, **({"images": list(request.images)} if request.images else {}))
         async with contextlib.aclosing(stream):
             async for event in stream:
                 yield event
@@ -119,12 +119,14 @@ class Daemon:
         if isinstance(request, p.Send):
             if self.closing:
                 raise p.RequestError("agentd is shutting down", request.id, "send")
+            pictures = await self._pictures(request)
             conversation_id = request.conversation_id
             if conversation_id is None and self.new_conversation is not None:
                 conversation_id = await asyncio.to_thread(self.new_conversation, "chat")
             self.turns.put(TurnRequest(
                 priority=priority_of("chat"), seq=0, id=request.id, text=request.text, who="chat",
                 conversation_id=conversation_id, thinking=request.thinking, explain=request.explain, conn=conn,
+                images=pictures,
             ))
         elif isinstance(request, p.Cancel):
             if not self.turns.cancel((conn.number, request.id)):
@@ -147,6 +149,26 @@ class Daemon:
                 raise p.RequestError(f"reload failed: {exc}", request.id, "reload") from exc
             conn.send(p.StatusReport(v=p.VERSION, id=request.id, status=self.status()))
 
+    async def _pictures(self, request: p.Send) -> tuple:
+        """The send's base64 pictures checked and shrunk, off the event loop."""
+        from agent.images import ImageError
+
+        try:
+            return await self.decode_pictures(request.images)
+        except ImageError as exc:
+            raise p.RequestError(str(exc), request.id, "send") from None
+
+    async def decode_pictures(self, images: list[str], name: str = "picture {n}") -> tuple:
+        """Base64 pictures checked and shrunk to vision.max_pixels (agent.images), in a thread;
+        agent.images.ImageError names the bad one."""
+        if not images:
+            return ()
+        from agent.images import pictures_from_base64
+
+        return await asyncio.to_thread(
+            pictures_from_base64, images, max_pixels=setting(self.settings, "vision.max_pixels", 307200),
+            max_bytes=setting(self.settings, "vision.max_image_bytes", 20_000_000), name=name)
+
     def connection_lost(self, conn: Connection) -> None:
         """A client left: its queued turns are dropped, its running turn stopped."""
         for key, request in list(self.turns.requests.items()):
@@ -166,14 +188,16 @@ class Daemon:
 
     async def submit(
         self, text: str, *, who: str, conversation_id: str | None = None, thinking: bool | None = None,
-        confirm: Confirm | None = None, job: Callable[[asyncio.Event], Any] | None = None,
+        confirm: Confirm | None = None, job: Callable[[asyncio.Event], Any] | None = None, images: tuple = (),
     ) -> AsyncIterator[Any]:
         """Queue a turn from a door inside the daemon; yield its step events up to ReplyDone.
-        With `job`, the queue runs `job(cancel)` (step events) in the turn's place."""
+        With `job`, the queue runs `job(cancel)` (step events) in the turn's place; `images`:
+        Pictures for this turn (decode_pictures)."""
         outbox: asyncio.Queue = asyncio.Queue()
         request = TurnRequest(
             priority=priority_of(who), seq=0, id=f"{who}-{next(self._local_ids)}", text=text, who=who,
             conversation_id=conversation_id, thinking=thinking, outbox=outbox, confirm=confirm, job=job,
+            images=tuple(images),
         )
         self.turns.put(request)
         try:

@@ -37,7 +37,7 @@ def run_daemon(settings: Any, home: Path, *, build: Callable[[Any], Any], reload
         logging.getLogger().removeHandler(handler)
 
     runtime = Runtime(store=app.store, registry=app.agent.registry, settings=settings, clock=app.agent.clock,
-                      home_control=app.home_control)
+                      home_control=app.home_control, vision=app.agent.vision)
     # State triggers follow app.home_control, which app.reload replaces (the re-sync rebinds).
     state_watch = StateWatch(lambda: app.home_control, lambda job_id, spec: scheduler.fire(job_id, spec))
     scheduler = Scheduler(home, settings, runtime=runtime, state_hook=state_watch, health=health)
@@ -54,6 +54,7 @@ def run_daemon(settings: Any, home: Path, *, build: Callable[[Any], Any], reload
         network.allow(configured_hosts(new))
         app.reload(new)
         runtime.home_control = app.home_control  # the reload started a new one: jobs' tool calls use it
+        runtime.vision = app.agent.vision
         scheduler.reload(new, registry=app.agent.registry)
         if voice:  # new devices or rooms: their names join the speech model's hints
             from agent.voice.door import house_words

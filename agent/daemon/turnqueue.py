@@ -45,6 +45,7 @@ class TurnRequest:
     conversation_id: str | None = field(compare=False, default=None)
     thinking: bool | None = field(compare=False, default=None)
     explain: bool = field(compare=False, default=False)
+    images: tuple = field(compare=False, default=())  # agent.llm.types.Picture, for this turn only
     conn: Connection | None = field(compare=False, default=None)  # None: an in-process door
     outbox: asyncio.Queue | None = field(compare=False, default=None)
     confirm: Confirm | None = field(compare=False, default=None)  # in-process doors may ask someone

@@ -78,11 +78,12 @@ class DeviceMqttSettings(_Section):
     brightness_topic: str | None = None
     temperature_topic: str | None = None
     availability_topic: str | None = None
+    snapshot_topic: str | None = None  # cameras: each message is one JPEG/PNG picture
     payloads: dict[str, str] = {}
     brightness_scale: int = Field(255, ge=1)
 
     @field_validator("command_topic", "state_topic", "brightness_topic", "temperature_topic",
-                     "availability_topic")
+                     "availability_topic", "snapshot_topic")
     @classmethod
     def _plain_topic(cls, value: str | None) -> str | None:
         if value is not None and (not value.strip() or "+" in value or "#" in value):
@@ -105,8 +106,41 @@ class DeviceMqttSettings(_Section):
         return fixed
 
 
+class SnapshotSettings(_Section):
+    """A camera whose picture comes from this machine: a file (that something else keeps
+    current) or a program that prints one picture to stdout (run without a shell)."""
+
+    # Strict(False): a path arrives from YAML as text and should become a Path.
+    file: Annotated[Path, Strict(False)] | None = None
+    command: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "SnapshotSettings":
+        if (self.file is None) == (self.command is None):
+            raise ValueError("give exactly one of 'file' (a picture's path) or 'command' (a program "
+                             "and its arguments, as a list, that prints one picture)")
+        if self.command is not None and (not self.command or not self.command[0].strip()):
+            raise ValueError(f"command must name a program, e.g. [fswebcam, -], got {self.command!r}")
+        return self
+
+    @field_validator("file")
+    @classmethod
+    def _expand_home(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+
+class CameraSettings(_Section):
+    """Limits for camera snapshots, and whether they are kept after the turn that took them."""
+
+    max_snapshot_bytes: int = Field(ge=1024)
+    timeout_s: float = Field(gt=0)
+    keep_snapshots: bool
+    keep_count: int = Field(ge=1)
+
+
 class DeviceSettings(_Section):
-    """One device: a name, a room, a kind, and exactly one of `mqtt` or `entity_id`."""
+    """One device: a name, a room, a kind, and exactly one of `mqtt` or `entity_id` (a camera
+    may instead take its pictures from `snapshot`: a file or a command)."""
 
     name: str = Field(min_length=1)
     kind: DeviceKind
@@ -116,15 +150,23 @@ class DeviceSettings(_Section):
     unit: str | None = None
     mqtt: DeviceMqttSettings | None = None
     entity_id: str | None = None
+    snapshot: SnapshotSettings | None = None
+    keep: bool | None = None  # cameras: keep its snapshots (None: home.cameras.keep_snapshots)
 
     @model_validator(mode="after")
     def _one_backend(self) -> "DeviceSettings":
         who = f"device {self.name!r}"
+        if self.kind == "camera":
+            return self._camera_source(who)
+        if self.snapshot is not None or self.keep is not None:
+            raise ValueError(f"{who}: 'snapshot' and 'keep' are for cameras, not a {self.kind}")
         if (self.mqtt is None) == (self.entity_id is None):
             raise ValueError(f"{who}: give exactly one of 'mqtt' (topics) or 'entity_id' (Home Assistant)")
         if self.entity_id is not None and not _ENTITY_ID.match(self.entity_id):
             raise ValueError(f"{who}: expected an entity id such as 'light.kitchen', got {self.entity_id!r}")
         if self.mqtt is not None:
+            if self.mqtt.snapshot_topic is not None:
+                raise ValueError(f"{who}: mqtt.snapshot_topic is for cameras, not a {self.kind}")
             needed = "state_topic" if self.kind == "sensor" else "command_topic"
             if getattr(self.mqtt, needed) is None:
                 raise ValueError(f"{who}: a {self.kind} on MQTT needs mqtt.{needed}")
@@ -135,12 +177,28 @@ class DeviceSettings(_Section):
                                  f"{self.kind} (its actions: {allowed})")
         return self
 
+    def _camera_source(self, who: str) -> "DeviceSettings":
+        given = [k for k in ("mqtt", "entity_id", "snapshot") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"{who}: a camera takes exactly one of 'entity_id' (a Home Assistant camera), "
+                             f"'mqtt: {{snapshot_topic: ...}}' or 'snapshot: {{file: ...}}' / "
+                             f"'snapshot: {{command: [...]}}' (got {', '.join(given) or 'none'})")
+        if self.entity_id is not None and not self.entity_id.startswith("camera."):
+            raise ValueError(f"{who}: expected a camera entity such as 'camera.porch', got {self.entity_id!r}")
+        if self.mqtt is not None:
+            topics = self.mqtt.model_dump(exclude={"payloads", "brightness_scale", "snapshot_topic"})
+            if self.mqtt.snapshot_topic is None or any(topics.values()) or self.mqtt.payloads:
+                raise ValueError(f"{who}: a camera on MQTT takes only mqtt.snapshot_topic (the topic its "
+                                 "pictures are published on)")
+        return self
+
 
 class HomeSettings(_Section):
     """Home control: how devices are reached, and which devices the model may see."""
 
     mqtt: MqttSettings
     hass: HassSettings
+    cameras: CameraSettings
     devices: list[DeviceSettings]
 
     @model_validator(mode="after")

@@ -15,7 +15,7 @@ from typing import Any
 
 from agent.tools import ToolError
 
-KINDS = ("light", "switch", "sensor", "cover", "lock", "climate")
+KINDS = ("light", "switch", "sensor", "cover", "lock", "climate", "camera")
 SECURE_KINDS = ("cover", "lock")
 # The actions each kind accepts, and the state each one leads to.
 ACTIONS: dict[str, tuple[str, ...]] = {
@@ -25,6 +25,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "cover": ("open", "close", "stop"),
     "lock": ("lock", "unlock"),
     "sensor": (),
+    "camera": (),  # looked at (look_at_camera), never changed
 }
 RESULT = {"on": "on", "off": "off", "open": "open", "close": "closed", "stop": "stopped",
           "lock": "locked", "unlock": "unlocked"}
@@ -36,6 +37,7 @@ DEFAULT_PAYLOADS: dict[str, dict[str, str]] = {
     "cover": {"open": "OPEN", "close": "CLOSE", "stop": "STOP"},
     "lock": {"lock": "LOCK", "unlock": "UNLOCK"},
     "sensor": {},
+    "camera": {},
 }
 # Words people use for a kind, so "the kitchen lamps" or "all the blinds" find devices.
 KIND_WORDS = {
@@ -43,6 +45,7 @@ KIND_WORDS = {
     "socket": "switch", "outlet": "switch", "sensor": "sensor", "cover": "cover", "blind": "cover",
     "shade": "cover", "shutter": "cover", "curtain": "cover", "lock": "lock",
     "thermostat": "climate", "heating": "climate", "heater": "climate", "climate": "climate",
+    "camera": "camera", "cam": "camera", "webcam": "camera",
 }
 _FILLERS = {"the", "my", "all", "every", "a"}
 
@@ -60,8 +63,20 @@ class MqttTopics:
     brightness_topic: str | None = None
     temperature_topic: str | None = None
     availability_topic: str | None = None
+    snapshot_topic: str | None = None
     payloads: dict[str, str] = field(default_factory=dict)
     brightness_scale: int = 255
+
+
+@dataclass(frozen=True)
+class LocalSnapshot:
+    """A camera's picture from this machine: a file, or a program printing one picture."""
+
+    file: str | None = None
+    command: tuple[str, ...] | None = None
+
+    def describe(self) -> str:
+        return f"file {self.file}" if self.file else f"command {' '.join(self.command or ())}"
 
 
 @dataclass(frozen=True)
@@ -76,6 +91,8 @@ class Device:
     unit: str | None = None
     mqtt: MqttTopics | None = None
     entity_id: str | None = None
+    snapshot: LocalSnapshot | None = None
+    keep: bool | None = None  # a camera's own choice to keep snapshots (None: the home's setting)
 
     @classmethod
     def from_settings(cls, s: Any) -> "Device":
@@ -86,12 +103,16 @@ class Device:
             topics = MqttTopics(
                 command_topic=m.command_topic, state_topic=m.state_topic,
                 brightness_topic=m.brightness_topic, temperature_topic=m.temperature_topic,
-                availability_topic=m.availability_topic,
+                availability_topic=m.availability_topic, snapshot_topic=m.snapshot_topic,
                 payloads={**DEFAULT_PAYLOADS[s.kind], **m.payloads},
                 brightness_scale=m.brightness_scale,
             )
-        return cls(name=s.name, kind=s.kind, room=s.room, aliases=tuple(s.aliases),
-                   confirm=s.confirm, unit=s.unit, mqtt=topics, entity_id=s.entity_id)
+        local = None
+        if s.snapshot is not None:
+            command = tuple(s.snapshot.command) if s.snapshot.command is not None else None
+            local = LocalSnapshot(file=str(s.snapshot.file) if s.snapshot.file else None, command=command)
+        return cls(name=s.name, kind=s.kind, room=s.room, aliases=tuple(s.aliases), confirm=s.confirm,
+                   unit=s.unit, mqtt=topics, entity_id=s.entity_id, snapshot=local, keep=s.keep)
 
     @property
     def secure(self) -> bool:

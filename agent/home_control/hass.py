@@ -133,7 +133,26 @@ class HassBackend:
         answer = self._request("POST", f"/api/services/{domain}/{service}", body, device=device)
         return answer if isinstance(answer, list) else []
 
+    def camera_image(self, device: Device, max_bytes: int, timeout_s: float) -> tuple[bytes, str]:
+        """A camera entity's current picture and its content type, through `/api/camera_proxy`;
+        HomeControlError when Home Assistant cannot give one or it exceeds max_bytes."""
+        path = f"/api/camera_proxy/{device.entity_id}"
+        raw, content_type = self._fetch("GET", path, device=device, limit=max_bytes, timeout_s=timeout_s)
+        if len(raw) > max_bytes:
+            raise HomeControlError(f"the picture from {device.entity_id} is over home.cameras.max_snapshot_bytes "
+                                   f"({max_bytes} bytes)")
+        return raw, content_type
+
     def _request(self, method: str, path: str, body: Any = None, *, device: Device | None = None) -> Any:
+        raw, _ = self._fetch(method, path, body, device=device)
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            raise HomeControlError(f"Home Assistant at {self.url} sent something other than JSON for {path}") from None
+
+    def _fetch(self, method: str, path: str, body: Any = None, *, device: Device | None = None,
+               limit: int | None = None, timeout_s: float | None = None) -> tuple[bytes, str]:
+        """The answer's bytes (at most limit + 1 of them) and its content type."""
         if not self.token:
             raise HomeControlError(f"no Home Assistant access token: put a long-lived token in {self.token_hint}")
         request = urllib.request.Request(
@@ -142,17 +161,14 @@ class HassBackend:
             headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
         )
         try:
-            with _OPENER.open(request, timeout=self.timeout_s) as response:
-                raw = response.read()
+            with _OPENER.open(request, timeout=timeout_s or self.timeout_s) as response:
+                raw = response.read() if limit is None else response.read(limit + 1)
+                return raw, response.headers.get_content_type()
         except urllib.error.HTTPError as exc:
             raise self._refused(exc, path, device) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise HomeControlError(f"cannot reach Home Assistant at {self.url}: {reason}; is it running?") from None
-        try:
-            return json.loads(raw) if raw else None
-        except ValueError:
-            raise HomeControlError(f"Home Assistant at {self.url} sent something other than JSON for {path}") from None
 
     def _refused(self, exc: urllib.error.HTTPError, path: str, device: Device | None) -> HomeControlError:
         who = f" (device {device.name!r})" if device else ""
@@ -162,6 +178,11 @@ class HassBackend:
         if exc.code == 404 and path.startswith("/api/states/"):
             return HomeControlError(f"Home Assistant has no entity {path.rsplit('/', 1)[-1]}{who}: check its "
                              "entity_id in home.devices")
+        if path.startswith("/api/camera_proxy/") and exc.code in (404, 500, 503):
+            # 404: no such camera entity; 500/503: the camera exists but gave no picture
+            why = "has no camera" if exc.code == 404 else f"could not get a picture ({exc.code}) from"
+            return HomeControlError(f"Home Assistant {why} {path.rsplit('/', 1)[-1]}{who}"
+                                    + (": check its entity_id in home.devices" if exc.code == 404 else ""))
         if exc.code in (400, 404) and path.startswith("/api/services/"):
             detail = exc.read().decode("utf-8", "replace").strip()[:200]
             service = path[len("/api/services/"):].replace("/", ".")

@@ -4,6 +4,8 @@ paho's loop thread reconnects by itself, waiting reconnect_min_s and doubling up
 reconnect_max_s; on every connect the state topics are subscribed to again and retained
 messages refill the cache. While the broker is unreachable every device reads as unavailable:
 a value cached before the break may be stale, so it is dropped rather than reported.
+Camera pictures (snapshot topics) are the exception: each is kept, as bytes, with the time
+it arrived, so the camera tool can say how old the picture it shows is.
 """
 
 from __future__ import annotations
@@ -35,6 +37,15 @@ NO_STATE = {"", "unavailable", "unknown", "none", "null"}
 class Reading:
     payload: str
     seq: int  # increases with every message, so a waiter can tell new from old
+
+
+@dataclass(frozen=True)
+class Picture:
+    """The last message on a camera's snapshot topic, as it came."""
+
+    data: bytes
+    received: float  # time.time() when it arrived
+    retained: bool  # sent by the broker on subscribing: taken before `received`
 
 
 Listener = Callable[[str, str, bool], None]  # (topic, payload, retained), on paho's thread
@@ -97,9 +108,14 @@ class MqttBackend:
 
     name = "mqtt"
 
-    def __init__(self, settings: Any, devices: Iterable[Device], *, password: str | None = None):
+    def __init__(self, settings: Any, devices: Iterable[Device], *, password: str | None = None,
+                 max_picture_bytes: int = 10_000_000):
         self.settings = settings
         self.devices = [d for d in devices if d.mqtt is not None]
+        self.max_picture_bytes = max_picture_bytes
+        self._snapshot_topics = {d.mqtt.snapshot_topic for d in self.devices if d.mqtt.snapshot_topic}
+        self._pictures: dict[str, Picture] = {}
+        self._oversized: dict[str, int] = {}  # topic -> size of the last picture refused as too big
         self.where = f"{settings.host}:{settings.port}"
         self.cache = StateCache()
         self._connected = threading.Event()
@@ -146,7 +162,8 @@ class MqttBackend:
         return self._connected.wait(timeout)
 
     def _topics(self) -> list[str]:
-        topics = [t for d in self.devices for t in (d.mqtt.state_topic, d.mqtt.availability_topic) if t]
+        topics = [t for d in self.devices
+                  for t in (d.mqtt.state_topic, d.mqtt.availability_topic, d.mqtt.snapshot_topic) if t]
         return list(dict.fromkeys(topics))
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -177,8 +194,45 @@ class MqttBackend:
             log.warning("lost the MQTT broker at %s (%s); reconnecting", self.where, reason_code)
 
     def _on_message(self, client, userdata, message) -> None:
+        if message.topic in self._snapshot_topics:
+            self._keep_picture(message)
+            return
         # retained: sent because we (re)subscribed, an old state rather than a change now
         self.cache.put(message.topic, message.payload.decode("utf-8", "replace"), retained=bool(message.retain))
+
+    def _keep_picture(self, message) -> None:
+        size = len(message.payload)
+        if size > self.max_picture_bytes:  # not held in memory: say why there is no picture
+            self._oversized[message.topic] = size
+            self._pictures.pop(message.topic, None)
+            return
+        self._oversized.pop(message.topic, None)
+        self._pictures[message.topic] = Picture(bytes(message.payload), time.time(), bool(message.retain))
+
+    def picture(self, topic: str) -> Picture:
+        """The latest picture received on a snapshot topic; HomeControlError saying why there is none."""
+        seen = self._reading_picture(topic)
+        if seen is not None:
+            return seen
+        if topic in self._oversized:
+            raise HomeControlError(f"the last picture on {topic} was {self._oversized[topic]} bytes, over "
+                                   f"home.cameras.max_snapshot_bytes ({self.max_picture_bytes})")
+        if not self._ready():
+            raise HomeControlError(f"not connected to the MQTT broker at {self.where} ({self._trouble}), and "
+                                   f"no picture has arrived on {topic}")
+        raise HomeControlError(f"no picture has arrived on {topic} yet (the camera publishes one there)")
+
+    def latest_picture(self, topic: str) -> Picture | None:
+        """The latest picture on a snapshot topic, without waiting for one."""
+        return self._pictures.get(topic)
+
+    def _reading_picture(self, topic: str) -> Picture | None:
+        if topic not in self._pictures:
+            self._ready()  # just after start: wait for the connection, then for a retained picture
+            deadline = self._subscribed_at + RETAINED_GRACE_S
+            while topic not in self._pictures and time.monotonic() < deadline:
+                time.sleep(0.02)
+        return self._pictures.get(topic)
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
+from agent.home_control.cameras import Cameras
 from agent.home_control.devices import DeviceCommand, Device, DeviceRegistry, DeviceState, HomeControlError, Match
 
 log = logging.getLogger(__name__)
@@ -30,22 +32,31 @@ class Backend(Protocol):
 
 @dataclass(frozen=True)
 class ChangeResult:
-    """What a change did: the states after it, and devices left alone with the reason."""
+    """What a change did: the devices' states after it, and the devices it left alone because
+    they need set_secure_device (a person's yes)."""
 
     states: list[DeviceState]
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # device names
+
+    @property
+    def confirmed(self) -> bool:
+        """Whether every device reported a state and none was left alone."""
+        return not self.skipped and all(s.available and s.state is not None for s in self.states)
 
 
 class HomeService:
     """Finds devices by name or room and reads or changes them through their backend."""
 
-    def __init__(self, registry: DeviceRegistry, *, mqtt: Backend | None = None, hass: Backend | None = None):
+    def __init__(self, registry: DeviceRegistry, *, mqtt: Backend | None = None, hass: Backend | None = None,
+                 cameras: Cameras | None = None):
         self.registry = registry
         self.mqtt, self.hass = mqtt, hass
+        self.cameras = cameras or Cameras(mqtt=mqtt, hass=hass)
 
     @classmethod
-    def from_settings(cls, home: Any) -> "HomeService":
-        """Build (not start) the service from the validated `home` settings section."""
+    def from_settings(cls, home: Any, *, snapshots_dir: Path | None = None) -> "HomeService":
+        """Build (not start) the service from the validated `home` settings section; kept
+        camera snapshots go to `snapshots_dir` (None: none are kept)."""
         devices = [Device.from_settings(d) for d in home.devices]
         mqtt = hass = None
         if any(d.mqtt for d in devices):  # paho is imported only when MQTT is in use
@@ -54,7 +65,8 @@ class HomeService:
             password = os.environ.get(home.mqtt.password_env) if home.mqtt.password_env else None
             if home.mqtt.password_env and password is None:
                 log.warning("home.mqtt.password_env names $%s, which is not set", home.mqtt.password_env)
-            mqtt = MqttBackend(home.mqtt, devices, password=password)
+            mqtt = MqttBackend(home.mqtt, devices, password=password,
+                               max_picture_bytes=home.cameras.max_snapshot_bytes)
         if any(d.entity_id for d in devices):
             from agent.home_control.hass import HassBackend, read_token
 
@@ -66,7 +78,8 @@ class HomeService:
             hass = HassBackend(home.hass, devices, token=token)
             if hass.token is None:
                 log.warning("Home Assistant devices are configured, but there is no token in %s", hass.token_hint)
-        return cls(DeviceRegistry(devices), mqtt=mqtt, hass=hass)
+        cameras = Cameras(home.cameras, mqtt=mqtt, hass=hass, snapshots_dir=snapshots_dir)
+        return cls(DeviceRegistry(devices), mqtt=mqtt, hass=hass, cameras=cameras)
 
     def _backends(self) -> list[Backend]:
         return [b for b in (self.mqtt, self.hass) if b is not None]
@@ -94,12 +107,16 @@ class HomeService:
 
     def states(self, devices: list[Device]) -> list[DeviceState]:
         """States of the given devices in their order, asking each backend once."""
-        found: dict[str, DeviceState] = {}
+        found: dict[str, DeviceState] = {d.name: self.cameras.state(d) for d in devices if d.kind == "camera"}
         for backend in self._backends():
-            mine = [d for d in devices if self._backend(d) is backend]
+            mine = [d for d in devices if d.kind != "camera" and self._backend(d) is backend]
             if mine:
                 found.update((s.device, s) for s in backend.read(mine))
         return [found[d.name] for d in devices]
+
+    def camera_lines(self) -> list[str]:
+        """One short line per camera for `agentd status` (from what is known; it never waits)."""
+        return [f"{d.name}: {self.cameras.brief(d)}" for d in self.registry if d.kind == "camera"]
 
     # -- changing ------------------------------------------------------------------------
 
@@ -138,14 +155,15 @@ class HomeService:
         if not fit:
             kinds = ", ".join(d.describe() for d in match.devices)
             raise HomeControlError(f"nothing in {match.label!r} can do {command.text()!r} (there: {kinds})")
-        skipped = [f"{d.name} (needs set_secure_device)" for d in fit if d.secure]
-        return [d for d in fit if not d.secure], skipped
+        return [d for d in fit if not d.secure], [d.name for d in fit if d.secure]
 
 
 def _unfit(device: Device, command: DeviceCommand) -> str | None:
     """Why a device cannot carry out a command, or None if it can."""
     if device.kind == "sensor":
         return f"{device.name} is a sensor: it can only be read"
+    if device.kind == "camera":
+        return f"{device.name} is a camera: it can only be looked at (look_at_camera)"
     if command.action and command.action not in device.actions:
         return f"{device.name} is a {device.kind}: it can {' or '.join(device.actions)}, not {command.action}"
     if command.brightness is not None and device.kind != "light":
@@ -155,9 +173,9 @@ def _unfit(device: Device, command: DeviceCommand) -> str | None:
     return None
 
 
-def start_home(settings: Any) -> HomeService:
+def start_home(settings: Any, *, snapshots_dir: Path | None = None) -> HomeService:
     """Build the service from the settings (or their `home` section) and start it."""
-    service = HomeService.from_settings(getattr(settings, "home", settings))
+    service = HomeService.from_settings(getattr(settings, "home", settings), snapshots_dir=snapshots_dir)
     service.start()
     log.info("home control: %d devices", len(service.registry))
     return service

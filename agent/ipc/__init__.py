@@ -8,6 +8,8 @@ the clients'.
 from agent.ipc.client import Client, DaemonNotRunning, RequestFailed, ask, ask_sync, reload_sync, status_sync
 from agent.ipc.protocol import (
     MAX_FRAME,
+    MAX_IMAGES,
+    MAX_REQUEST_FRAME,
     VERSION,
     Cancel,
     Confirm,
@@ -32,7 +34,7 @@ from agent.ipc.protocol import (
 from agent.ipc.server import AlreadyRunning, Connection, Handler, Server, peer_credentials, peer_uid
 
 __all__ = [
-    "MAX_FRAME", "VERSION", "AlreadyRunning", "Cancel", "Client", "Confirm", "ConfirmRequest", "Connection",
+    "MAX_FRAME", "MAX_IMAGES", "MAX_REQUEST_FRAME", "VERSION", "AlreadyRunning", "Cancel", "Client", "Confirm", "ConfirmRequest", "Connection",
     "DaemonNotRunning", "Error", "FrameDecoder", "FrameTooLong", "Handler", "History", "HistoryReport",
     "ProtocolError", "Reload", "RequestError", "RequestFailed", "Send", "Server", "Started", "Status", "StatusReport",
     "ask", "ask_sync", "encode", "event_frame", "parse_event", "parse_request", "peer_credentials", "peer_uid",

@@ -7,6 +7,7 @@ client can cancel or ask for status while a reply is still streaming.
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import logging
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 from agent.events import ReplyDone
 from agent.ipc.protocol import (
+    MAX_IMAGES,
+    MAX_REQUEST_FRAME,
     VERSION,
     Cancel,
     Confirm,
@@ -93,13 +96,20 @@ class Client:
 
     async def reply(
         self, text: str, *, conversation_id: str | None = None, thinking: bool | None = None,
-        request_id: str | None = None, explain: bool = False,
+        request_id: str | None = None, explain: bool = False, images: list[bytes] = (),
     ) -> AsyncIterator[Any]:
-        """Send text; yield step events, ConfirmRequests and non-fatal Errors until ReplyDone."""
+        """Send text (and pictures: image files' bytes, checked and shrunk by the daemon); yield
+        step events, ConfirmRequests and non-fatal Errors until ReplyDone."""
         rid = request_id or self.new_id()
+        if len(images) > MAX_IMAGES:
+            raise RequestFailed(f"{len(images)} pictures in one message; the daemon takes up to {MAX_IMAGES}")
+        send = Send(v=VERSION, type="send", id=rid, text=text, conversation_id=conversation_id, thinking=thinking,
+                    explain=explain, images=[base64.b64encode(data).decode("ascii") for data in images])
+        if images and len(encode(send)) > MAX_REQUEST_FRAME:
+            raise RequestFailed(f"the pictures are {sum(map(len, images)):,} bytes together, more than one message "
+                                f"carries (about {MAX_REQUEST_FRAME * 3 // 4 // 1_000_000} MB); send smaller ones")
         async with self._expecting(rid) as queue:
-            await self._write(Send(v=VERSION, type="send", id=rid, text=text,
-                                   conversation_id=conversation_id, thinking=thinking, explain=explain))
+            await self._write(send)
             while True:
                 event = await self._next(queue)
                 if isinstance(event, Error) and event.about in (None, "send"):
@@ -228,11 +238,13 @@ OnConfirm = Callable[[ConfirmRequest], bool | Awaitable[bool]]
 async def ask(
     path: Path | str, text: str, *, conversation_id: str | None = None, thinking: bool | None = None,
     on_event: Callable[[Any], None] | None = None, on_confirm: OnConfirm | None = None, explain: bool = False,
+    images: list[bytes] = (),
 ) -> ReplyDone:
     """Send one message and wait for the reply; confirmations are denied unless on_confirm approves."""
     async with await Client.connect(path) as client:
         rid = client.new_id()
-        async for event in client.reply(text, conversation_id=conversation_id, thinking=thinking, request_id=rid, explain=explain):
+        async for event in client.reply(text, conversation_id=conversation_id, thinking=thinking, request_id=rid,
+                                        explain=explain, images=images):
             if isinstance(event, ConfirmRequest):
                 approve = on_confirm(event) if on_confirm else False
                 if asyncio.iscoroutine(approve):

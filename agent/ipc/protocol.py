@@ -3,6 +3,7 @@
 Requests (client -> daemon), validated by the pydantic models below:
 
     {"v":1,"type":"send","id":"r1","text":"lights on","conversation_id":null,"thinking":null}
+                       (optional "images": [base64, ...]: pictures for the model, agent.images)
     {"v":1,"type":"cancel","id":"r1"}                     stop r1 (queued or running)
     {"v":1,"type":"confirm","id":"r1","approve":true}     answer r1's confirm_request, or the
                                                           open question of that id (a voice one)
@@ -28,6 +29,10 @@ from agent import events
 
 VERSION = 1
 MAX_FRAME = 1 << 20  # bytes in one line, newline excluded
+# A request line may be longer: a send's pictures travel in it as base64 (the daemon then
+# applies vision.max_image_bytes). About 18 MB of pictures per message.
+MAX_REQUEST_FRAME = 24 << 20
+MAX_IMAGES = 4  # pictures in one send
 
 RequestId = Annotated[str, Field(min_length=1, max_length=128)]
 
@@ -66,6 +71,7 @@ class Send(_Frame):
     conversation_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
     thinking: bool | None = None
     explain: bool = False  # add a note saying which path answered (phrase or model) and why
+    images: Annotated[list[Annotated[str, Field(min_length=1)]], Field(max_length=MAX_IMAGES)] = []  # base64 pictures
 
 
 class Cancel(_Frame):
@@ -192,7 +198,7 @@ def event_frame(request_id: str, event: Any) -> dict:
     nested stats, and costs on every streamed text delta otherwise.
     """
     if type(event) in _FLAT_EVENTS:
-        return {"v": VERSION, "id": request_id, "type": type(event).__name__, **vars(event)}
+        return {"v": VERSION, "id": request_id, "type": type(event).__name__, **events.shallow_dict(event)}
     return {"v": VERSION, "id": request_id, **events.to_dict(event)}
 
 

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from agent.ipc.protocol import (
-    MAX_FRAME,
+    MAX_REQUEST_FRAME,
     VERSION,
     Error,
     FrameDecoder,
@@ -142,7 +142,7 @@ class Handler(Protocol):
 class Server:
     """A Unix-socket server of JSON-line frames for peers of our own uid."""
 
-    def __init__(self, path: Path, handler: Handler, *, limit: int = MAX_FRAME, uid: int | None = None):
+    def __init__(self, path: Path, handler: Handler, *, limit: int = MAX_REQUEST_FRAME, uid: int | None = None):
         self.path = Path(path)
         self.handler = handler
         self.limit = limit
@@ -211,7 +211,8 @@ class Server:
 
     async def _dispatch(self, conn: Connection, line: bytes | FrameTooLong) -> None:
         if isinstance(line, FrameTooLong):
-            message = f"frame of {line.size} bytes is over the {self.limit}-byte limit; discarded"
+            message = (f"frame of {line.size} bytes is over the {self.limit}-byte limit; discarded "
+                       "(pictures in a message: send smaller ones)")
             conn.send(Error(v=VERSION, message=message))
             return
         request = None

@@ -19,7 +19,8 @@ from agent.llm.constrained import Guides, require_llguidance
 from agent.llm.conversation_cache import MB, ConversationCache
 from agent.llm.prefix_cache import PrefixCache
 from agent.llm.stream import Tags
-from agent.llm.types import Chunk, Finished, Request, ToolFormat
+from agent.llm.types import Chunk, Finished, Picture, Request, Sampling, ToolFormat, pictures_in
+from agent.llm.vision import VisionModel, VisionUnavailable, has_vision_tower, vision_extra_missing, with_image_parts
 from agent.llm.warmup import WarmUp
 
 
@@ -42,6 +43,7 @@ class MLXEngine:
         self._seed = seed
         self.model: Any = None
         self.tokenizer: Any = None
+        self.vision: VisionModel | None = None  # set when the checkpoint and the vision extra allow images
         self.prefix_cache: PrefixCache | None = None
         self.conversations: ConversationCache | None = None
         self._turn_start_id: int | None = None  # found on first use (see _message_boundary)
@@ -59,7 +61,13 @@ class MLXEngine:
         if self._seed is not None:
             mx.random.seed(self._seed)
         try:
-            self.model, self.tokenizer = load(str(self.path))
+            # With a vision tower and the extra: mlx-lm's arrays load lazily and are never
+            # read, since mlx-vlm's language model replaces them (one set of weights).
+            sees = has_vision_tower(self.path) and vision_extra_missing() is None
+            self.model, self.tokenizer = load(str(self.path), lazy=sees)
+            if sees:
+                self.vision = VisionModel.load(self.path)
+                self.vision.share_into(self.model)
         except Exception as exc:  # mlx-lm raises many kinds; the user needs one message
             raise ModelLoadError(
                 f"cannot load the MLX model in {self.path}: {exc}. "
@@ -88,7 +96,7 @@ class MLXEngine:
     def render(self, messages: list[dict], tools: list[dict] | None, *, thinking: bool, generation_prompt: bool = True) -> str:
         """The prompt text the chat template makes of these messages."""
         return self.tokenizer.apply_chat_template(
-            messages,
+            with_image_parts(messages),
             tools=tools or None,
             tokenize=False,
             add_generation_prompt=generation_prompt,
@@ -139,8 +147,11 @@ class MLXEngine:
     def generate_sync(self, request: Request, cancel: threading.Event | None = None):
         """The generation itself; runs on the MLX thread (benchmarks call it directly there)."""
         from mlx_lm import stream_generate
-        from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
+        pictures = pictures_in(request.messages)
+        if pictures:
+            yield from self._generate_with_pictures(request, pictures, cancel)
+            return
         system, _ = _split_system(request.messages)
         use_prefix = bool(system) and request.prefix_cache
         prefix_text = self.prefix_text(system[0]["content"], request.tools, thinking=request.thinking) if use_prefix else ""
@@ -158,17 +169,7 @@ class MLXEngine:
             held = self.conversations.read_and_keep(request.conversation, cache, tokens, held,
                                                     self._message_boundary(tokens))
 
-        s = request.sampling
-        sampler = make_sampler(temp=s.temperature, top_p=s.top_p, min_p=s.min_p, top_k=s.top_k)
-        processors = list(request.logits_processors)
-        guide = self._guides.processor(
-            request.tools, thinking=request.thinking, thinking_budget=request.thinking_budget, constrained=request.constrained
-        ) if self._guides and (request.constrained or request.thinking_budget) else None
-        if guide is not None:
-            processors.insert(0, guide)
-        if s.presence_penalty:
-            processors += make_logits_processors(presence_penalty=s.presence_penalty)
-
+        sampler, processors, guide = self._sampling(request)
         first = None
         count, reason, tps = 0, "stop", 0.0
         generated: list[int] = []  # every token stream_generate returns has been fed to the cache
@@ -195,20 +196,69 @@ class MLXEngine:
                 break
         if request.prefix_cache and request.conversation:
             self.conversations.keep_reply(request.conversation, cache, tokens + generated)
+        yield _finished(guide, reason, prompt_tokens=len(tokens), count=count, tps=tps, first=first, hit=hit, reused=reused)
+
+    def _sampling(self, request: Request) -> tuple[Any, list, Any]:
+        """(sampler, logits processors, the constraint guide or None) for this request."""
+        from mlx_lm.sample_utils import make_logits_processors, make_sampler
+
+        s = request.sampling
+        sampler = make_sampler(temp=s.temperature, top_p=s.top_p, min_p=s.min_p, top_k=s.top_k)
+        processors = list(request.logits_processors)
+        guide = self._guides.processor(
+            request.tools, thinking=request.thinking, thinking_budget=request.thinking_budget, constrained=request.constrained
+        ) if self._guides and (request.constrained or request.thinking_budget) else None
         if guide is not None:
-            guide.finish()
-            if guide.abandoned and reason != "cancelled":
-                reason = "constraint"
-        yield Finished(
-            finish_reason=reason,
-            prompt_tokens=len(tokens),
-            generated_tokens=count,
-            tokens_per_s=tps,
-            time_to_first_token_s=first or 0.0,
-            prefix_hit=hit,
-            prefix_tokens_reused=reused,
-            call_traces=tuple(guide.traces) if guide is not None else (),
-        )
+            processors.insert(0, guide)
+        if s.presence_penalty:
+            processors += make_logits_processors(presence_penalty=s.presence_penalty)
+        return sampler, processors, guide
+
+    def _generate_with_pictures(self, request: Request, pictures: list[Picture], cancel: threading.Event | None):
+        """An image call through mlx-vlm from an empty cache; the prefix and conversation
+        caches are neither read nor written (an image cache cannot go back to mlx-lm)."""
+        if self.vision is None:
+            raise VisionUnavailable(self.cannot_see())
+        prompt = self.render(request.messages, request.tools, thinking=request.thinking)
+        sampler, processors, guide = self._sampling(request)
+        start, first = time.perf_counter(), None
+        count, reason, tps, prompt_tokens = 0, "stop", 0.0, 0
+        for step in self.vision.generate(prompt, pictures, max_tokens=request.max_tokens, sampler=sampler,
+                                         logits_processors=processors or None, prefill_step_size=self.prefill_step_size):
+            if first is None:
+                first = time.perf_counter() - start
+            count, tps, prompt_tokens = step.generation_tokens, step.generation_tps, step.prompt_tokens
+            if step.text:
+                yield Chunk(step.text)
+            if step.finish_reason:
+                reason = step.finish_reason
+            if cancel is not None and cancel.is_set():
+                reason = "cancelled"
+                break
+        yield _finished(guide, reason, prompt_tokens=prompt_tokens, count=count, tps=tps, first=first, hit=False, reused=0)
+
+    def cannot_see(self) -> str | None:
+        """None when this engine takes images; else why not, and what to do."""
+        if self.vision is not None:
+            return None
+        if not has_vision_tower(self.path):
+            return (f"the model {self.name} has no vision weights; use a Qwen3.5 checkpoint with its vision "
+                    "tower (the mlx-community Qwen3.5 folders have one)")
+        return vision_extra_missing() or f"the vision model of {self.name} did not load"
+
+    async def ask_about_image(self, image: bytes, question: str, *, max_pixels: int, max_bytes: int,
+                              max_tokens: int = 256) -> str:
+        """The model's answer about one picture, outside any conversation (ToolContext.vision).
+        Runs on the MLX thread like any call: a tool runs between the turn's model calls,
+        so the thread is free and this does not wait on the turn that asked."""
+        from agent.images import picture_from_bytes
+
+        picture = picture_from_bytes(image, "the picture", max_pixels=max_pixels, max_bytes=max_bytes)
+        request = Request(messages=[{"role": "user", "content": question, "images": [picture]}], tools=[],
+                          thinking=False, max_tokens=max_tokens, sampling=Sampling(temperature=0.0, presence_penalty=0.0),
+                          prefix_cache=False)
+        parts = [item.text async for item in self.stream(request) if isinstance(item, Chunk)]
+        return _without_thinking("".join(parts))
 
     def _message_boundary(self, tokens: list[int]) -> int | None:
         """Where the last message ends in `tokens`: at the last turn-start token, which opens
@@ -279,6 +329,22 @@ class MLXEngine:
         self._closing.set()
         self._executor.submit(mx.clear_streams).result()
         self._executor.shutdown(wait=True)
+
+
+def _finished(guide: Any, reason: str, *, prompt_tokens: int, count: int, tps: float, first: float | None,
+              hit: bool, reused: int) -> Finished:
+    if guide is not None:
+        guide.finish()
+        if guide.abandoned and reason != "cancelled":
+            reason = "constraint"
+    return Finished(finish_reason=reason, prompt_tokens=prompt_tokens, generated_tokens=count, tokens_per_s=tps,
+                    time_to_first_token_s=first or 0.0, prefix_hit=hit, prefix_tokens_reused=reused,
+                    call_traces=tuple(guide.traces) if guide is not None else ())
+
+
+def _without_thinking(text: str) -> str:
+    """The answer after any <think>...</think> block."""
+    return text.rsplit("</think>", 1)[-1].strip()
 
 
 def _logits_width(model: Any, tokenizer: Any) -> int:

@@ -55,6 +55,33 @@ class ToolFormat:
     parse: Callable[[str, list[dict] | None], dict]
 
 
+@dataclass(frozen=True)
+class Picture:
+    """An image for the model, already shrunk to vision.max_pixels and encoded (PNG or JPEG).
+
+    A user message carries its pictures under an "images" key for the current turn only;
+    the stored history keeps `placeholder` instead of the bytes."""
+
+    data: bytes
+    width: int
+    height: int
+
+    @property
+    def placeholder(self) -> str:
+        return f"[image {self.width}x{self.height}]"
+
+    @property
+    def tokens(self) -> int:
+        """About how many prompt tokens it costs: one per 32x32 pixels (Qwen3.5's patch 16,
+        merged 2x2), at least 64."""
+        return max(64, round(self.width / 32) * round(self.height / 32))
+
+
+def pictures_in(messages: list[dict]) -> list[Picture]:
+    """Every picture the messages carry, in order."""
+    return [p for m in messages for p in m.get("images") or ()]
+
+
 @dataclass
 class Request:
     messages: list[dict]

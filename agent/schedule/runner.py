@@ -47,9 +47,11 @@ class Runtime:
     submit: Submit | None = None
     notify: Notify | None = None
     # Handed to the tools a job calls directly (their ToolContext): the Scheduler sets
-    # `schedule` to itself, the daemon keeps `home_control` current across reloads.
+    # `schedule` to itself, the daemon keeps `home_control` current across reloads and
+    # hands in the agent's `vision` hook (a camera check looks at a picture).
     schedule: Any = None
     home_control: Any = None
+    vision: Any = None  # ToolContext.vision (agent.daemon.assembly.vision_hook), kept current like home_control
 
 
 @dataclass
@@ -162,7 +164,7 @@ class Runner:
         executor = Executor(self.rt.registry, store=self.rt.store, settings=self.rt.settings, clock=self.rt.clock,
                             timeout_s=_setting(self.rt.settings, "tool_timeout_s", 30.0),
                             output_max_chars=_setting(self.rt.settings, "tool_output_max_chars", 4000),
-                            home_control=self.rt.home_control, schedule=self.rt.schedule)
+                            home_control=self.rt.home_control, schedule=self.rt.schedule, vision=self.rt.vision)
         denied: list[str] = []
         action = Action(tool=name, arguments=args, who=f"schedule:{job_id}", source=f"job {job_id}")
         done = await executor.run(action, approve=unattended(spec.get("allow", []), denied))

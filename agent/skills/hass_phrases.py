@@ -66,7 +66,7 @@ class HassPhrases:
         self.lists = {**intents.slot_lists, **home.slot_lists()}
         self.text = HassText(intents.skip_words, fillers)
         self.responses = data.get("responses", {}).get("intents", {})
-        compiler = TemplateCompiler(intents.expansion_rules, self.lists)
+        compiler = TemplateCompiler(intents.expansion_rules, self.lists, self.language)
         entries: list[_Entry] = []
         for name, intent in intents.intents.items():
             for block in intent.data:
@@ -95,7 +95,7 @@ class HassPhrases:
         specs = skill.sentences.get(self.language, []) or skill.sentences.get(self.language.split("-")[0], [])
         if not specs:
             return []
-        compiler = TemplateCompiler(rules, {**self.lists, **_skill_lists(skill.slots)})
+        compiler = TemplateCompiler(rules, {**self.lists, **_skill_lists(skill.slots)}, self.language)
         entries = []
         for spec in specs:
             if self.registry.get(spec.tool) is None:
@@ -117,11 +117,15 @@ class HassPhrases:
         """The home's names (devices, then rooms): the words speech recognition cannot know."""
         return list(dict.fromkeys([*(n for _s, n, _k in self.home.names), *self.home.areas]))
 
+    def clean(self, text: str) -> str:
+        """The text as it is matched: folded case, no punctuation, no skip words ("bitte")."""
+        return self.text.clean(text)
+
     def search(self, text: str) -> tuple[Any, list[str]]:
         """(the best IntentMatch for this text or None, why templates that fit were refused)."""
         from agent.skills.intents import IntentMatch
 
-        said = self.text.clean(text)
+        said = self.clean(text)
         if not said or len(said.split()) > MAX_WORDS:
             return None, []
         candidates = {id(e): e for e in self._always}

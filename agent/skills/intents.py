@@ -167,7 +167,10 @@ class IntentMatcher:
         return list(words)[:limit]
 
     def clean(self, text: str) -> str:
-        """What is matched: normalized text without fillers such as "please" or "could you"."""
+        """What is matched: normalized text without fillers such as "please" or "could you"
+        (for another language, its own clean-up: case, punctuation, "bitte")."""
+        if self.language is not None:
+            return self.language.clean(text)
         text = normalize(text)
         text = self._leading.sub("", text + " ").strip()
         return self._trailing.sub("", " " + text).strip()

@@ -26,7 +26,7 @@ from agent.events import Note, ToolStarted
 from agent.ipc.client import Client, DaemonNotRunning, RequestFailed
 from agent.ipc.protocol import ConfirmRequest, Error, Started
 from agent.tui.commands import COMMANDS, SlashCommand, CommandError, message_text, parse_command
-from agent.tui.render import ReplyView, confirm_panel, history_view, item_list, notice_line, status_line
+from agent.tui.render import ReplyView, confirm_panel, history_view, image_panel, item_list, notice_line, status_line
 
 REFRESH_S = 1 / 15  # redraw at most this often while text streams
 
@@ -35,10 +35,12 @@ class ChatApp:
     """One chat session with the daemon."""
 
     def __init__(self, socket_path: Path | str, console: Console | None = None,
-                 hear: Callable[[], Awaitable[str | None]] | None = None):
+                 hear: Callable[[], Awaitable[str | None]] | None = None, max_image_bytes: int = 20_000_000):
         self.socket_path = socket_path
         self.console = console or Console()
         self.hear = hear  # /listen: one utterance from the microphone, as text (None: nothing heard)
+        self.max_image_bytes = max_image_bytes  # vision.max_image_bytes: /image refuses bigger files here
+        self.pending_images: list[bytes] = []  # /image pictures for the next message
         self.client: Client | None = None
         self.conversation_id: str | None = None
         self.thinking: bool | None = None
@@ -138,7 +140,9 @@ class ChatApp:
     async def _pump(self, rid: str, text: str) -> None:
         seen_tools: dict[str, ToolStarted] = {}
         self.view = view = ReplyView()
-        stream = self.client.reply(text, conversation_id=self.conversation_id, thinking=self.thinking, request_id=rid)
+        images, self.pending_images = self.pending_images, []
+        stream = self.client.reply(text, conversation_id=self.conversation_id, thinking=self.thinking, request_id=rid,
+                                   images=images)
         live = Live(view, console=self.console, auto_refresh=False, vertical_overflow="visible")
         last_draw = 0.0
         async with contextlib.aclosing(stream):
@@ -217,6 +221,16 @@ class ChatApp:
             else:
                 print_(Text.assemble(("you (spoken) › ", "bold cyan"), text))
                 await self._reply(text)
+        elif name == "image":
+            from agent.images import ImageError, image_dimensions, read_image_file
+
+            try:
+                data = read_image_file(command.arg, max_bytes=self.max_image_bytes)
+            except ImageError as exc:
+                print_(Text(str(exc), style="yellow"))
+                return True
+            self.pending_images.append(data)
+            print_(image_panel(command.arg, len(data), image_dimensions(data)))
         elif name in ("yes", "no"):
             await self._answer_question(name == "yes")
         elif name == "stop":
@@ -277,6 +291,6 @@ def read_line(timeout: float, stream: Any = None) -> str | None:
 
 
 def run_chat(socket_path: Path | str, console: Console | None = None,
-             hear: Callable[[], Awaitable[str | None]] | None = None) -> int:
+             hear: Callable[[], Awaitable[str | None]] | None = None, max_image_bytes: int = 20_000_000) -> int:
     """`agentd chat`: the interactive client; its exit code."""
-    return ChatApp(socket_path, console, hear).run()
+    return ChatApp(socket_path, console, hear, max_image_bytes=max_image_bytes).run()

@@ -11,6 +11,7 @@ COMMANDS: dict[str, str] = {
     "skills": "list the enabled skills",
     "jobs": "list the scheduled jobs",
     "stop": "stop a reply you stopped waiting for",
+    "image": "PATH: attach a picture to your next message (needs the vision extra)",
     "listen": "push-to-talk: say one message into the microphone (no wake phrase)",
     "yes": "answer yes to the question agentd asked aloud (a voice command that needs a confirmation)",
     "no": "answer no to that question",
@@ -48,6 +49,10 @@ def parse_command(line: str) -> SlashCommand | None:
         if not rest.isdigit() or not 1 <= int(rest) <= 1000:
             raise CommandError(f"/history takes a number of messages from 1 to 1000, got {rest!r}")
         return SlashCommand("history", int(rest))
+    if name == "image":
+        if not rest:
+            raise CommandError("/image needs the path of a picture, e.g. /image ~/Pictures/boiler.jpg")
+        return SlashCommand("image", rest)
     if rest:
         raise CommandError(f"/{name} takes no argument, got {rest!r}")
     return SlashCommand(name)

@@ -197,3 +197,10 @@ def item_list(title: str, items: Any) -> RenderableType:
         else:
             table.add_row(str(item))
     return table
+
+
+def image_panel(path: str, size_bytes: int, dimensions: tuple[int, int] | None) -> Panel:
+    """A picture attached with /image, waiting for the next message."""
+    shape = f"{dimensions[0]}x{dimensions[1]} · " if dimensions else ""
+    body = Text.assemble((path, "bold"), f"\n{shape}{size_bytes / 1000:,.0f} kB · goes with your next message", style="")
+    return Panel(body, title="image", title_align="left", border_style="magenta", expand=False)

@@ -7,14 +7,18 @@ or unlock, and to change a device marked `confirm: true`, so a person says yes f
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Annotated, Literal
 
 from pydantic import Field
 
-from agent import ToolContext, ToolError, tool
-from agent.home_control import DeviceCommand, DeviceState, HomeControlError, HomeService
+from agent import ToolContext, ToolError, ToolResult, tool
+from agent.home_control import ChangeResult, DeviceCommand, DeviceState, HomeControlError, HomeService
 
 Percent = Annotated[int, Field(ge=0, le=100)]
+NO_VISION = ("this model cannot see pictures: install agentd[vision] (pip install 'agentd[vision]') "
+             "and use a Qwen3.5 model with its vision weights")
 
 
 @tool(risk="write")
@@ -36,8 +40,7 @@ def set_device(
     """
     if state is None and brightness is None and temperature is None:
         raise ToolError("say what to change: state, brightness or temperature")
-    outcome = _home(ctx).set(device, DeviceCommand(state, brightness, temperature))
-    return _lines(outcome.states, outcome.skipped)
+    return _report(_home(ctx).set(device, DeviceCommand(state, brightness, temperature)))
 
 
 @tool(risk="confirm")
@@ -53,8 +56,7 @@ def set_secure_device(
         device: One device's name, e.g. "front door".
         action: What to do: lock, unlock, open, close, stop, on or off.
     """
-    outcome = _home(ctx).set(device, DeviceCommand(action), secure=True)
-    return _lines(outcome.states, outcome.skipped)
+    return _report(_home(ctx).set(device, DeviceCommand(action), secure=True))
 
 
 # The question a voice turn asks aloud before this runs ("Lock the back door? Say yes or no."),
@@ -70,7 +72,8 @@ def get_device_state(ctx: ToolContext, device: str) -> str:
     Args:
         device: A device name ("hall temperature"), a room ("kitchen") or both ("kitchen lights").
     """
-    return _lines(_home(ctx).read(device))
+    states = _home(ctx).read(device)
+    return ToolResult(_lines(states), states)
 
 
 @tool
@@ -88,6 +91,29 @@ def list_devices(ctx: ToolContext, room: str | None = None) -> str:
     return "\n".join(f"{d.describe()}: {s.summary()}" for d, s in zip(devices, states))
 
 
+@tool
+async def look_at_camera(ctx: ToolContext, camera: str, question: str) -> str:
+    """Look at a camera's current picture and answer a question about it, e.g. whether the
+    garage door is open or a parcel is at the front door.
+
+    Args:
+        camera: The camera's name ("porch camera") or its room ("garage").
+        question: What to find out from the picture, as a full question.
+    """
+    home = _home(ctx)
+    device = home.cameras.find(home.registry, camera)
+    if ctx.vision is None:
+        raise ToolError(NO_VISION)
+    snap = await home.cameras.snapshot(device)
+    kept = await asyncio.to_thread(home.cameras.keep, device, snap)  # only when the settings ask
+    try:
+        answer = await ctx.vision(snap.data, question)
+    except (ValueError, OSError) as exc:  # a picture the engine cannot decode
+        raise ToolError(f"the model could not look at the picture from {device.name}: {exc}") from None
+    details = snap.describe(time.time()) + (f"; kept as {kept.name}" if kept else "")
+    return f"{answer.strip()}\n({device.name}: {details})"
+
+
 def _home(ctx: ToolContext) -> HomeService:
     """The daemon's home control, handed in; a HomeControlError the model can read if there is none."""
     if ctx.home_control is None:
@@ -95,7 +121,14 @@ def _home(ctx: ToolContext) -> HomeService:
     return ctx.home_control
 
 
+def _report(outcome: ChangeResult) -> ToolResult:
+    """A change's outcome as text for the model, with the outcome itself as data (the phrase
+    path's replies in the home's language read the states, not these words)."""
+    return ToolResult(_lines(outcome.states, outcome.skipped), outcome)
+
+
 def _lines(states: list[DeviceState], skipped: list[str] = ()) -> str:
-    """The outcome as short sentences, one per device."""
+    """Short sentences, one per device."""
     text = "; ".join(s.text() for s in states)
-    return text + (f"; not changed: {', '.join(skipped)}" if skipped else "")
+    return text + (f"; not changed: {', '.join(f'{name} (needs set_secure_device)' for name in skipped)}"
+                   if skipped else "")
