@@ -26,9 +26,9 @@ from agent.voice.service import build_pipeline
 from agent.voice.sources import WavSource
 from agent.voice.tts import SilentSpeaker, make_speaker
 from agent.voice.wake import Wake
+from language_homes import agent_for, play_all
 from mosquitto import broker  # noqa: F401  (a fixture)
 from test_home_mqtt import Peer
-from test_phrases_languages import agent_for, play_all
 
 # -- what `language` sets --------------------------------------------------------------------------
 
@@ -83,10 +83,25 @@ def test_an_english_only_model_folder_says_so_when_it_loads():
     ("es", "¡Sí!", "yes"), ("es", "Si.", "yes"), ("es", "Vale.", "yes"), ("es", "No.", "no"), ("es", "Siempre.", "unclear"),
     ("fr", "Oui.", "yes"), ("fr", "D'accord.", "yes"), ("fr", "Non.", "no"), ("fr", "Nous.", "unclear"),
     ("it", "Yes.", "yes"),  # no row: English words
+    # Near misses: a word one letter from a short yes is no yes ("sin" and "jap" are 0.8 like it by letters).
+    ("de", "Jap.", "unclear"), ("de", "Da.", "unclear"), ("de", "Jaja.", "unclear"), ("de", "Ach ja.", "unclear"),
+    ("de", "Hain.", "unclear"), ("es", "Sin.", "unclear"), ("es", "Sic.", "unclear"), ("es", "Se.", "unclear"),
+    ("es", "Así.", "unclear"), ("es", "Sino.", "unclear"), ("fr", "Qui.", "unclear"), ("fr", "Ouille.", "unclear"),
+    ("fr", "Lui.", "unclear"), ("en", "Yet.", "unclear"), ("en", "Yas.", "yes"),  # English keeps its fuzzy "yes"
 ])
 def test_only_a_clear_yes_in_the_homes_language_is_a_yes(code, said, meaning):
     lang = language_of(code)
     assert hear_answer(said, Wake(list(lang.wake_phrases)), language=lang) == meaning
+
+
+def test_stop_words_are_the_languages_and_englishs():
+    from agent.languages import stop_words
+
+    assert {"halt", "stopp", "stop"} <= stop_words(language_of("de"))
+    assert {"basta", "para", "cancel"} <= stop_words(language_of("es"))
+    assert {"arrête", "ca suffit", "stop"} <= stop_words(language_of("fr"))
+    assert stop_words(language_of("en")) == stop_words(language_of("it"))  # no row: English words
+    assert "halt" not in stop_words(language_of("en"))
 
 
 def test_the_question_is_asked_in_the_homes_language():
@@ -109,22 +124,35 @@ def test_the_question_is_asked_in_the_homes_language():
 
 # -- real speech -----------------------------------------------------------------------------------
 
-# (language, what is said, the MQTT message it must send, a word the reply must contain)
+# espeak-ng's voice and words per minute for each language: at its default 165 its German and
+# French trip base up. Whisper base hears espeak-ng's French "agent" ([aʒɑ̃]) as "à tous" or
+# "à toi" in most of its voices; its "m4" variant at 145 gives "salut agent" (some voices give
+# it doubled, "salut agent, salut agent,", which the STT keeps once). Chosen over 4 voices x 4
+# speeds with the home's hints at temperature 0 (the speech is repeatable: sox -R).
+VOICES = {"de": ("de", 125), "es": ("es", 125), "fr": ("fr+m4", 145)}
+
+# (what is said, utterance by utterance; the MQTT message it must send; a word the reply must contain)
 SPOKEN = {
     # Whisper base hears espeak-ng's "schalte" as "Schalter", and its "hey" as "Hi".
-    "de": [("hallo agent, mach die Stehlampe an", ("h/steh/set", b"ON"), "eingeschaltet"),
-           ("hi agent, mach das Flurlicht aus", ("h/flur/set", b"OFF"), "ausgeschaltet")],
-    "es": [("oye agente, enciende la lámpara", ("h/steh/set", b"ON"), "activado"),
-           ("oye agente, apaga la luz del pasillo", ("h/flur/set", b"OFF"), "apagado")],
-    "fr": [("salut agent, allume le lampadaire", ("h/steh/set", b"ON"), "allumé"),
-           ("salut agent, éteins la lumière du couloir", ("h/flur/set", b"OFF"), "éteint")],
+    "de": [(("hallo agent, mach die Stehlampe an",), ("h/steh/set", b"ON"), "eingeschaltet"),
+           (("hi agent, mach das Flurlicht aus",), ("h/flur/set", b"OFF"), "ausgeschaltet")],
+    "es": [(("oye agente, enciende la lámpara",), ("h/steh/set", b"ON"), "activado"),
+           (("oye agente, apaga la luz del pasillo",), ("h/flur/set", b"OFF"), "apagado")],
+    # French: the wake phrase said alone, then the command (the one-breath sentences below are
+    # not heard). Of espeak-ng's French commands base hears "allume le plafonnier" (in 5 of 6
+    # voices and speeds) but no "éteins" ("et ta", "et tout").
+    "fr": [(("salut agent", "allume le plafonnier"), ("h/decke/set", b"ON"), "allumé")],
+    "fr-one-breath": [(("salut agent, allume le lampadaire",), ("h/steh/set", b"ON"), "allumé"),
+                      (("salut agent, éteins la lumière du couloir",), ("h/flur/set", b"OFF"), "éteint")],
 }
 # A device the home does not have (goes to the model, whose fixed answer runs no tool), and a
 # command without the wake phrase (ignored).
-NEAR_MISS = {"de": ("hallo agent, schalte den Fernseher ein", "schalte die Stehlampe ein"),
-             "es": ("oye agente, enciende la tele", "enciende la lámpara"),
-             "fr": ("salut agent, allume la télé", "allume le lampadaire")}
-SPEED = 125  # espeak-ng words per minute: its German and French at the default 165 trip base up
+NEAR_MISS = {"de": (("hallo agent, mach den Fernseher an",), "schalte die Stehlampe ein"),
+             "es": (("oye agente, enciende la tele",), "enciende la lámpara"),
+             # Heard "Un peu plafonnier de la cuisine.": the home's lamp in a room it does not have.
+             # (Base hears espeak-ng's "allume la télé" at avg_logprob -1.01, which the guards reject.)
+             "fr": (("salut agent", "allume le plafonnier de la cuisine"), "allume le plafonnier"),
+             "fr-one-breath": (("salut agent, allume la télé",), "allume le lampadaire")}
 
 
 @pytest.fixture(scope="module")
@@ -147,11 +175,6 @@ def voice_home(code: str, port: int, tmp_path, stt, **voice):
                                         "home": {"mqtt": {"host": "127.0.0.1", "port": port}}})
     from agent.voice.stt import hint_prompt
 
-    import ctranslate2
-
-    # Whisper falls back to sampling when unsure (temperatures 0.2 ... 1.0): a fixed seed makes
-    # each test hear the same words every run.
-    ctranslate2.set_random_seed(0)
     stt.language = settings.voice.stt_language
     stt.prompt = hint_prompt([*settings.voice.wake_phrases, *house_words(agent, service)])
     return agent, service, settings
@@ -170,48 +193,58 @@ def listen(settings, agent, stt, wav, *, realtime=False):
 
 
 def spoken(text: str, code: str, tmp_path, name: str) -> np.ndarray:
-    return speech(text, tmp_path / f"{name}.wav", voice=code, speed=SPEED)
+    voice, speed = VOICES[code]
+    return speech(text, tmp_path / f"{name}.wav", voice=voice, speed=speed)
 
 
-# Whisper base does not understand espeak-ng's French "agent" ([aʒɑ̃]: "Salut à tous !") nor
-# most of its French commands ("Salut à toi, et à l'Union du couloir."): the French commands
-# are run, and what must not act is checked, but their acting is expected to fail.
-FRENCH = pytest.param("fr", marks=pytest.mark.xfail(reason="Whisper base mishears espeak-ng's French", strict=False))
+def utterances(texts: tuple[str, ...], code: str, tmp_path, name: str) -> list[np.ndarray]:
+    """Each text spoken, then a second's pause."""
+    return [part for i, text in enumerate(texts) for part in (spoken(text, code, tmp_path, f"{name}{i}"), silence(1.0))]
 
 
-@pytest.mark.parametrize("code", ["de", "es", FRENCH])
-def test_spoken_commands_act_and_are_answered_in_the_language(code, base_stt, broker, tmp_path):  # noqa: F811
+# Whisper base does not understand espeak-ng's French "agent" said in one breath with a command
+# ("Salut à tous !", "salut agent, salut plafonnier") nor most of its French commands ("Et à la
+# lumière du couloir."): measured 0 of 5 runs (decoding is greedy, so every run hears the same).
+FRENCH_ONE_BREATH = pytest.param("fr-one-breath", marks=pytest.mark.xfail(
+    reason="0/5: Whisper base hears espeak-ng's French 'salut agent, allume le lampadaire' as "
+           "'Salut à tous !' (the French door is covered by 'fr': the wake phrase alone, then the command)",
+    strict=False))
+
+
+@pytest.mark.parametrize("scenario", ["de", "es", "fr", FRENCH_ONE_BREATH])
+def test_spoken_commands_act_and_are_answered_in_the_language(scenario, base_stt, broker, tmp_path):  # noqa: F811
+    code = scenario[:2]
     agent, service, settings = voice_home(code, broker.port, tmp_path, base_stt)
     peer = Peer(broker.port)
     play_all(peer, code)
-    near_miss, no_wake = NEAR_MISS[code]
+    near_miss, no_wake = NEAR_MISS[scenario]
     audio = [silence(0.3)]
-    for i, (text, _, _) in enumerate(SPOKEN[code]):
-        audio += [spoken(text, code, tmp_path, f"c{i}"), silence(1.0)]
-    audio += [spoken(near_miss, code, tmp_path, "near"), silence(1.0), spoken(no_wake, code, tmp_path, "nowake"),
-              silence(1.0), synth(tmp_path / "noise.wav", 1.5, "whitenoise", "vol", "0.3"), silence(0.5)]
+    for i, (texts, _, _) in enumerate(SPOKEN[scenario]):
+        audio += utterances(texts, code, tmp_path, f"c{i}")
+    # Without the wake phrase before the near-miss: a wake phrase said alone opens a window that
+    # a near-miss the guards reject would leave open for it.
+    audio += [spoken(no_wake, code, tmp_path, "nowake"), silence(1.0), *utterances(near_miss, code, tmp_path, "near"),
+              synth(tmp_path / "noise.wav", 1.5, "whitenoise", "vol", "0.3"), silence(0.5)]
     try:
         reports, said = listen(settings, agent, base_stt, write(tmp_path / "talk.wav", *audio))
         ran = [r for r in reports if r.command is not None]
         print(*(r.line() for r in reports), sep="\n")
-        assert [r.tools for r in ran] == [["set_device"]] * len(SPOKEN[code]) + [[]], [r.line() for r in reports]
-        for (_, message, word), report in zip(SPOKEN[code], ran):
+        assert [r.tools for r in ran] == [["set_device"]] * len(SPOKEN[scenario]) + [[]], [r.line() for r in reports]
+        for (_, message, word), report in zip(SPOKEN[scenario], ran):
             assert peer.next() == message, report.line()
             assert word.lower() in report.reply.lower(), report.reply
         assert ran[-1].reply == "(the model's answer)"  # the near-miss went to the model, no device moved
         assert any(r.ignored == "no wake phrase" for r in reports), [r.line() for r in reports]
         assert peer.silent(1.0)  # nothing else reached a device: not the speech without wake phrase, not the noise
-        assert any(word.lower() in " ".join(said).lower() for _, _, word in SPOKEN[code])  # spoken in the language
+        assert any(word.lower() in " ".join(said).lower() for _, _, word in SPOKEN[scenario])  # spoken in the language
     finally:
         peer.close()
         service.stop()
 
 
-# Not yet reliable here: Whisper base hears espeak-ng's "schließ die Haustür ab" as that, as
-# "Schlesst die Haustür ab" (no phrase matches) or in English, from run to run, and on a busy
-# CPU the command's transcription can outlast the gap before the answer. The German question,
-# and "Ja." heard as yes, were seen when the command was heard.
-@pytest.mark.xfail(reason="Whisper base mishears espeak-ng's German lock command now and then", strict=False)
+# "die Haustür abschließen" (a Home Assistant sentence): base heard espeak-ng's "schließ die
+# Haustür ab" as "Schlesst die Haustür ab" whatever the voice, and "abschließen" as
+# "abschließend" until the hints carried the language's words for a lock (house_words).
 @pytest.mark.parametrize("answer, locked", [("ja", True), ("nein lieber nicht", False)])
 def test_a_lock_asks_in_german_and_only_a_german_yes_locks_it(answer, locked, base_stt, broker, tmp_path):  # noqa: F811
     agent, service, settings = voice_home("de", broker.port, tmp_path, base_stt, confirm_window_s=6)
@@ -220,7 +253,7 @@ def test_a_lock_asks_in_german_and_only_a_german_yes_locks_it(answer, locked, ba
     # The wake phrase said alone first: Whisper base turned the whole sentence into English
     # ("hallo agent, please be house to up.") though told the language is German.
     audio = [silence(0.3), spoken("hallo agent", "de", tmp_path, "wake"), silence(1.0),
-             spoken("schließ die Haustür ab", "de", tmp_path, "command"),
+             spoken("die Haustür abschließen", "de", tmp_path, "command"),
              silence(5.0), spoken(answer, "de", tmp_path, "answer"), silence(0.5)]
     try:
         reports, said = listen(settings, agent, base_stt, write(tmp_path / "talk.wav", *audio), realtime=True)
@@ -233,7 +266,7 @@ def test_a_lock_asks_in_german_and_only_a_german_yes_locks_it(answer, locked, ba
         else:
             assert heard.answer != "yes", heard.line()
             assert peer.silent(1.0)
-            assert said[-1] in (language_of("de").lines["no"], language_of("de").lines["unclear"]), said
+            assert said[1] in (language_of("de").lines["no"], language_of("de").lines["unclear"]), said
     finally:
         peer.close()
         service.stop()

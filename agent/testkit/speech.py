@@ -69,7 +69,9 @@ def speech(text: str, path: Path, *, voice: str = "en-us", speed: int = 165) -> 
     need("espeak-ng", "sox")
     raw = path.with_suffix(".espeak.wav")
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text], check=True)
-    subprocess.run(["sox", str(raw), "-r", str(RATE), "-c", "1", "-b", "16", str(path)], check=True)
+    # -R: sox dithers when it resamples, with random noise unless told to repeat itself, and
+    # Whisper's confidence in a short clip moved by +-0.07 from run to run with it.
+    subprocess.run(["sox", "-R", str(raw), "-r", str(RATE), "-c", "1", "-b", "16", str(path)], check=True)
     raw.unlink()
     return read(path)
 
@@ -77,7 +79,7 @@ def speech(text: str, path: Path, *, voice: str = "en-us", speed: int = 165) -> 
 def synth(path: Path, seconds: float, *effect: str) -> np.ndarray:
     """A sox `synth` sound (whitenoise, pinknoise, sine 440, ...), 16 kHz mono 16-bit."""
     need("sox")
-    subprocess.run(["sox", "-n", "-r", str(RATE), "-c", "1", "-b", "16", str(path), "synth", str(seconds), *effect],
+    subprocess.run(["sox", "-R", "-n", "-r", str(RATE), "-c", "1", "-b", "16", str(path), "synth", str(seconds), *effect],
                    check=True)
     return read(path)
 
