@@ -116,6 +116,19 @@ BENCHES = (
                        f"{r['de']['templates']} templates",
              "p99 <= 1 ms", lambda r: r["de"]["p99_ms"] <= 1.0),
     )),
+    Bench("speech_languages", "bench.speech_languages", lambda a: ["--repeats", "2"], (
+        Line("STT per call, one English clip set: tiny.en vs base (word accuracy)",
+             lambda r: f"{r['en tiny.en hints']['per_call_s']} s ({r['en tiny.en hints']['accuracy']}) vs "
+                       f"{r['en base hints']['per_call_s']} s ({r['en base hints']['accuracy']})"),
+        Line("STT base per call (word accuracy), home's hints: de, es, fr",
+             lambda r: ", ".join(f"{c} {r[f'{c} base hints']['per_call_s']} s ({r[f'{c} base hints']['accuracy']})"
+                                 for c in ("de", "es", "fr"))),
+        Line("STT base word accuracy without hints: de, es, fr",
+             lambda r: ", ".join(f"{c} {r[f'{c} base plain']['accuracy']}" for c in ("de", "es", "fr"))),
+        Line("STT base with temperature fallback: de, es, fr",
+             lambda r: ", ".join(f"{c} {r[f'{c} base fallback']['per_call_s']} s ({r[f'{c} base fallback']['accuracy']})"
+                                 for c in ("de", "es", "fr"))),
+    )),
     Bench("ipc", "bench.ipc", lambda a: ["--repeats", "10", "--idle-seconds", "10"], (
         Line("turn via socket vs in-process", lambda r: f"{r['socket_ratio']}x ({r['socket_overhead_ms']:+.1f} ms)",
              "<= 1.05x", lambda r: r["socket_ratio"] <= 1.05),
