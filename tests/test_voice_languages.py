@@ -26,7 +26,7 @@ from agent.voice.service import build_pipeline
 from agent.voice.sources import WavSource
 from agent.voice.tts import SilentSpeaker, make_speaker
 from agent.voice.wake import Wake
-from language_homes import agent_for, play_all
+from language_homes import HOMES, agent_for, play_all
 from mosquitto import broker  # noqa: F401  (a fixture)
 from test_home_mqtt import Peer
 
@@ -270,3 +270,39 @@ def test_a_lock_asks_in_german_and_only_a_german_yes_locks_it(answer, locked, ba
     finally:
         peer.close()
         service.stop()
+
+
+# "halt" is German only (not an English stop word); Whisper base heard espeak-ng's "hallo agent,
+# halt" and "oye agente, basta" word for word (the Spanish "para" it hears as "lámpara").
+@pytest.mark.parametrize("code, said", [("de", "hallo agent, halt"), ("es", "oye agente, basta")])
+def test_a_stop_word_in_the_language_stops_the_running_turn(code, said, base_stt, tmp_path):
+    from agent.events import ReplyDone, TextDelta
+
+    ended = {}
+
+    async def slow_turn(text):
+        try:
+            for i in range(3000):  # a long reply, one word every 10 ms
+                await asyncio.sleep(0.01)
+                yield TextDelta(text=f"word{i} ")
+            yield ReplyDone(text="...", stopped_by="done", stats=None)
+        finally:
+            ended["at"] = True
+
+    settings = load_settings(overrides={"language": code, "voice": {"follow_up_s": 0}})
+    from agent.voice.stt import hint_prompt
+
+    # The home's names as hints, as the daemon gives them (without them base heard the German
+    # command as "Mach die Stähl am Plan.", its wake phrase lost).
+    names = [d["name"] for d in HOMES[code]]
+    base_stt.language, base_stt.prompt = code, hint_prompt([*settings.voice.wake_phrases, *names])
+    command = SPOKEN[code][0][0][0]
+    wav = write(tmp_path / "stop.wav", silence(0.3), spoken(command, code, tmp_path, "command"), silence(0.6),
+                spoken(said, code, tmp_path, "stop"), silence(0.3))
+    pipeline = build_pipeline(settings.voice, respond=slow_turn, source=WavSource(wav), stt=base_stt,
+                              speaker=SilentSpeaker(), language=code)
+    reports = asyncio.run(asyncio.wait_for(pipeline.run(), 60))
+    stop = [r for r in reports if r.stop]
+    assert stop and "turn" in stop[0].ignored, [r.line() for r in reports]
+    assert next(r for r in reports if r.command).times["done"] < 20_000  # cut short, not the 30 s reply
+    assert "at" in ended
