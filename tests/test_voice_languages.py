@@ -94,6 +94,30 @@ def test_only_a_clear_yes_in_the_homes_language_is_a_yes(code, said, meaning):
     assert hear_answer(said, Wake(list(lang.wake_phrases)), language=lang) == meaning
 
 
+def test_a_transcript_that_echoes_the_hints_is_ignored_and_a_hint_said_twice_is_kept_once():
+    """What Whisper base wrote for espeak-ng's French with the home's words as its prompt."""
+    from agent.voice.stt import Guards, Transcript, drop_repeated_hints, hint_echo, hint_prompt
+
+    prompt = hint_prompt(["hey agent", "okay agent", "salut agent", "dis agent", "lampadaire", "plafonnier", "salon"])
+    assert drop_repeated_hints("salut agent, salut agent,", prompt) == "salut agent,"  # the wake phrase alone
+    assert drop_repeated_hints("Allume le plafonnier.", prompt) == "Allume le plafonnier."
+    echoed = drop_repeated_hints("Salut agent, salut agent, lampadaire, plafonnier,", prompt)
+    assert hint_echo(echoed, prompt) == "lampadaire plafonnier"
+    assert "echoes the hint words" in Guards().check(Transcript(text=echoed, echo=hint_echo(echoed, prompt)))
+    # Names joined as people join them, or apart, are no echo.
+    assert hint_echo("allume le lampadaire et le plafonnier", prompt) is None
+    assert hint_echo("salut agent, allume le plafonnier du salon", prompt) is None
+    assert hint_echo("anything", None) is None and drop_repeated_hints("nein nein", prompt) == "nein nein"
+
+
+def test_decoding_is_greedy_unless_the_temperature_fallback_is_asked_for():
+    from agent.voice.service import voice_stt
+
+    assert voice_stt(load_settings().voice).options()["temperature"] == 0.0
+    fallback = voice_stt(load_settings(overrides={"voice": {"stt_temperature_fallback": True}}).voice)
+    assert "temperature" not in fallback.options()  # faster-whisper's own 0.0, 0.2 ... 1.0
+
+
 def test_stop_words_are_the_languages_and_englishs():
     from agent.languages import stop_words
 
