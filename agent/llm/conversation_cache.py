@@ -4,8 +4,8 @@ The prefix cache (prefix_cache.py) covers the system prompt and tools. Everythin
 the history, the new message, and inside a turn the model's own tool call and the tool's
 result — would otherwise be prefilled again on every call. Qwen3.5's Gated-DeltaNet layers
 keep a state that cannot be trimmed back, so a cache cannot be cut to the common prefix of
-two prompts; instead each call leaves two snapshots for its conversation, with the tokens
-each holds:
+two prompts; instead each call leaves two snapshots for its conversation (three inside a tool
+turn), with the tokens each holds:
 
 - "message": taken while the prompt is read, at the end of its last message (before the
   generation prompt). Chat templates render a finished assistant turn differently from the
