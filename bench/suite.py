@@ -50,15 +50,22 @@ BENCHES = (
              ">= 20x", lambda r: r["speedup"] >= 20),
     )),
     Bench("conversation", "bench.conversation", lambda a: [*_model(a), "--repeats", "5"], (
-        Line("conversation cache: tokens prefilled per call, turns 2-10",
-             lambda r: f"{r['prefilled_per_call_on'][1:]} vs {r['prefilled_per_call_off'][1:]} without"),
+        Line("conversation cache: tokens prefilled per call after the first, 10 turns with 3 tool turns",
+             lambda r: f"{r['prefilled_per_call_on'][1:]} vs {r['prefilled_per_call_off'][1:]} without; "
+                       f"new tokens {r['new_tokens_per_call'][1:]}",
+             "the new ones (+ a turn header)", lambda r: r["max_over_new_on"] <= r["turn_header_tokens"]),
         Line("conversation cache: TTFT turn 10 vs turn 1",
              lambda r: f"{r['turn10_vs_turn1_on']}x ({r['ttft_turn1_on_s']} -> {r['ttft_turn10_on_s']} s); "
-                       f"{r['turn10_vs_turn1_off']}x without", "<= 1.3x", lambda r: r["turn10_vs_turn1_on"] <= 1.3),
-        Line("conversation cache: 2nd model call of a tool turn, tokens prefilled (reused)",
-             lambda r: f"{r['tool_turn_per_call_on'][1][0]} ({r['tool_turn_per_call_on'][1][1]}) vs "
-                       f"{r['tool_turn_per_call_off'][1][0]} ({r['tool_turn_per_call_off'][1][1]}) without ({r['tool_turn_model']})",
-             "the tool's result only"),
+                       f"{r['turn10_vs_turn1_off']}x without; first turn after a tool turn {r['after_tool_turn_vs_turn1_on']}x",
+             "<= 1.3x", lambda r: r["turn10_vs_turn1_on"] <= 1.3),
+        Line("conversation cache: 2nd model call of a tool turn, tokens prefilled",
+             lambda r: f"{[on for _, on, _, _ in r['tool_turn_second_calls']]} vs "
+                       f"{[off for _, _, off, _ in r['tool_turn_second_calls']]} without; agent on the "
+                       f"{r['agent_tool_turn_model']}: {r['agent_tool_turn_per_call_on'][1][0]} vs "
+                       f"{r['agent_tool_turn_per_call_off'][1][0]}",
+             "the tool's result only", lambda r: all(on == new for _, on, _, new in r["tool_turn_second_calls"])),
+        Line("conversation cache: same replies as without it", lambda r: str(r["same_replies"]), "always",
+             lambda r: r["same_replies"]),
     )),
     Bench("vision", "bench.vision", lambda a: [*_model(a), "--repeats", "3"], (
         Line("TTFT: text turn (cached prefix) vs the same turn with a 640x480 picture",

@@ -10,11 +10,10 @@ mlx-lm's), so the cold text turn is shown too. Runs on a Qwen3.5 with its vision
 from __future__ import annotations
 
 import io
-import threading
-import time
 from pathlib import Path
 
 from bench.common import median, model_arg_parser, show, synthetic_tool_schemas
+from bench.prefix_cache import measure
 
 
 def vision_model(args) -> Path:
@@ -49,24 +48,6 @@ def test_picture(width: int = 640, height: int = 480):
     return picture_from_bytes(out.getvalue(), "bench picture", max_pixels=width * height, max_bytes=10**8)
 
 
-def ttft(engine, messages: list[dict], tools: list[dict], *, cold: bool) -> tuple[float, int, bool]:
-    """(seconds to the first token, prompt tokens, prefix hit) of one call on the MLX thread."""
-    from agent.llm.types import Finished, Request, Sampling
-
-    def once():
-        if cold:
-            engine.prefix_cache.clear()
-        request = Request(messages=messages, tools=tools, thinking=False, max_tokens=1,
-                          sampling=Sampling(temperature=0.0, presence_penalty=0.0))
-        start = time.perf_counter()
-        for item in engine.generate_sync(request, threading.Event()):
-            if isinstance(item, Finished):
-                return time.perf_counter() - start, item.prompt_tokens, item.prefix_hit
-        raise RuntimeError("no Finished from the engine")
-
-    return engine.run_on_thread(once)
-
-
 def run(model_path: Path, *, repeats: int = 3, tool_count: int = 10) -> dict:
     from agent.config.settings import load_settings
     from agent.llm.mlx_engine import MLXEngine
@@ -80,12 +61,12 @@ def run(model_path: Path, *, repeats: int = 3, tool_count: int = 10) -> dict:
     tools = synthetic_tool_schemas(tool_count)
     text = [system, {"role": "user", "content": question}]
     seen = [system, {"role": "user", "content": question, "images": [picture]}]
-    ttft(engine, seen, tools, cold=False)  # warm up kernels, the processor and the allocator
-    ttft(engine, text, tools, cold=True)  # leaves the prefix built
-    cached = [ttft(engine, text, tools, cold=False) for _ in range(repeats)]
+    measure(engine, seen, tools, cold=False)  # warm up kernels, the processor and the allocator
+    measure(engine, text, tools, cold=True)  # leaves the prefix built
+    cached = [measure(engine, text, tools, cold=False) for _ in range(repeats)]
     assert all(hit for _, _, hit in cached), "text turns must hit the prefix cache"
-    image = [ttft(engine, seen, tools, cold=False) for _ in range(repeats)]
-    cold = [ttft(engine, text, tools, cold=True) for _ in range(repeats)]
+    image = [measure(engine, seen, tools, cold=False) for _ in range(repeats)]
+    cold = [measure(engine, text, tools, cold=True) for _ in range(repeats)]
     prompt = engine.render(seen, tools, thinking=False)
     encodes = [engine.run_on_thread(engine.vision.encode_images, prompt, [picture]) for _ in range(repeats)]
     engine.close()

@@ -166,3 +166,73 @@ def test_a_port_in_use_is_named_in_the_error(home):
         api = ApiServer(make(home), api_settings(port=port), home)
         with pytest.raises(ApiBindError, match=f"cannot listen on 127.0.0.1:{port}.*api.port"):
             asyncio.run(api.serve())
+
+
+def test_a_body_over_max_request_bytes_gets_a_413_in_each_apis_shape(home):
+    """Content-Length over the limit is refused unread; a chunked body without one is cut off
+    once it passes the limit; the same connection serves the next request."""
+    agent = FakeAgent()
+    limit = 2000
+    big = json.dumps(user("x" * 3000)).encode()
+
+    async def chunks(body: bytes, sent: list):
+        for at in range(0, len(body), 500):
+            sent.append(at)
+            yield body[at : at + 500]
+
+    async def go():
+        async with serving(home, agent, max_request_bytes=limit) as (_, http):
+            declared_openai = await http.post("/v1/chat/completions", content=big)
+            declared_ollama = await http.post("/api/chat", content=big)
+            chunked = await http.post("/v1/chat/completions", content=chunks(big, []))
+            chunked_ollama = await http.post("/api/chat", content=chunks(big, []))
+            small_chunked = await http.post("/v1/chat/completions", content=chunks(json.dumps(user("fits")).encode(), []))
+            after = await http.post("/v1/chat/completions", json=user("still served"))
+            return declared_openai, declared_ollama, chunked, chunked_ollama, small_chunked, after
+
+    declared_openai, declared_ollama, chunked, chunked_ollama, small_chunked, after = run(go())
+    assert "content-length" in declared_openai.request.headers
+    assert "content-length" not in chunked.request.headers and chunked.request.headers["transfer-encoding"] == "chunked"
+    for reply in (declared_openai, chunked):
+        assert reply.status_code == 413, reply.text
+        error = reply.json()["error"]
+        assert error["type"] == "request_too_large" and error["code"] == 413
+        assert "api.max_request_bytes: 2000 bytes" in error["message"]
+    assert f"({len(big)} bytes)" in declared_openai.json()["error"]["message"]  # Content-Length: named before reading
+    for reply in (declared_ollama, chunked_ollama):
+        assert reply.status_code == 413 and list(reply.json()) == ["error"]
+        assert "larger than the API takes (api.max_request_bytes: 2000 bytes)" in reply.json()["error"]
+    assert small_chunked.status_code == 200 and small_chunked.json()["choices"][0]["message"]["content"] == "fits"
+    assert after.status_code == 200 and after.json()["choices"][0]["message"]["content"] == "still served"
+    assert [c["text"] for c in agent.calls] == ["fits", "still served"]  # the big ones never reached a turn
+
+
+def test_max_request_bytes_must_hold_one_picture():
+    from agent.config.settings import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match=r"api.max_request_bytes \(1000\) is smaller than one picture of "
+                                          r"vision.max_image_bytes \(20000000\).*raise api.max_request_bytes"):
+        load_settings(overrides={"api": {"max_request_bytes": 1000}})
+    assert load_settings(overrides={"api": {"max_request_bytes": 1000}, "vision": {"max_image_bytes": 600}})
+
+
+def test_a_chunked_body_is_read_only_up_to_the_limit(home):
+    """The app stops pulling a body without Content-Length at the chunk that passes the limit
+    (httpx's ASGI transport hands the app one chunk per receive, so the pulls can be counted)."""
+    api = ApiServer(make(home, FakeAgent()), api_settings(max_request_bytes=2000), home)
+    token = (home / "api-token").read_text().strip()
+    pulled = []
+
+    async def chunks():
+        for at in range(10):
+            pulled.append(at)
+            yield b"x" * 500
+
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api.app), base_url="http://agentd",
+                                     headers={"Authorization": f"Bearer {token}"}) as http:
+            return await http.post("/api/chat", content=chunks())
+
+    reply = run(go())
+    assert reply.status_code == 413 and "api.max_request_bytes: 2000 bytes" in reply.json()["error"]
+    assert len(pulled) == 5  # 2,500 bytes: past the limit, and nothing after it was asked for

@@ -31,18 +31,18 @@ def engine(tiny_qwen_vl):
 
 
 def test_a_camera_picture_reaches_the_vision_model(engine, tmp_path):
-    # The picture test_vision_engine.py uses: for some others the random model's first tokens are
-    # padded ids past the tokenizer's end, which mlx-vlm's detokenizer cannot spell (IndexError).
-    (tmp_path / "porch.png").write_bytes(picture(640, 480, (200, 30, 30), format="PNG"))
+    # A grey 640x480 JPEG makes this random model pick padded ids past the tokenizer's end within
+    # 64 tokens, which mlx-vlm's detokenizer cannot spell (IndexError): the engine rules them out.
+    (tmp_path / "porch.jpg").write_bytes(picture(640, 480, (128, 128, 128)))
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"not really a jpeg" * 20)
     settings = load_settings(overrides={"home": {"devices": [
-        {"name": "porch camera", "kind": "camera", "snapshot": {"file": str(tmp_path / "porch.png")}},
+        {"name": "porch camera", "kind": "camera", "snapshot": {"file": str(tmp_path / "porch.jpg")}},
         {"name": "broken camera", "kind": "camera", "snapshot": {"file": str(tmp_path / "broken.jpg")}},
     ]}})
     hook = vision_hook(engine, settings.vision)
     assert hook is not None, engine.cannot_see()
-    # A few tokens, as test_vision_engine.py asks for (a random model's words; quick on a CPU).
-    hook = functools.partial(hook, max_tokens=3)
+    # Enough tokens to reach a padded id (a random model's words).
+    hook = functools.partial(hook, max_tokens=64)
     service = start_home(settings)
     registry = ToolRegistry()
     registry.add_module(tools)
@@ -59,5 +59,5 @@ def test_a_camera_picture_reaches_the_vision_model(engine, tmp_path):
     assert seen.ok, seen
     answer, details = seen.result.rsplit("\n", 1)
     assert answer.strip()  # a random model's words, but words from the vision path
-    assert details.startswith("(porch camera: ") and "PNG from file" in details
+    assert details.startswith("(porch camera: ") and "JPEG from file" in details
     assert broken.status == "error" and "the model could not look at the picture from broken camera" in broken.result

@@ -50,6 +50,13 @@ def test_doctor_reports_each_check(tmp_path):
     assert "[ok  ] home:" in done.stdout and "[ok  ] config:" in done.stdout
 
 
+def test_doctor_says_whether_the_model_sees_pictures(tmp_path, tiny_qwen_vl, tiny_qwen_bpe):
+    seeing = agentd("doctor", "--model", str(tiny_qwen_vl), home=tmp_path / "a")
+    assert f"] model: {tiny_qwen_vl}; sees pictures" in seeing.stdout, seeing.stdout
+    blind = agentd("doctor", "--model", str(tiny_qwen_bpe), home=tmp_path / "b")
+    assert "sees no pictures (no vision weights)" in blind.stdout, blind.stdout
+
+
 def test_service_files_start_agentd_and_restart_it(tmp_path, monkeypatch):
     monkeypatch.setattr(service.Path, "home", staticmethod(lambda: tmp_path))
     command = [sys.executable, str(REPO / "agentd.py"), "run", "--home", str(tmp_path / "h")]

@@ -6,6 +6,7 @@ conversation switched away from and back."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 
 import pytest
@@ -176,9 +177,13 @@ def test_the_second_call_of_a_tool_turn_reads_only_the_tools_result():
     engine = RecordingEngine(trained_tool_model())
     try:
         agent = make_agent(engine)
+        agent.limits = dataclasses.replace(agent.limits, history_messages=20)  # the follow-up sees the tool turn
 
         async def turn(conversation):
             return [e async for e in agent.respond("What is 12 times 7?", conversation_id=conversation)]
+
+        async def follow_up(conversation):
+            return [e async for e in agent.respond("Thanks!", conversation_id=conversation)]
 
         engine.conversations.budget_bytes = 0
         cold = asyncio.run(turn("cold"))
@@ -186,6 +191,13 @@ def test_the_second_call_of_a_tool_turn_reads_only_the_tools_result():
         engine.requests = []
         events = asyncio.run(turn("turn-1"))
         first, second = (engine.encode(engine.render(r.messages, r.tools, thinking=False)) for r in engine.requests)
+        engine.conversations.budget_bytes = 0
+        cold_next = asyncio.run(follow_up("cold"))
+        engine.conversations.budget_bytes = BUDGET
+        engine.requests = []
+        warm_next = asyncio.run(follow_up("turn-1"))
+        third = engine.encode(engine.render(engine.requests[0].messages, engine.requests[0].tools, thinking=False))
+        turn_start = engine.encode("<|im_start|>")[0]
         decode = engine.tokenizer.decode
     finally:
         engine.close()
@@ -204,3 +216,12 @@ def test_the_second_call_of_a_tool_turn_reads_only_the_tools_result():
                                          "<|im_start|>assistant\n<think>\n\n</think>\n\n"), stats.per_call
     assert stats.prompt_tokens - stats.prefix_tokens_reused == prefilled_1 + prefilled_2
     assert stats.prefill_line() == f"prefilled {prefilled_1}+{prefilled_2} tokens, reused {reused_1}+{reused_2}"
+
+    # The next message: the template now renders the tool turn without its think block, so the
+    # cache resumes where the tool turn's user message ended (kept through the tool round as
+    # "turn"), not from the prefix: the history before the tool turn is not read again.
+    assert warm_next[-1].text == cold_next[-1].text  # as without the cache
+    boundary = len(first) - 1 - first[::-1].index(turn_start)  # the end of "What is 12 times 7?"
+    (prefilled_3, reused_3) = warm_next[-1].stats.per_call[0]
+    assert reused_3 == boundary and prefilled_3 == len(third) - boundary, warm_next[-1].stats.per_call
+    assert third[:boundary] == first[:boundary] and decode(third[boundary:]).startswith("<|im_start|>assistant\n<tool_call>")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -27,8 +28,9 @@ def error_response(path: str, status: int, message: str, kind: str, headers: dic
 
 async def read_body(request: Any, model: type[BaseModel]) -> Any:
     """The request's JSON body validated by `model`; ApiRequestError naming what is wrong."""
+    body = await request.body()  # outside the try: a body over the limit is a 413 (body_limit.py), not bad JSON
     try:
-        data = await request.json()
+        data = json.loads(body)
     except ValueError as exc:
         raise ApiRequestError(f"the request body is not JSON: {exc}") from None
     try:

@@ -22,6 +22,7 @@ from starlette.requests import Request
 
 from agent.api import ollama, openai
 from agent.api.auth import BearerAuth, ensure_token, token_path
+from agent.api.body_limit import BodyLimit
 from agent.api.chat import ChatBackend
 from agent.api.errors import ApiRequestError, error_response
 from agent.api.models import ModelCard
@@ -43,8 +44,8 @@ class ApiContext:
             raise ApiRequestError("agentd's model is warming up; try again in a few seconds", 503, "model_warming_up")
 
 
-def build_asgi(context: ApiContext, token: str) -> Any:
-    """The ASGI app: both route families behind the bearer-token check."""
+def build_asgi(context: ApiContext, token: str, max_request_bytes: int) -> Any:
+    """The ASGI app: both route families behind the bearer-token check and the body limit."""
 
     async def request_error(request: Request, exc: Exception) -> Any:
         assert isinstance(exc, ApiRequestError)
@@ -56,7 +57,7 @@ def build_asgi(context: ApiContext, token: str) -> Any:
 
     app = Starlette(routes=[*openai.routes(context), *ollama.routes(context)],
                     exception_handlers={ApiRequestError: request_error, HTTPException: http_error})
-    return BearerAuth(app, token)
+    return BearerAuth(BodyLimit(app, max_request_bytes), token)
 
 
 class ApiServer:
@@ -67,7 +68,7 @@ class ApiServer:
         self.settings = api_settings
         self.token_file = token_path(home, api_settings.token_file)
         context = ApiContext(ChatBackend(daemon, allow=api_settings.allow), ModelCard(api_settings.model_name, model_path), ready)
-        self.app = build_asgi(context, ensure_token(self.token_file))
+        self.app = build_asgi(context, ensure_token(self.token_file), api_settings.max_request_bytes)
         self.port: int | None = None  # the bound port (api.port, or the one the OS picked for 0)
 
     @property

@@ -107,7 +107,17 @@ def check_model(state: dict) -> Check:
         return Check("model", False, f"{choice.path} has no config.json", "pull it again with `agentd model pull`")
     if choice.is_demo:
         return Check("model", None, f"{choice.path.name}: {choice.reason}", "`agentd model pull qwen3.5-4b`")
-    return Check("model", True, f"{choice.path}")
+    return Check("model", True, f"{choice.path}; {pictures(Path(choice.path))}")
+
+
+def pictures(path: Path) -> str:
+    """Whether the model in `path` can look at pictures here, and if not, why."""
+    from agent.llm.vision import has_vision_tower, vision_extra_missing
+
+    if not has_vision_tower(path):
+        return "sees no pictures (no vision weights)"
+    missing = vision_extra_missing()
+    return f"sees no pictures: {missing}" if missing else "sees pictures"
 
 
 def check_daemon(state: dict) -> Check:

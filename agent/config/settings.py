@@ -210,6 +210,7 @@ class ApiSettings(_Section):
     model_name: str = Field(min_length=1)
     token_file: Annotated[Path, Strict(False)]
     allow: list[str]
+    max_request_bytes: int = Field(gt=0)
 
 
 class ScheduleSettings(_Section):
@@ -325,6 +326,16 @@ class Settings(_Section):
         if voice.get("wake_phrases", ...) is None:
             voice["wake_phrases"] = list(language(code).wake_phrases)
         return {**data, "voice": voice}
+
+    @model_validator(mode="after")
+    def _a_request_holds_a_picture(self) -> "Settings":
+        """The API must take one picture of the largest size vision accepts (base64: a third more)."""
+        picture = -(-self.vision.max_image_bytes * 4 // 3)
+        if self.api.max_request_bytes < picture:
+            raise ValueError(f"api.max_request_bytes ({self.api.max_request_bytes}) is smaller than one picture of "
+                             f"vision.max_image_bytes ({self.vision.max_image_bytes}) sent as base64 ({picture} bytes); "
+                             "raise api.max_request_bytes or lower vision.max_image_bytes")
+        return self
 
     @field_validator("mcp_servers", mode="before")
     @classmethod

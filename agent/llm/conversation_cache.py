@@ -4,8 +4,8 @@ The prefix cache (prefix_cache.py) covers the system prompt and tools. Everythin
 the history, the new message, and inside a turn the model's own tool call and the tool's
 result — would otherwise be prefilled again on every call. Qwen3.5's Gated-DeltaNet layers
 keep a state that cannot be trimmed back, so a cache cannot be cut to the common prefix of
-two prompts; instead each call leaves two snapshots for its conversation, with the tokens
-each holds:
+two prompts; instead each call leaves two snapshots for its conversation (three inside a tool
+turn), with the tokens each holds:
 
 - "message": taken while the prompt is read, at the end of its last message (before the
   generation prompt). Chat templates render a finished assistant turn differently from the
@@ -14,6 +14,11 @@ each holds:
 - "reply": the call's own cache after generating, holding the prompt and every token the
   model wrote (no copy: the call is done with it). Inside a turn the template renders the
   model's tool call exactly as written, so the next call reads only the tool's result.
+- "turn": kept by the calls that go on after a tool's result: the first call's "message"
+  snapshot, at the end of the user's message that began the turn. Once the turn is over the
+  template renders its tool calls without their think blocks, so the next user message shares
+  its head with the turn's first prompt only up to there: without it, the whole history after
+  a tool turn would be read again.
 
 The next call starts from a copy of the longest snapshot whose tokens are an exact head of its
 prompt — compared token by token, never assumed — and prefills only the rest. When none is
@@ -99,17 +104,21 @@ class ConversationCache:
         return copy.deepcopy(best.cache), len(best.tokens)
 
     def read_and_keep(self, conversation: str | None, cache: list, tokens: list[int], held: int,
-                      boundary: int | None = None) -> int:
+                      boundary: int | None = None, *, continues_turn: bool = False) -> int:
         """Read `tokens[held:-1]` into `cache` (it holds `tokens[:held]`), keeping a copy at
         `boundary` (the end of the last message) as the conversation's "message" snapshot; return
         how many tokens the cache now holds (the last one is left for the generation, which
-        needs its logits)."""
+        needs its logits). `continues_turn`: the prompt ends with a tool's result, so the
+        snapshot at the start of the turn is kept (as "turn") for the next user message."""
         end = len(tokens) - 1
         if not conversation or self.budget_bytes <= 0 or end <= held:
             return held
         keep_at = boundary if boundary is not None and held <= boundary <= end else end
         self._read(cache, tokens, held, keep_at)
+        start = self._turn_start(conversation, tokens) if continues_turn else None
         self.forget(conversation)  # this call's snapshots replace the last call's
+        if start is not None:
+            self._snapshots[(conversation, "turn")] = start
         self._keep(conversation, "message", tokens[:keep_at], cache, copy_it=True)
         self._read(cache, tokens, keep_at, end)
         return end
@@ -119,6 +128,16 @@ class ConversationCache:
         the conversation's "reply" snapshot; the call must not use the cache again."""
         if conversation and self.budget_bytes > 0:
             self._keep(conversation, "reply", list(tokens), cache, copy_it=False)
+
+    def _turn_start(self, conversation: str, tokens: list[int]) -> Snapshot | None:
+        """The snapshot at the end of the user's message that began this turn: the turn's, once a
+        second tool round is under way, else the first call's "message" one; None unless it is
+        a head of `tokens`."""
+        for kind in ("turn", "message"):
+            snapshot = self._snapshots.get((conversation, kind))
+            if snapshot is not None:
+                return snapshot if tokens[: len(snapshot.tokens)] == snapshot.tokens else None
+        return None
 
     def _keep(self, conversation: str, kind: str, tokens: list[int], cache: list, *, copy_it: bool) -> None:
         """Keep a snapshot, then drop the oldest ones until all of them fit the budget."""
@@ -149,7 +168,7 @@ class ConversationCache:
         if conversation is None:
             self._snapshots.clear()
         else:
-            for kind in ("message", "reply"):
+            for kind in ("turn", "message", "reply"):
                 self._snapshots.pop((conversation, kind), None)
 
     def report(self) -> dict:

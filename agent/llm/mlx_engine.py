@@ -166,8 +166,8 @@ class MLXEngine:
             cache, held, hit = self.prefix_cache.fetch(self, prefix_text, full_text, tokens)
         reused = held if hit else 0  # a prefix built just now was prefilled by this call
         if request.prefix_cache and request.conversation:  # read the prompt now, keeping a snapshot for its next call
-            held = self.conversations.read_and_keep(request.conversation, cache, tokens, held,
-                                                    self._message_boundary(tokens))
+            held = self.conversations.read_and_keep(request.conversation, cache, tokens, held, self._message_boundary(tokens),
+                                                    continues_turn=request.messages[-1].get("role") == "tool")
 
         sampler, processors, guide = self._sampling(request)
         first = None

@@ -113,12 +113,32 @@ class VisionModel:
         """Stream a generation for a rendered prompt whose <|image_pad|> marks are `pictures`."""
         from mlx_vlm import stream_generate
 
+        processors = [self._spellable_only(), *(logits_processors or ())]
         for response in stream_generate(self.model, self.processor, prompt, image=self.images(pictures),
-                                        max_tokens=max_tokens, sampler=sampler, logits_processors=logits_processors,
+                                        max_tokens=max_tokens, sampler=sampler, logits_processors=processors,
                                         prefill_step_size=prefill_step_size):
             yield VisionStep(text=response.text, generation_tokens=response.generation_tokens,
                              generation_tps=response.generation_tps, prompt_tokens=response.prompt_tokens,
                              finish_reason=response.finish_reason)
+
+    def _spellable_only(self) -> Any:
+        """A logits processor that rules out the ids past the tokenizer's end: Qwen3.5's
+        embedding is padded (248,320 rows for ~248,077 tokens) and mlx-vlm's detokenizer
+        raises IndexError on a padded id, which an untrained or damaged model can pick."""
+        import mlx.core as mx
+
+        tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        spellable = len(tokenizer)
+        bias: list[Any] = []
+
+        def processor(tokens: Any, logits: Any) -> Any:
+            if logits.shape[-1] <= spellable:
+                return logits
+            if not bias:
+                bias.append(mx.where(mx.arange(logits.shape[-1]) < spellable, 0.0, -mx.inf).astype(logits.dtype))
+            return logits + bias[0]
+
+        return processor
 
     def encode_images(self, prompt: str, pictures: list[Picture]) -> tuple[int, float]:
         """(image tokens, seconds) to turn the pictures into the model's input embeddings: the

@@ -73,8 +73,13 @@ class HassPhrases:
                 if any(isinstance(v, dict) for v in block.requires_context.values()):
                     continue  # needs the satellite's own room ("hier"), which agentd does not know
                 for sentence in block.sentences:
-                    entries.append(_Entry(compiler.compile(sentence, sentence.text, block.requires_context),
-                                          name, dict(block.slots), block.response, "home-assistant", len(entries)))
+                    try:
+                        compiled = compiler.compile(sentence, sentence.text, block.requires_context)
+                    except Exception as exc:  # one odd sentence of a package update: report, keep the rest
+                        self.problems.append(f"{name} sentence {sentence.text!r}: {type(exc).__name__}: {exc}")
+                        continue
+                    entries.append(_Entry(compiled, name, dict(block.slots), block.response, "home-assistant",
+                                          len(entries)))
         for skill in skills:
             entries.extend(self._skill_entries(skill, intents.expansion_rules, len(entries)))
         self._index: dict[str, list[_Entry]] = {}
@@ -92,7 +97,13 @@ class HassPhrases:
         """A skill's sentences for this language, with its slots as extra lists."""
         from hassil.parse_expression import parse_sentence
 
-        specs = skill.sentences.get(self.language, []) or skill.sentences.get(self.language.split("-")[0], [])
+        base = self.language.split("-")[0]
+        specs = skill.sentences.get(self.language, [])
+        if not specs and base != self.language:
+            # A German sentence serves de-CH too; it may use rules only German's intents define.
+            specs = skill.sentences.get(base, [])
+            if specs:
+                rules = {**_expansion_rules(base), **rules}
         if not specs:
             return []
         compiler = TemplateCompiler(rules, {**self.lists, **_skill_lists(skill.slots)}, self.language)
@@ -195,6 +206,16 @@ class HassPhrases:
             return tool.name, tool.validate(arguments)
         except ToolArgumentError as exc:
             return str(exc)
+
+
+def _expansion_rules(language: str) -> dict:
+    """The expansion rules of Home Assistant's sentences for `language`; {} if it has none."""
+    from hassil.intents import Intents
+
+    try:
+        return Intents.from_dict(load_language(language)[1]).expansion_rules
+    except LanguageNotSupportedError:
+        return {}
 
 
 def _skill_lists(slots: dict) -> dict:

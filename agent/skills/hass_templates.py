@@ -242,8 +242,13 @@ def number_words(language: str, start: int, stop: int, step: int, fractions: Any
         return words
     spans = RangeSlotList(name=None, start=low, stop=high, step=step,
                           fraction_type=RangeFractionType(fractions) if fractions else None)
-    for number in spans.get_numbers():
-        for text in engine.format_number(number).text_by_ruleset.values():
+    try:  # nb has an engine but no spell-out rules: format_number raises "No rulesets"
+        spelled = [(number, engine.format_number(number).text_by_ruleset.values()) for number in spans.get_numbers()]
+    except ValueError as exc:
+        log.info("no number words for %s (%s): number slots take digits only", language, exc)
+        return {}
+    for number, texts in spelled:
+        for text in texts:
             for variant in (text, text.replace("-", " ")):
                 spoken = " ".join(remove_punctuation(fold(variant)).split())
                 if spoken:
