@@ -18,8 +18,8 @@ from agent.config.settings import load_settings
 from agent.daemon.assembly import apply_skills, device_slots
 from agent.home_control import start_home
 from agent.turn import Agent
+from language_homes import NoModel
 from mosquitto import HOST, broker  # noqa: F401  (broker is a fixture)
-from test_phrases_languages import NoModel
 
 # language: (a light's name, its room)
 HOMES = {"nb": ("taklampe", "stue"), "ja": ("天井灯", "リビング"), "zh-CN": ("吊灯", "客厅"),
