@@ -108,20 +108,27 @@ def fill(text: str, values: dict[str, str]) -> str | None:
     return _REFERENCE.sub(lambda m: str(values[m.group(1)]), text)
 
 
-class PhraseSpec(BaseModel):
-    """One `phrases:` entry: what people say, the tool it runs, and the short reply."""
+class _SaidSpec(BaseModel):
+    """What a phrase or a sentence runs: a tool, its arguments (slot references in quotes), the reply."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    template: list[str] = Field(min_length=1)
     tool: str = Field(min_length=1)
     args: dict[str, Any] = Field(default_factory=dict)
     reply: str | None = None
 
-    @field_validator("template", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
+
+def _one_or_many(value: Any) -> Any:
+    """A single template may be written without a list."""
+    return [value] if isinstance(value, str) else value
+
+
+class PhraseSpec(_SaidSpec):
+    """One `phrases:` entry: what people say, the tool it runs, and the short reply."""
+
+    template: list[str] = Field(min_length=1)
+
+    _template_list = field_validator("template", mode="before")(_one_or_many)
 
     @model_validator(mode="after")
     def _templates_fit(self) -> PhraseSpec:
@@ -138,19 +145,11 @@ class PhraseSpec(BaseModel):
         return self
 
 
-class SentenceSpec(BaseModel):
+class SentenceSpec(_SaidSpec):
     """One entry of a SKILL.md `sentences: {language: [...]}`: templates in Home Assistant's
     syntax (hassil: <rules>, {lists}, [optional], (a|b)) for a language other than English,
     the tool they run, its arguments from slots, and the reply in that language."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     sentences: list[str] = Field(min_length=1)
-    tool: str = Field(min_length=1)
-    args: dict[str, Any] = Field(default_factory=dict)
-    reply: str | None = None
 
-    @field_validator("sentences", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
+    _sentence_list = field_validator("sentences", mode="before")(_one_or_many)
