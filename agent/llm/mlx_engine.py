@@ -12,8 +12,9 @@ import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Iterator
 
 from agent.llm.constrained import Guides, require_llguidance
 from agent.llm.conversation_cache import MB, ConversationCache
@@ -170,10 +171,9 @@ class MLXEngine:
                                                     continues_turn=request.messages[-1].get("role") == "tool")
 
         sampler, processors, guide = self._sampling(request)
-        first = None
-        count, reason, tps = 0, "stop", 0.0
+        tally = _Tally(start)
         generated: list[int] = []  # every token stream_generate returns has been fed to the cache
-        for response in stream_generate(
+        steps = stream_generate(
             self.model,
             self.tokenizer,
             tokens[held:],
@@ -182,21 +182,11 @@ class MLXEngine:
             logits_processors=processors or None,
             prompt_cache=cache,
             prefill_step_size=self.prefill_step_size,
-        ):
-            if first is None:
-                first = time.perf_counter() - start
-            count, tps = response.generation_tokens, response.generation_tps
-            generated.append(response.token)
-            if response.text:
-                yield Chunk(response.text)
-            if response.finish_reason:
-                reason = response.finish_reason
-            if cancel is not None and cancel.is_set():
-                reason = "cancelled"
-                break
+        )
+        yield from _relay(steps, cancel, tally, lambda response: generated.append(response.token))
         if request.prefix_cache and request.conversation:
             self.conversations.keep_reply(request.conversation, cache, tokens + generated)
-        yield _finished(guide, reason, prompt_tokens=len(tokens), count=count, tps=tps, first=first, hit=hit, reused=reused)
+        yield _finished(guide, tally, prompt_tokens=len(tokens), hit=hit, reused=reused)
 
     def _sampling(self, request: Request) -> tuple[Any, list, Any]:
         """(sampler, logits processors, the constraint guide or None) for this request."""
@@ -221,21 +211,11 @@ class MLXEngine:
             raise VisionUnavailable(self.cannot_see())
         prompt = self.render(request.messages, request.tools, thinking=request.thinking)
         sampler, processors, guide = self._sampling(request)
-        start, first = time.perf_counter(), None
-        count, reason, tps, prompt_tokens = 0, "stop", 0.0, 0
-        for step in self.vision.generate(prompt, pictures, max_tokens=request.max_tokens, sampler=sampler,
-                                         logits_processors=processors or None, prefill_step_size=self.prefill_step_size):
-            if first is None:
-                first = time.perf_counter() - start
-            count, tps, prompt_tokens = step.generation_tokens, step.generation_tps, step.prompt_tokens
-            if step.text:
-                yield Chunk(step.text)
-            if step.finish_reason:
-                reason = step.finish_reason
-            if cancel is not None and cancel.is_set():
-                reason = "cancelled"
-                break
-        yield _finished(guide, reason, prompt_tokens=prompt_tokens, count=count, tps=tps, first=first, hit=False, reused=0)
+        tally, prompt_tokens = _Tally(time.perf_counter()), [0]
+        steps = self.vision.generate(prompt, pictures, max_tokens=request.max_tokens, sampler=sampler,
+                                     logits_processors=processors or None, prefill_step_size=self.prefill_step_size)
+        yield from _relay(steps, cancel, tally, lambda step: prompt_tokens.__setitem__(0, step.prompt_tokens))
+        yield _finished(guide, tally, prompt_tokens=prompt_tokens[0], hit=False, reused=0)
 
     def cannot_see(self) -> str | None:
         """None when this engine takes images; else why not, and what to do."""
@@ -331,15 +311,44 @@ class MLXEngine:
         self._executor.shutdown(wait=True)
 
 
-def _finished(guide: Any, reason: str, *, prompt_tokens: int, count: int, tps: float, first: float | None,
-              hit: bool, reused: int) -> Finished:
+@dataclass
+class _Tally:
+    """What a generation's steps added up to, for its Finished."""
+
+    start: float
+    first: float | None = None
+    count: int = 0
+    tps: float = 0.0
+    reason: str = "stop"
+
+
+def _relay(steps: Iterator[Any], cancel: threading.Event | None, tally: _Tally,
+           each: Callable[[Any], None]) -> Iterator[Chunk]:
+    """Text chunks from mlx-lm's (or mlx-vlm's) generation steps, counted in `tally`; `each`
+    sees every step; a set `cancel` stops after the current token."""
+    for step in steps:
+        if tally.first is None:
+            tally.first = time.perf_counter() - tally.start
+        tally.count, tally.tps = step.generation_tokens, step.generation_tps
+        each(step)
+        if step.text:
+            yield Chunk(step.text)
+        if step.finish_reason:
+            tally.reason = step.finish_reason
+        if cancel is not None and cancel.is_set():
+            tally.reason = "cancelled"
+            break
+
+
+def _finished(guide: Any, tally: _Tally, *, prompt_tokens: int, hit: bool, reused: int) -> Finished:
+    reason = tally.reason
     if guide is not None:
         guide.finish()
         if guide.abandoned and reason != "cancelled":
             reason = "constraint"
-    return Finished(finish_reason=reason, prompt_tokens=prompt_tokens, generated_tokens=count, tokens_per_s=tps,
-                    time_to_first_token_s=first or 0.0, prefix_hit=hit, prefix_tokens_reused=reused,
-                    call_traces=tuple(guide.traces) if guide is not None else ())
+    return Finished(finish_reason=reason, prompt_tokens=prompt_tokens, generated_tokens=tally.count,
+                    tokens_per_s=tally.tps, time_to_first_token_s=tally.first or 0.0, prefix_hit=hit,
+                    prefix_tokens_reused=reused, call_traces=tuple(guide.traces) if guide is not None else ())
 
 
 def _without_thinking(text: str) -> str:
