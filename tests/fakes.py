@@ -215,3 +215,20 @@ def make(home, agent=None, **options):
     """A Daemon around a FakeAgent, quick to give up on a stuck turn."""
     options.setdefault("cancel_grace_s", 0.3)
     return Daemon(agent=agent or FakeAgent(), home=home, **options)
+
+
+class SlowTurn:
+    """A voice turn that streams a long reply (a word every 10 ms, 30 s in all), for stop words;
+    `ended_at` is when it stopped, cut short or not."""
+
+    def __init__(self):
+        self.ended_at: float | None = None
+
+    async def __call__(self, text):
+        try:
+            for i in range(3000):
+                await asyncio.sleep(0.01)
+                yield TextDelta(text=f"word{i} ")
+            yield ReplyDone(text="...", stopped_by="done", stats=None)
+        finally:
+            self.ended_at = time.perf_counter()

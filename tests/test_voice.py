@@ -24,6 +24,7 @@ from agent.voice.vad import Endpointer, SileroVAD
 from agent.voice.wake import Wake
 from agent.testkit.scripted_llm import ScriptedLLM
 from agent.testkit.speech import need, silence, speech, synth, write
+from fakes import SlowTurn
 
 COMMAND = "hey agent, convert two hundred celsius to fahrenheit"
 
@@ -317,19 +318,7 @@ def run_async(coro):
 
 def test_stop_cancels_the_running_turn_too(tmp_path, stt):
     """The handler keeps hearing while a turn runs, so "hey agent, stop" reaches it."""
-    from agent.events import ReplyDone, TextDelta
-
-    ended = {}
-
-    async def slow_turn(text):
-        try:
-            for i in range(3000):  # a long reply, one word every 10 ms
-                await asyncio.sleep(0.01)
-                yield TextDelta(text=f"word{i} ")
-            yield ReplyDone(text="...", stopped_by="done", stats=None)
-        finally:
-            ended["at"] = time.perf_counter()
-
+    slow_turn = SlowTurn()
     wav = write(tmp_path / "stop.wav", silence(0.3), speech(COMMAND, tmp_path / "a.wav"), silence(0.6),
                 speech("hey agent, stop", tmp_path / "b.wav"), silence(0.3))
     p = pipeline(WavSource(wav), stt, None, respond=slow_turn, follow_up_s=0)
@@ -340,7 +329,7 @@ def test_stop_cancels_the_running_turn_too(tmp_path, stt):
     assert command.times["done"] < 10_000  # cut short, not the 30 s the reply would take
     # From the stop being understood to the turn having ended: no waiting on the turn's pace.
     assert stop.times["stopped"] - stop.times["transcript"] < 200, stop.times
-    assert "at" in ended
+    assert slow_turn.ended_at is not None
 
 
 def test_the_door_takes_new_house_words_after_a_reload():

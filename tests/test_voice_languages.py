@@ -26,6 +26,7 @@ from agent.voice.service import build_pipeline
 from agent.voice.sources import WavSource
 from agent.voice.tts import SilentSpeaker, make_speaker
 from agent.voice.wake import Wake
+from fakes import SlowTurn
 from language_homes import HOMES, agent_for, play_all
 from mosquitto import broker  # noqa: F401  (a fixture)
 from test_home_mqtt import Peer
@@ -300,19 +301,7 @@ def test_a_lock_asks_in_german_and_only_a_german_yes_locks_it(answer, locked, ba
 # halt" and "oye agente, basta" word for word (the Spanish "para" it hears as "lámpara").
 @pytest.mark.parametrize("code, said", [("de", "hallo agent, halt"), ("es", "oye agente, basta")])
 def test_a_stop_word_in_the_language_stops_the_running_turn(code, said, base_stt, tmp_path):
-    from agent.events import ReplyDone, TextDelta
-
-    ended = {}
-
-    async def slow_turn(text):
-        try:
-            for i in range(3000):  # a long reply, one word every 10 ms
-                await asyncio.sleep(0.01)
-                yield TextDelta(text=f"word{i} ")
-            yield ReplyDone(text="...", stopped_by="done", stats=None)
-        finally:
-            ended["at"] = True
-
+    slow_turn = SlowTurn()
     settings = load_settings(overrides={"language": code, "voice": {"follow_up_s": 0}})
     from agent.voice.stt import hint_prompt
 
@@ -329,4 +318,4 @@ def test_a_stop_word_in_the_language_stops_the_running_turn(code, said, base_stt
     stop = [r for r in reports if r.stop]
     assert stop and "turn" in stop[0].ignored, [r.line() for r in reports]
     assert next(r for r in reports if r.command).times["done"] < 20_000  # cut short, not the 30 s reply
-    assert "at" in ended
+    assert slow_turn.ended_at is not None
