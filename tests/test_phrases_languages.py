@@ -141,7 +141,8 @@ def test_german_replies_follow_what_the_devices_report(broker, tmp_path):  # noq
 
         peer.publish("h/decke", "ON", retain=True)
         peer.publish("h/decke/availability", "offline", retain=True)
-        until(lambda: not service.read("Deckenlicht")[0].available, what="agentd to hear that it is offline")
+        # Before any message it is unavailable too ("no state has been received"): wait for the offline one.
+        until(lambda: "offline" in (service.read("Deckenlicht")[0].reason or ""), what="agentd to hear that it is offline")
         _, reply = say(agent, "Ist das Deckenlicht an?")
         assert reply == "Deckenlicht ist nicht erreichbar"
         peer.publish("h/steh", '{"state": "ON", "brightness": 102}', retain=True)
